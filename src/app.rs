@@ -1,0 +1,58 @@
+//! One invocation, step by step: read the file, make the plan, then either
+//! print it (dry run) or execute it, and report.
+
+use crate::cli::Cli;
+use crate::compose::Compose;
+use crate::plan::{self, Target};
+use crate::run::{self, RunOptions};
+use anyhow::Result;
+use std::io::Write;
+
+pub fn run(cli: &Cli) -> Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    let resolved = cli.resolve(&env);
+    let opts = RunOptions {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+    };
+    for w in &resolved.warnings {
+        eprintln!("warning: {w}");
+    }
+    let compose = Compose::load(&resolved.compose_file, &env)?;
+    let target = Target::new(&resolved.options)?;
+    let account = if target.needs_account(&resolved.options) && !resolved.dry_run {
+        run::require_program(
+            "aws",
+            "to find the AWS account of a bare ECR repository name",
+        )?;
+        Some(run::account_id(opts)?)
+    } else {
+        None
+    };
+    let plan = plan::plan(&compose, &resolved.options, &target, account.as_deref())?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    if resolved.dry_run {
+        plan.check_files()?;
+        let mut out = std::io::stdout().lock();
+        let mut text = String::from(
+            "# dry run: these commands would run; nothing is run and no file is written\n",
+        );
+        for line in plan.script() {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "# {}, rewritten:\n{}",
+            resolved.compose_file.display(),
+            plan.rewritten
+        ));
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        return Ok(());
+    }
+    run::execute(&plan, opts)?;
+    eprintln!("done:\n{}", run::summary(&plan));
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! The command line: flags, the old tool's single-dash spellings, and the
+//! defaults that come from the environment.
+
+use crate::plan::{Options, Output};
+use crate::tag::DEFAULT_TEMPLATE;
+use clap::Parser;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+const EXAMPLES: &str = "\
+Examples:
+  # See what would run, without running anything:
+  convox-build-off-cluster --dry-run --app demo --gitsha abc123 \\
+      --repo 123456789012.dkr.ecr.us-east-1.amazonaws.com/demo
+
+  # The old tool's Drone step, unchanged:
+  convox-build-off-cluster -app=demo -description=${DRONE_COMMIT_BRANCH} \\
+      -gitsha=${DRONE_COMMIT_SHA} -repo $REPO
+
+  # Any registry (no aws commands; log in yourself):
+  convox-build-off-cluster --app demo --repo 127.0.0.1:5000/demo -o - > built.yml
+
+Exit status: 0 done, 1 failure, 2 bad usage.";
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "convox-build-off-cluster",
+    version,
+    about = "Build a Convox app's images off the cluster, push them to ECR, and rewrite the compose file to use them.",
+    long_about = "Builds every service of a compose file that has `build:` with the installed docker, \
+pushes the images to an ECR repository (set up and logged in to with the installed aws CLI), \
+then rewrites the file in place so that each `build:` becomes `image: <pushed ref>`. \
+Every other byte of the file stays as it was. A later `convox build` then only copies images.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// The compose file to read.
+    #[arg(
+        short = 'f',
+        long = "compose-file",
+        value_name = "PATH",
+        default_value = "docker-compose.convox.yml"
+    )]
+    pub compose_file: PathBuf,
+
+    /// Where to write the rewritten file; `-` for stdout. [default: the compose file itself]
+    #[arg(short = 'o', long = "output-compose-file", value_name = "PATH")]
+    pub output_compose_file: Option<String>,
+
+    /// The Convox app name (for the tag).
+    #[arg(long, value_name = "NAME")]
+    pub app: String,
+
+    /// The git commit, for the tag and the image label. [default: $DRONE_COMMIT_SHA, else the checkout's HEAD]
+    #[arg(long, value_name = "SHA")]
+    pub gitsha: Option<String>,
+
+    /// A description, e.g. the branch, for the image label and {description}. [default: $DRONE_COMMIT_BRANCH]
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+
+    /// Where to push: an ECR repository URI, a bare ECR repository name, or any other registry's repository (HOST/PATH).
+    #[arg(long, value_name = "REPO")]
+    pub repo: String,
+
+    /// The AWS region for the ECR calls. [default: $AWS_REGION, $AWS_DEFAULT_REGION, then the region in the ECR URI]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Push to this host instead of the ECR URI's (a dual-stack or FIPS endpoint, a local registry); it is written into the file.
+    #[arg(long = "registry-host", value_name = "HOST[:PORT]")]
+    pub registry_host: Option<String>,
+
+    /// The tag template; placeholders {app}, {service}, {gitsha}, {description}. Disallowed characters become `-`.
+    #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_TEMPLATE)]
+    pub tag: String,
+
+    /// Print the commands and the rewritten file; run nothing, write nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Echo every command line before it runs.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Print only errors and the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Accepted for the old tool's command line, and ignored.
+    #[arg(long = "build-id", hide = true)]
+    pub build_id: Option<String>,
+
+    /// Accepted for the old tool's command line, and ignored.
+    #[arg(long = "defaultAccount", hide = true)]
+    pub default_account: Option<String>,
+}
+
+/// Long options that the old tool (Go's flag package) spelt with one dash.
+const LONG_NAMES: &[&str] = &[
+    "app",
+    "build-id",
+    "compose-file",
+    "defaultAccount",
+    "description",
+    "dry-run",
+    "gitsha",
+    "output-compose-file",
+    "quiet",
+    "region",
+    "registry-host",
+    "repo",
+    "tag",
+    "verbose",
+    "help",
+    "version",
+];
+
+/// Turn `-app=x` and `-app x` into `--app=x` and `--app x`.
+pub fn normalize_legacy_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut rest_are_values = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let legacy = match arg.to_str() {
+            Some(s) if i > 0 && !rest_are_values => {
+                if s == "--" {
+                    rest_are_values = true;
+                }
+                s.strip_prefix('-')
+                    .filter(|r| !r.starts_with('-'))
+                    .filter(|r| LONG_NAMES.contains(&r.split('=').next().unwrap_or("")))
+                    .map(|r| OsString::from(format!("--{r}")))
+            }
+            _ => None,
+        };
+        out.push(legacy.unwrap_or(arg));
+    }
+    out
+}
+
+/// What a run needs besides the plan options.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub options: Options,
+    pub compose_file: PathBuf,
+    pub dry_run: bool,
+    pub warnings: Vec<String>,
+}
+
+impl Cli {
+    pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(normalize_legacy_args(args))
+    }
+
+    /// Apply the defaults that come from the environment and the checkout.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Resolved {
+        let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
+        let mut warnings = Vec::new();
+        if self.build_id.is_some() {
+            warnings
+                .push("-build-id is accepted for the old tool's command line and ignored".into());
+        }
+        if self.default_account.is_some() {
+            warnings.push(
+                "-defaultAccount is accepted for the old tool's command line and ignored".into(),
+            );
+        }
+        let compose_dir = match self.compose_file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let gitsha = self
+            .gitsha
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| non_empty("DRONE_COMMIT_SHA"))
+            .or_else(|| git_head(&compose_dir));
+        let description = self
+            .description
+            .clone()
+            .or_else(|| non_empty("DRONE_COMMIT_BRANCH"))
+            .unwrap_or_default();
+        let region = self
+            .region
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| non_empty("AWS_REGION"))
+            .or_else(|| non_empty("AWS_DEFAULT_REGION"));
+        let output = match self.output_compose_file.as_deref() {
+            Some("-") => Output::Stdout,
+            Some(p) => Output::File(PathBuf::from(p)),
+            None => Output::File(self.compose_file.clone()),
+        };
+        Resolved {
+            options: Options {
+                app: self.app.clone(),
+                gitsha,
+                description,
+                repo: self.repo.clone(),
+                region,
+                registry_host: self.registry_host.clone().filter(|h| !h.is_empty()),
+                tag: self.tag.clone(),
+                output,
+            },
+            compose_file: self.compose_file.clone(),
+            dry_run: self.dry_run,
+            warnings,
+        }
+    }
+}
+
+/// The commit of HEAD in the git checkout holding `dir`, read from `.git`
+/// without running git (a dry run starts no process).
+pub fn git_head(dir: &Path) -> Option<String> {
+    let start = std::fs::canonicalize(dir).ok()?;
+    let dot_git = start
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|p| p.exists())?;
+    let git_dir = if dot_git.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let p = PathBuf::from(text.trim().strip_prefix("gitdir:")?.trim());
+        if p.is_relative() {
+            dot_git.parent()?.join(p)
+        } else {
+            p
+        }
+    } else {
+        dot_git
+    };
+    let common = std::fs::read_to_string(git_dir.join("commondir"))
+        .ok()
+        .map(|c| git_dir.join(c.trim()))
+        .unwrap_or_else(|| git_dir.clone());
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref:").map(str::trim) else {
+        return is_sha(head).then(|| head.to_string());
+    };
+    for d in [&git_dir, &common] {
+        if let Ok(sha) = std::fs::read_to_string(d.join(reference)) {
+            let sha = sha.trim();
+            if is_sha(sha) {
+                return Some(sha.to_string());
+            }
+        }
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|l| {
+        let (sha, name) = l.split_once(' ')?;
+        (name == reference && is_sha(sha)).then(|| sha.to_string())
+    })
+}
+
+fn is_sha(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::parse_args(
+            std::iter::once("prog")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn the_old_tools_single_dash_spellings_work() {
+        let cli = parse(&[
+            "-app=demo",
+            "-description=feature/x",
+            "-gitsha=abc",
+            "-repo",
+            "r/x",
+            "-compose-file",
+            "c.yml",
+            "-output-compose-file=o.yml",
+            "-region=eu-west-1",
+            "-build-id=7",
+            "-defaultAccount",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(cli.app, "demo");
+        assert_eq!(cli.description.as_deref(), Some("feature/x"));
+        assert_eq!(cli.gitsha.as_deref(), Some("abc"));
+        assert_eq!(cli.repo, "r/x");
+        assert_eq!(cli.compose_file, PathBuf::from("c.yml"));
+        assert_eq!(cli.output_compose_file.as_deref(), Some("o.yml"));
+        assert_eq!(cli.region.as_deref(), Some("eu-west-1"));
+        let r = cli.resolve(&|_| None);
+        assert_eq!(r.warnings.len(), 2);
+    }
+
+    #[test]
+    fn short_flags_and_values_after_double_dash_are_left_alone() {
+        let args =
+            normalize_legacy_args(["p", "-f", "x.yml", "-v", "--app", "-repo"].map(OsString::from));
+        assert_eq!(
+            args,
+            ["p", "-f", "x.yml", "-v", "--app", "--repo"].map(OsString::from)
+        );
+        let args = normalize_legacy_args(["p", "--", "-app"].map(OsString::from));
+        assert_eq!(args[2], "-app");
+    }
+
+    #[test]
+    fn flags_win_over_drone_variables_and_region_falls_back() {
+        let env = |k: &str| match k {
+            "DRONE_COMMIT_SHA" => Some("fromdrone".into()),
+            "DRONE_COMMIT_BRANCH" => Some("main".into()),
+            "AWS_DEFAULT_REGION" => Some("eu-west-1".into()),
+            _ => None,
+        };
+        let r = parse(&["--app", "a", "--repo", "r"]).unwrap().resolve(&env);
+        assert_eq!(r.options.gitsha.as_deref(), Some("fromdrone"));
+        assert_eq!(r.options.description, "main");
+        assert_eq!(r.options.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            r.options.output,
+            Output::File("docker-compose.convox.yml".into())
+        );
+        let r = parse(&["--app", "a", "--repo", "r", "--gitsha", "flag", "-o", "-"])
+            .unwrap()
+            .resolve(&env);
+        assert_eq!(r.options.gitsha.as_deref(), Some("flag"));
+        assert_eq!(r.options.output, Output::Stdout);
+    }
+
+    #[test]
+    fn missing_required_flags_are_usage_errors() {
+        let e = parse(&["--app", "a"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn reads_head_from_a_git_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let g = d.path().join(".git");
+        std::fs::create_dir_all(g.join("refs/heads")).unwrap();
+        std::fs::write(g.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        std::fs::write(
+            g.join("packed-refs"),
+            format!("# pack\n{sha} refs/heads/main\n"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.path().join("sub")).unwrap();
+        assert_eq!(git_head(&d.path().join("sub")).as_deref(), Some(sha));
+        let sha2 = "1111111111111111111111111111111111111111";
+        std::fs::write(g.join("refs/heads/main"), format!("{sha2}\n")).unwrap();
+        assert_eq!(git_head(d.path()).as_deref(), Some(sha2));
+    }
+}

@@ -1,0 +1,240 @@
+//! Amazon ECR: what `--repo` names, and the aws commands that set up the
+//! repository and log in.
+
+use crate::command::Cmd;
+use anyhow::{anyhow, bail, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repo {
+    /// An ECR repository. `host` and `account` are known from a URI and
+    /// unknown for a bare name.
+    Ecr {
+        name: String,
+        host: Option<String>,
+        account: Option<String>,
+        region: Option<String>,
+    },
+    /// Any other registry's repository, e.g. `127.0.0.1:5000/demo`; no aws
+    /// command runs for it.
+    Other { host: String, path: String },
+}
+
+/// Read `--repo`.
+pub fn parse_repo(repo: &str) -> Result<Repo> {
+    let repo = repo.trim();
+    if repo.is_empty() {
+        bail!("--repo is empty");
+    }
+    if repo.contains(['@', ' '])
+        || repo.ends_with('/')
+        || repo.rsplit('/').next().is_some_and(|l| l.contains(':'))
+    {
+        bail!("--repo `{repo}`: give a repository without a tag or digest, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/myapp");
+    }
+    let (first, rest) = match repo.split_once('/') {
+        Some((f, r)) => (f, Some(r)),
+        None => (repo, None),
+    };
+    let is_host = first.contains(['.', ':']) || first == "localhost";
+    match (is_host, rest) {
+        (true, Some(path)) => {
+            if let Some((account, region)) = ecr_host(first) {
+                Ok(Repo::Ecr {
+                    name: path.to_string(),
+                    host: Some(first.to_string()),
+                    account: Some(account),
+                    region: Some(region),
+                })
+            } else {
+                Ok(Repo::Other {
+                    host: first.to_string(),
+                    path: path.to_string(),
+                })
+            }
+        }
+        (true, None) => bail!("--repo `{repo}` names a registry but no repository; add /NAME"),
+        (false, _) => Ok(Repo::Ecr {
+            name: repo.to_string(),
+            host: None,
+            account: None,
+            region: None,
+        }),
+    }
+}
+
+/// `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]` gives (account, region).
+pub fn ecr_host(host: &str) -> Option<(String, String)> {
+    let host = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let (account, rest) = host.split_once('.')?;
+    let region = rest
+        .strip_prefix("dkr.ecr.")
+        .or_else(|| rest.strip_prefix("dkr.ecr-fips."))?;
+    let ok_account = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+    let ok_region = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    (ok_account && ok_region).then(|| (account.to_string(), region.to_string()))
+}
+
+/// The registry host of an account's ECR in a region.
+pub fn registry_host(account: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("{account}.dkr.ecr.{region}.{suffix}")
+}
+
+pub fn caller_identity() -> Cmd {
+    Cmd::new("aws").args(["sts", "get-caller-identity", "--output", "json"])
+}
+
+pub fn describe_repository(name: &str, region: &str) -> Cmd {
+    Cmd::new("aws").args([
+        "ecr",
+        "describe-repositories",
+        "--repository-names",
+        name,
+        "--region",
+        region,
+        "--output",
+        "json",
+    ])
+}
+
+pub fn create_repository(name: &str, region: &str) -> Cmd {
+    Cmd::new("aws").args([
+        "ecr",
+        "create-repository",
+        "--repository-name",
+        name,
+        "--region",
+        region,
+        "--output",
+        "json",
+    ])
+}
+
+/// Prints the password on stdout, which this program pipes to `docker login`.
+pub fn login_password(region: &str) -> Cmd {
+    Cmd::new("aws").args(["ecr", "get-login-password", "--region", region])
+}
+
+/// Does this stderr say the repository does not exist?
+pub fn is_repository_not_found(stderr: &str) -> bool {
+    stderr.contains("RepositoryNotFoundException")
+}
+
+/// The account in `aws sts get-caller-identity --output json`.
+pub fn parse_account(json: &str) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| anyhow!("cannot read the JSON of aws sts get-caller-identity: {e}"))?;
+    v.get("Account")
+        .and_then(|a| a.as_str())
+        .map(String::from)
+        .ok_or_else(|| anyhow!("aws sts get-caller-identity printed no Account"))
+}
+
+/// The repository URI in describe-repositories' or create-repository's JSON.
+pub fn parse_repository_uri(json: &str) -> Result<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| anyhow!("cannot read the JSON of aws ecr: {e}"))?;
+    let repo = v
+        .get("repositories")
+        .and_then(|r| r.get(0))
+        .or_else(|| v.get("repository"));
+    repo.and_then(|r| r.get("repositoryUri"))
+        .and_then(|u| u.as_str())
+        .map(String::from)
+        .ok_or_else(|| anyhow!("aws ecr printed no repositoryUri"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_three_kinds_of_repo() {
+        assert_eq!(
+            parse_repo("123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app").unwrap(),
+            Repo::Ecr {
+                name: "team/app".into(),
+                host: Some("123456789012.dkr.ecr.us-east-1.amazonaws.com".into()),
+                account: Some("123456789012".into()),
+                region: Some("us-east-1".into()),
+            }
+        );
+        assert_eq!(
+            parse_repo("myapp").unwrap(),
+            Repo::Ecr {
+                name: "myapp".into(),
+                host: None,
+                account: None,
+                region: None
+            }
+        );
+        assert!(matches!(
+            parse_repo("team/myapp").unwrap(),
+            Repo::Ecr { .. }
+        ));
+        assert_eq!(
+            parse_repo("127.0.0.1:5000/demo").unwrap(),
+            Repo::Other {
+                host: "127.0.0.1:5000".into(),
+                path: "demo".into()
+            }
+        );
+        assert!(matches!(
+            parse_repo("ghcr.io/org/app").unwrap(),
+            Repo::Other { .. }
+        ));
+        assert!(matches!(
+            parse_repo("localhost/app").unwrap(),
+            Repo::Other { .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_tags_digests_and_bare_hosts() {
+        for bad in ["", "ghcr.io", "a/b:tag", "a@sha256:00", "x/"] {
+            assert!(parse_repo(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ecr_hosts_fips_and_china() {
+        assert_eq!(
+            ecr_host("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com"),
+            Some(("123456789012".into(), "us-gov-west-1".into()))
+        );
+        assert!(ecr_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn").is_some());
+        assert_eq!(ecr_host("12345.dkr.ecr.us-east-1.amazonaws.com"), None);
+        assert_eq!(
+            registry_host("1", "cn-north-1"),
+            "1.dkr.ecr.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    #[test]
+    fn parses_aws_json() {
+        assert_eq!(
+            parse_account(r#"{"UserId":"x","Account":"123456789012","Arn":"a"}"#).unwrap(),
+            "123456789012"
+        );
+        assert!(parse_account("not json").is_err());
+        let d = r#"{"repositories":[{"repositoryUri":"1.dkr.ecr.r.amazonaws.com/a"}]}"#;
+        assert_eq!(
+            parse_repository_uri(d).unwrap(),
+            "1.dkr.ecr.r.amazonaws.com/a"
+        );
+        let c = r#"{"repository":{"repositoryUri":"u"}}"#;
+        assert_eq!(parse_repository_uri(c).unwrap(), "u");
+        assert!(is_repository_not_found(
+            "An error occurred (RepositoryNotFoundException) when calling ..."
+        ));
+    }
+}

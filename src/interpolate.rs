@@ -1,0 +1,180 @@
+//! Compose-style variable interpolation for build fields: `$VAR`, `${VAR}`,
+//! `${VAR:-default}`, `${VAR-default}`, `${VAR:?message}`, `${VAR?message}`,
+//! `${VAR:+alt}`, `${VAR+alt}` and `$$` for a literal `$`.
+//!
+//! Only what is built is interpolated; the written file keeps its text.
+
+/// The result of interpolating one value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpolated {
+    pub value: String,
+    /// True when any variable was substituted, so the value may hold
+    /// something from the environment (a secret) and must not be printed.
+    pub from_env: bool,
+}
+
+pub fn interpolate(
+    input: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Interpolated, String> {
+    let mut out = String::with_capacity(input.len());
+    let mut from_env = false;
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('{') {
+            let Some(close) = r.find('}') else {
+                return Err(format!(
+                    "invalid interpolation in `{input}`: no closing `}}`"
+                ));
+            };
+            let expr = &r[..close];
+            rest = &r[close + 1..];
+            let (value, used_env) = braced(expr, input, env)?;
+            out.push_str(&value);
+            from_env |= used_env;
+        } else {
+            let n = name_len(rest);
+            if n == 0 {
+                out.push('$'); // a lone `$` stands for itself
+            } else {
+                let value = env(&rest[..n]).unwrap_or_default();
+                from_env |= !value.is_empty();
+                out.push_str(&value);
+                rest = &rest[n..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(Interpolated {
+        value: out,
+        from_env,
+    })
+}
+
+fn name_len(s: &str) -> usize {
+    let mut n = 0;
+    for (i, c) in s.char_indices() {
+        let ok = c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit());
+        if !ok {
+            break;
+        }
+        n = i + c.len_utf8();
+    }
+    n
+}
+
+/// The value of one `${...}`, and whether it came from the environment
+/// (rather than from a default written in the file).
+fn braced(
+    expr: &str,
+    whole: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, bool), String> {
+    let n = name_len(expr);
+    if n == 0 {
+        return Err(format!("invalid interpolation `${{{expr}}}` in `{whole}`"));
+    }
+    let (name, op) = expr.split_at(n);
+    let value = env(name);
+    let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
+    let ops: [(&str, bool); 6] = [
+        (":-", set_nonempty),
+        ("-", value.is_some()),
+        (":?", set_nonempty),
+        ("?", value.is_some()),
+        (":+", set_nonempty),
+        ("+", value.is_some()),
+    ];
+    let from_env = |v: Option<String>| {
+        let v = v.unwrap_or_default();
+        let used = !v.is_empty();
+        (v, used)
+    };
+    if op.is_empty() {
+        return Ok(from_env(value));
+    }
+    for (prefix, present) in ops {
+        if let Some(arg) = op.strip_prefix(prefix) {
+            return Ok(match prefix {
+                ":-" | "-" if !present => (arg.to_string(), false),
+                ":?" | "?" if !present => {
+                    let msg = if arg.is_empty() {
+                        format!("required variable {name} is missing a value")
+                    } else {
+                        format!("required variable {name} is missing a value: {arg}")
+                    };
+                    return Err(msg);
+                }
+                ":+" | "+" => (
+                    if present {
+                        arg.to_string()
+                    } else {
+                        String::new()
+                    },
+                    false,
+                ),
+                _ => from_env(value),
+            });
+        }
+    }
+    Err(format!("invalid interpolation `${{{expr}}}` in `{whole}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SET" => Some("val".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn i(s: &str) -> Result<String, String> {
+        interpolate(s, &env).map(|r| r.value)
+    }
+
+    #[test]
+    fn substitutes_the_compose_forms() {
+        assert_eq!(i("a/${SET}/b").unwrap(), "a/val/b");
+        assert_eq!(i("$SET-x").unwrap(), "val-x");
+        assert_eq!(i("${UNSET}").unwrap(), "");
+        assert_eq!(i("${UNSET:-dflt}").unwrap(), "dflt");
+        assert_eq!(i("${EMPTY:-dflt}").unwrap(), "dflt");
+        assert_eq!(i("${EMPTY-dflt}").unwrap(), "");
+        assert_eq!(i("${UNSET-dflt}").unwrap(), "dflt");
+        assert_eq!(i("${SET:-dflt}").unwrap(), "val");
+        assert_eq!(i("${SET:+alt}").unwrap(), "alt");
+        assert_eq!(i("${UNSET:+alt}").unwrap(), "");
+        assert_eq!(i("${EMPTY+alt}").unwrap(), "alt");
+    }
+
+    #[test]
+    fn dollar_dollar_and_lone_dollars_are_literal() {
+        assert_eq!(i("cost $$5").unwrap(), "cost $5");
+        assert_eq!(i("end$").unwrap(), "end$");
+        assert_eq!(i("$ x").unwrap(), "$ x");
+        assert!(!interpolate("$$", &env).unwrap().from_env);
+        assert!(interpolate("${SET}", &env).unwrap().from_env);
+        assert!(interpolate("$SET", &env).unwrap().from_env);
+        assert!(!interpolate("${UNSET:-default}", &env).unwrap().from_env);
+    }
+
+    #[test]
+    fn required_variables_and_bad_syntax_are_errors() {
+        let e = i("${UNSET:?set it in Drone}").unwrap_err();
+        assert!(e.contains("UNSET") && e.contains("set it in Drone"), "{e}");
+        assert!(i("${EMPTY:?}").is_err());
+        assert_eq!(i("${EMPTY?}").unwrap(), "");
+        assert!(i("${SET").is_err());
+        assert!(i("${}").is_err());
+        assert!(i("${SET%x}").is_err());
+    }
+}

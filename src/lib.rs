@@ -1,0 +1,31 @@
+//! convox-build-off-cluster: build a Convox app's images off the cluster,
+//! push them to ECR, and rewrite the compose file to use them.
+//!
+//! Modules, each with one job:
+//! - [`cli`]: the command line and its environment defaults;
+//! - [`yaml`]: a YAML tree with byte ranges;
+//! - [`compose`]: what a compose file says (formats, services, builds);
+//! - [`interpolate`]: `${VAR}` in build fields;
+//! - [`tag`]: image tags from the template;
+//! - [`ecr`]: ECR repositories and the aws commands;
+//! - [`docker`]: the docker commands;
+//! - [`command`]: commands as values;
+//! - [`plan`]: from file and options to the plan;
+//! - [`rewrite`]: the lossless edit of the file;
+//! - [`run`]: executing a plan;
+//! - [`output`]: the atomic write;
+//! - [`app`]: one invocation, step by step.
+
+pub mod app;
+pub mod cli;
+pub mod command;
+pub mod compose;
+pub mod docker;
+pub mod ecr;
+pub mod interpolate;
+pub mod output;
+pub mod plan;
+pub mod rewrite;
+pub mod run;
+pub mod tag;
+pub mod yaml;

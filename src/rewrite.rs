@@ -1,0 +1,307 @@
+//! The lossless rewrite: each built service's `build:` becomes `image: REF`
+//! at the same place; every other byte of the file stays as it was.
+
+use crate::compose::{BuildSite, Compose, Source};
+use crate::yaml::{Doc, Kind, NodeId};
+use anyhow::{bail, Result};
+
+/// Replace the bytes `start..end` with `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+/// The edits that give each named service its image reference.
+pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
+    let mut out = Vec::new();
+    for (name, reference) in refs {
+        let Some(svc) = c.services.iter().find(|s| &s.name == name) else {
+            bail!("internal error: no service `{name}` to rewrite");
+        };
+        let Source::Build { site, .. } = &svc.source else {
+            bail!("internal error: service `{name}` is not built");
+        };
+        let doc = &c.doc;
+        let src = c.text.as_str();
+        match *site {
+            BuildSite::Own { build, dockerfile } => {
+                let (start, end) = (doc.node(build.key).start, doc.node(build.value).end);
+                let map_flow = doc.node(svc.value).flow;
+                if anchors_used_outside(doc, start, end) {
+                    // Removing `build:` would orphan an alias elsewhere: keep it
+                    // and add `image:`, which Convox uses over `build:`.
+                    out.push(add_entry(src, doc, svc.value, reference));
+                    continue;
+                }
+                out.push(Edit {
+                    start,
+                    end,
+                    text: format!("image: {}", scalar(reference, map_flow)),
+                });
+                if let Some(d) = dockerfile {
+                    let (ds, de) = (doc.node(d.key).start, doc.node(d.value).end);
+                    if !anchors_used_outside(doc, ds, de) {
+                        out.push(remove_entry(src, ds, de, map_flow));
+                    }
+                }
+            }
+            BuildSite::Merged => out.push(add_entry(src, doc, svc.value, reference)),
+            BuildSite::AliasedService => {
+                let n = doc.node(svc.value);
+                let alias = &src[n.start..n.end];
+                out.push(Edit {
+                    start: n.start,
+                    end: n.end,
+                    text: format!("{{<<: {alias}, image: {}}}", scalar(reference, true)),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Apply non-overlapping edits to `src`.
+pub fn apply(src: &str, edits: &[Edit]) -> Result<String> {
+    let mut sorted: Vec<&Edit> = edits.iter().collect();
+    sorted.sort_by_key(|e| (e.start, e.end));
+    let mut out = String::with_capacity(src.len() + 256);
+    let mut at = 0;
+    for e in sorted {
+        if e.start < at || e.end < e.start || e.end > src.len() {
+            bail!("internal error: overlapping edits at byte {}", e.start);
+        }
+        out.push_str(&src[at..e.start]);
+        out.push_str(&e.text);
+        at = e.end;
+    }
+    out.push_str(&src[at..]);
+    Ok(out)
+}
+
+/// The reference as a YAML scalar: plain where that is safe, else quoted.
+fn scalar(reference: &str, flow: bool) -> String {
+    let plain_ok = !flow
+        && reference.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if plain_ok {
+        reference.to_string()
+    } else {
+        serde_json::to_string(reference).unwrap_or_else(|_| format!("\"{reference}\""))
+    }
+}
+
+/// Does an alias outside `start..end` name an anchor defined inside it?
+fn anchors_used_outside(doc: &Doc, start: usize, end: usize) -> bool {
+    doc.nodes.iter().any(|n| match n.kind {
+        Kind::Alias(target) => {
+            let t = doc.node(target).start;
+            let inside = |p: usize| p >= start && p < end;
+            inside(t) && !inside(n.start)
+        }
+        _ => false,
+    })
+}
+
+fn line_ending(src: &str) -> &'static str {
+    if src.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    }
+}
+
+/// Start of the line that holds byte `at`.
+fn line_start(src: &str, at: usize) -> usize {
+    src[..at].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// After the line break that ends the line holding byte `at`, or None when
+/// that line is the last and has no break.
+fn next_line(src: &str, at: usize) -> Option<usize> {
+    src[at..].find('\n').map(|i| at + i + 1)
+}
+
+/// Add `image: REF` to a service mapping that keeps its `build:` (inherited,
+/// or anchored): right after its merge entry, or else after its first entry.
+fn add_entry(src: &str, doc: &Doc, map: NodeId, reference: &str) -> Edit {
+    let node = doc.node(map);
+    let entries = doc.entries(map).unwrap_or_default();
+    let after = doc
+        .merge_entry(map)
+        .or_else(|| entries.first().copied())
+        .map(|e| (doc.node(e.key).start, doc.node(e.value).end));
+    let Some((key_start, value_end)) = after else {
+        return Edit {
+            start: node.end,
+            end: node.end,
+            text: String::new(),
+        };
+    };
+    if node.flow {
+        return Edit {
+            start: value_end,
+            end: value_end,
+            text: format!(", image: {}", scalar(reference, true)),
+        };
+    }
+    let indent: String = src[line_start(src, key_start)..key_start]
+        .chars()
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let nl = line_ending(src);
+    let entry = format!("{indent}image: {}", scalar(reference, false));
+    match next_line(src, value_end) {
+        Some(p) => Edit {
+            start: p,
+            end: p,
+            text: format!("{entry}{nl}"),
+        },
+        None => Edit {
+            start: src.len(),
+            end: src.len(),
+            text: format!("{nl}{entry}"),
+        },
+    }
+}
+
+/// Remove the entry at `start..end` (key to end of value), with its line in
+/// block style or its comma in flow style.
+fn remove_entry(src: &str, start: usize, end: usize, flow: bool) -> Edit {
+    if flow {
+        let after = &src[end..];
+        let ws = after.len() - after.trim_start().len();
+        if after[ws..].starts_with(',') {
+            let rest = &after[ws + 1..];
+            let ws2 = rest.len() - rest.trim_start().len();
+            return edit_remove(start, end + ws + 1 + ws2);
+        }
+        let before = src[..start].trim_end();
+        if before.ends_with(',') {
+            return edit_remove(before.len() - 1, end);
+        }
+        return edit_remove(start, end);
+    }
+    let ls = line_start(src, start);
+    let s = if src[ls..start].trim().is_empty() {
+        ls
+    } else {
+        start
+    };
+    let rest_end = src[end..].find('\n').map_or(src.len(), |i| end + i);
+    let rest = src[end..rest_end].trim();
+    let e = if rest.is_empty() || rest.starts_with('#') {
+        next_line(src, end).unwrap_or(src.len())
+    } else {
+        end
+    };
+    edit_remove(s, e)
+}
+
+fn edit_remove(start: usize, end: usize) -> Edit {
+    Edit {
+        start,
+        end,
+        text: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn rewrite(src: &str, refs: &[(&str, &str)]) -> String {
+        let c =
+            Compose::from_bytes(Path::new("x.yml"), src.as_bytes().to_vec(), &|_| None).unwrap();
+        let refs: Vec<(String, String)> = refs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        apply(src, &edits(&c, &refs).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn short_form_keeps_its_comment_and_everything_around_it() {
+        let src =
+            "# top\nweb:\n  build: ./web   # the app\n  command: run\n\nredis:\n  image: redis\n";
+        let out = rewrite(src, &[("web", "r.io/a:t")]);
+        assert_eq!(
+            out,
+            "# top\nweb:\n  image: r.io/a:t   # the app\n  command: run\n\nredis:\n  image: redis\n"
+        );
+    }
+
+    #[test]
+    fn long_form_is_replaced_whole_and_v1_dockerfile_line_goes() {
+        let src = "web:\n  dockerfile: Dockerfile.x  # old\n  build:\n    context: .\n    args:\n      - A=1\n  # kept\n  ports: [\"80:80\"]\n";
+        let out = rewrite(src, &[("web", "h:5000/a:t")]);
+        assert_eq!(
+            out,
+            "web:\n  image: h:5000/a:t\n  # kept\n  ports: [\"80:80\"]\n"
+        );
+    }
+
+    #[test]
+    fn flow_style_stays_flow() {
+        let out = rewrite("web: {build: ./a, command: x}\n", &[("web", "h/a:t")]);
+        assert_eq!(out, "web: {image: \"h/a:t\", command: x}\n");
+        let out = rewrite(
+            "web: {command: x, dockerfile: D, build: ./a}\n",
+            &[("web", "h/a:t")],
+        );
+        assert_eq!(out, "web: {command: x, image: \"h/a:t\"}\n");
+    }
+
+    #[test]
+    fn crlf_bom_and_missing_final_newline_survive() {
+        let src = "\u{feff}web:\r\n  <<: *b\r\n";
+        let _ = src; // merge needs an anchor; use a complete file below
+        let src = "\u{feff}x-b: &b\r\n  build: .\r\nweb:\r\n  <<: *b\r\n  command: x\r\nw2:\r\n  build: ./w2";
+        let out = rewrite(src, &[("web", "h/a:web"), ("w2", "h/a:w2")]);
+        assert_eq!(
+            out,
+            "\u{feff}x-b: &b\r\n  build: .\r\nweb:\r\n  <<: *b\r\n  image: h/a:web\r\n  command: x\r\nw2:\r\n  image: h/a:w2"
+        );
+    }
+
+    #[test]
+    fn aliased_service_becomes_a_merge_with_its_own_image() {
+        let src = "x-b: &b\n  build: .\nweb: *b # same\n";
+        let out = rewrite(src, &[("web", "h/a:t")]);
+        assert_eq!(
+            out,
+            "x-b: &b\n  build: .\nweb: {<<: *b, image: \"h/a:t\"} # same\n"
+        );
+    }
+
+    #[test]
+    fn a_build_anchor_used_elsewhere_is_kept_and_image_added() {
+        let src = "web:\n  build: &ctx ./a\nworker:\n  build: *ctx\n";
+        let out = rewrite(src, &[("web", "h/a:web"), ("worker", "h/a:wk")]);
+        assert_eq!(
+            out,
+            "web:\n  build: &ctx ./a\n  image: h/a:web\nworker:\n  image: h/a:wk\n"
+        );
+    }
+
+    #[test]
+    fn overlapping_edits_are_refused() {
+        let e = [
+            Edit {
+                start: 0,
+                end: 3,
+                text: "x".into(),
+            },
+            Edit {
+                start: 2,
+                end: 4,
+                text: "y".into(),
+            },
+        ];
+        assert!(apply("abcdef", &e).is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! Executing a plan: the one place that starts processes. Each command's
+//! output is streamed to stderr with a `[service]` prefix; a failure carries
+//! the command line and the tail of its stderr.
+
+use crate::command::Cmd;
+use crate::ecr;
+use crate::output;
+use crate::plan::{Action, Output, Plan};
+use anyhow::{anyhow, bail, Result};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+
+/// How many lines of a failed command's output an error shows.
+const TAIL_LINES: usize = 20;
+
+/// A command that failed: its command line, how it ended, and the tail of
+/// what it printed.
+#[derive(Debug)]
+pub struct CmdError {
+    pub cmdline: String,
+    pub status: String,
+    pub tail: Vec<String>,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for CmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command failed ({}): {}", self.status, self.cmdline)?;
+        if !self.tail.is_empty() {
+            write!(f, "\n  its last output:")?;
+            for l in &self.tail {
+                write!(f, "\n  | {l}")?;
+            }
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CmdError {}
+
+/// Options for running.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Echo every command line before it runs.
+    pub verbose: bool,
+    /// Only errors and the summary.
+    pub quiet: bool,
+}
+
+fn log(line: &str) {
+    let stderr = std::io::stderr();
+    let mut lock = stderr.lock();
+    let _ = writeln!(lock, "{line}");
+}
+
+fn spawn_error(cmd: &Cmd, e: &std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        anyhow!(
+            "cannot run `{}`: it is not on PATH (command: {cmd}); install it or fix PATH",
+            cmd.program()
+        )
+    } else {
+        anyhow!("cannot run `{cmd}`: {e}")
+    }
+}
+
+fn tail_of(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let skip = lines.len().saturating_sub(TAIL_LINES);
+    lines[skip..].iter().map(|l| l.to_string()).collect()
+}
+
+fn status_text(status: std::process::ExitStatus) -> String {
+    match status.code() {
+        Some(c) => format!("exit status {c}"),
+        None => "killed by a signal".into(),
+    }
+}
+
+/// Run and capture stdout and stderr (for aws JSON).
+pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
+    if opts.verbose {
+        log(&format!("+ {cmd}"));
+    }
+    cmd.to_duct()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| spawn_error(cmd, &e))
+}
+
+fn failed(cmd: &Cmd, out: &std::process::Output, hint: Option<String>) -> anyhow::Error {
+    anyhow::Error::new(CmdError {
+        cmdline: cmd.to_string(),
+        status: status_text(out.status),
+        tail: tail_of(&String::from_utf8_lossy(&out.stderr)),
+        hint,
+    })
+}
+
+/// Run and require success, returning stdout.
+pub fn check(cmd: &Cmd, opts: RunOptions, hint: Option<&str>) -> Result<String> {
+    let out = capture(cmd, opts)?;
+    if !out.status.success() {
+        return Err(failed(cmd, &out, hint.map(String::from)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Run with stdout and stderr streamed to our stderr, each line prefixed.
+pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
+    if opts.verbose {
+        log(&format!("[{prefix}] + {cmd}"));
+    }
+    let reader = cmd
+        .to_duct()
+        .stderr_to_stdout()
+        .unchecked()
+        .reader()
+        .map_err(|e| spawn_error(cmd, &e))?;
+    let mut lines = BufReader::new(&reader);
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match lines.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(anyhow!("reading the output of `{cmd}`: {e}")),
+        }
+        let text = String::from_utf8_lossy(&buf);
+        for line in text.split(['\r', '\n']).filter(|l| !l.trim().is_empty()) {
+            if !opts.quiet {
+                log(&format!("[{prefix}] {line}"));
+            }
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+        }
+    }
+    let out = reader
+        .try_wait()
+        .map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))?;
+    match out {
+        Some(o) if o.status.success() => Ok(()),
+        Some(o) => Err(anyhow::Error::new(CmdError {
+            cmdline: cmd.to_string(),
+            status: status_text(o.status),
+            tail: tail.into_iter().collect(),
+            hint: None,
+        })),
+        None => Err(anyhow!("`{cmd}` closed its output but did not exit")),
+    }
+}
+
+/// Log in to ECR: the password that `aws ecr get-login-password` prints goes
+/// straight to `docker login --password-stdin`; it is never an argument,
+/// never printed, and scrubbed from any error.
+pub fn login(password_cmd: &Cmd, login_cmd: &Cmd, opts: RunOptions) -> Result<()> {
+    let out = capture(password_cmd, opts)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let hint = if stderr.contains("ExpiredToken") || stderr.contains("expired") {
+            Some(
+                "the AWS credentials have expired; renew them (e.g. aws sso login) and retry"
+                    .into(),
+            )
+        } else if stderr.contains("Unable to locate credentials") {
+            Some("no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".into())
+        } else {
+            None
+        };
+        return Err(failed(password_cmd, &out, hint));
+    }
+    let password = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if password.is_empty() {
+        bail!("`{password_cmd}` printed no password");
+    }
+    if opts.verbose {
+        log(&format!("+ {password_cmd} | {login_cmd}"));
+    }
+    let result = login_cmd
+        .to_duct()
+        .stdin_bytes(password.as_bytes())
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| spawn_error(login_cmd, &e))?;
+    if !result.status.success() {
+        let stderr = String::from_utf8_lossy(&result.stderr).replace(&password, "***");
+        return Err(anyhow::Error::new(CmdError {
+            cmdline: login_cmd.to_string(),
+            status: status_text(result.status),
+            tail: tail_of(&stderr),
+            hint: None,
+        }));
+    }
+    Ok(())
+}
+
+/// `aws sts get-caller-identity`: the account id for a bare ECR name.
+pub fn account_id(opts: RunOptions) -> Result<String> {
+    let cmd = ecr::caller_identity();
+    let json = check(
+        &cmd,
+        opts,
+        Some("check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID)"),
+    )?;
+    ecr::parse_account(&json)
+}
+
+/// Is `program` on PATH? Named with a hint when not.
+pub fn require_program(program: &str, why: &str) -> Result<()> {
+    which::which(program).map(drop).map_err(|_| {
+        anyhow!("`{program}` is not on PATH; it is needed {why}. Install it or fix PATH")
+    })
+}
+
+/// Run the whole plan: set up and log in to ECR, build, tag, push, and only
+/// then write the rewritten file.
+pub fn execute(plan: &Plan, opts: RunOptions) -> Result<()> {
+    // Everything that can fail before a build, checked before it.
+    plan.check_files()?;
+    if plan.needs_docker() {
+        require_program("docker", "to build and push the images")?;
+    }
+    if plan.ecr.is_some() {
+        require_program("aws", "to set up and log in to ECR")?;
+    }
+    if let Output::File(path) = &plan.output {
+        output::check_writable(path)?;
+    }
+
+    if let Some(e) = &plan.ecr {
+        let described = capture(&e.describe, opts)?;
+        if !described.status.success() {
+            let stderr = String::from_utf8_lossy(&described.stderr);
+            if !ecr::is_repository_not_found(&stderr) {
+                return Err(failed(&e.describe, &described, None));
+            }
+            if !opts.quiet {
+                log(&format!(
+                    "creating ECR repository {} in {}",
+                    e.name, e.region
+                ));
+            }
+            let json = check(
+                &e.create,
+                opts,
+                Some("the credentials need ecr:CreateRepository, or create the repository first"),
+            )?;
+            ecr::parse_repository_uri(&json)?;
+        }
+        login(&e.password, &e.login, opts)?;
+    }
+
+    for b in &plan.builds {
+        let who = &b.services[0];
+        stream(&b.build, who, opts)?;
+        for t in &b.tags {
+            check(t, opts, None)?;
+        }
+        for (service, p) in &b.pushes {
+            stream(p, service, opts)?;
+        }
+    }
+
+    match &plan.output {
+        Output::File(path) => output::write_atomic(path, plan.rewritten.as_bytes())?,
+        Output::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(plan.rewritten.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| anyhow!("cannot write the rewritten file to stdout: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The summary: one line per service.
+pub fn summary(plan: &Plan) -> String {
+    let width = plan
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for s in &plan.services {
+        let (what, reference) = match &s.action {
+            Action::Built { reference } => ("built".to_string(), reference),
+            Action::Shared { with, reference } => (format!("shared with {with}"), reference),
+            Action::Kept { image } => ("kept (has image)".to_string(), image),
+        };
+        out.push_str(&format!("  {:width$}  {what:<24} {reference}\n", s.name));
+    }
+    out
+}
