@@ -57,11 +57,11 @@ impl Cmd {
         &self.envs
     }
 
-    /// The duct expression that runs this command (stdin from /dev/null unless
-    /// the caller sets it).
+    /// The duct expression that runs this command. It sets no redirection:
+    /// in duct the innermost one wins, so the caller chooses stdin and output.
     pub fn to_duct(&self) -> duct::Expression {
         let args: Vec<OsString> = self.args.iter().map(OsString::from).collect();
-        let mut expr = duct::cmd(&self.program, args).stdin_null();
+        let mut expr = duct::cmd(&self.program, args);
         for (k, v) in &self.envs {
             expr = expr.env(k, v);
         }

@@ -87,6 +87,7 @@ pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
         log(&format!("+ {cmd}"));
     }
     cmd.to_duct()
+        .stdin_null()
         .stdout_capture()
         .stderr_capture()
         .unchecked()
@@ -119,6 +120,7 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
     }
     let reader = cmd
         .to_duct()
+        .stdin_null()
         .stderr_to_stdout()
         .unchecked()
         .reader()

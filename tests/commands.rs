@@ -1,0 +1,488 @@
+//! Command tests: the real binary, with fake `docker` and `aws` first on PATH.
+
+mod common;
+
+use common::{fixture, text, Fakes, PASSWORD};
+use std::fs;
+
+const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo";
+const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+const FILE: &str = "docker-compose.convox.yml";
+
+fn run(
+    fakes: &Fakes,
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut c = fakes.command(dir);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run binary")
+}
+
+fn standard_args(repo: &str) -> Vec<&str> {
+    vec!["--app", "demo", "--gitsha", "abc123", "--repo", repo]
+}
+
+#[test]
+fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let r = |s: &str| format!("{ECR}:temp_demo_{s}_abc123");
+    let labels = "--label org.opencontainers.image.title=demo --label org.opencontainers.image.revision=abc123";
+    assert_eq!(
+        fakes.call_lines(),
+        vec![
+            "aws ecr describe-repositories --repository-names demo --region us-east-1 --output json".to_string(),
+            "aws ecr get-login-password --region us-east-1".to_string(),
+            format!("docker login --username AWS --password-stdin {HOST}"),
+            format!("docker build -f web/Dockerfile -t {} {labels} web", r("web")),
+            format!("docker tag {} {}", r("web"), r("worker")),
+            format!("docker push {}", r("web")),
+            format!("docker push {}", r("worker")),
+            format!(
+                "docker build -f api/Dockerfile.api -t {} --build-arg RELEASE=dev --build-arg NPM_TOKEN {labels} api",
+                r("api")
+            ),
+            format!("docker push {}", r("api")),
+        ]
+    );
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    insta::assert_snapshot!("demo_rewritten", written);
+    insta::assert_snapshot!("demo_summary", stderr.split("done:\n").nth(1).unwrap_or(""));
+    assert!(stderr.contains("[web] Step 1/2 : FROM scratch"), "{stderr}");
+}
+
+#[test]
+fn a_missing_repository_is_created() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args(ECR),
+        &[("FAKE_NO_REPO", "1")],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let lines = fakes.call_lines();
+    assert_eq!(
+        lines[1],
+        "aws ecr create-repository --repository-name demo --region us-east-1 --output json"
+    );
+    assert!(lines[2].starts_with("aws ecr get-login-password"));
+}
+
+#[test]
+fn a_bare_name_takes_the_account_from_sts_and_the_region_from_the_environment() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args("demo"),
+        &[("AWS_REGION", "eu-west-1")],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let lines = fakes.call_lines();
+    assert_eq!(lines[0], "aws sts get-caller-identity --output json");
+    assert_eq!(
+        lines[1],
+        "aws ecr describe-repositories --repository-names demo --region eu-west-1 --output json"
+    );
+    let host = "210987654321.dkr.ecr.eu-west-1.amazonaws.com";
+    assert!(lines.contains(&format!(
+        "docker login --username AWS --password-stdin {host}"
+    )));
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(
+        written.contains(&format!("image: {host}/demo:temp_demo_api_abc123\n")),
+        "{written}"
+    );
+}
+
+#[test]
+fn a_bare_name_without_a_region_is_a_usage_error() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(&fakes, dir.path(), &standard_args("demo"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("--region"));
+    assert!(fakes.calls().is_empty());
+}
+
+#[test]
+fn registry_host_replaces_the_push_host_but_not_the_ecr_calls() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let mut args = standard_args(ECR);
+    args.extend(["--registry-host", "127.0.0.1:5999"]);
+    let out = run(&fakes, dir.path(), &args, &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let lines = fakes.call_lines();
+    assert!(lines[0].contains("--region us-east-1"));
+    assert_eq!(
+        lines[2],
+        "docker login --username AWS --password-stdin 127.0.0.1:5999"
+    );
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(written.contains("image: 127.0.0.1:5999/demo:temp_demo_web_abc123"));
+}
+
+#[test]
+fn another_registry_runs_no_aws_command_and_no_login() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args("127.0.0.1:5000/demo"),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let lines = fakes.call_lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("docker ") && !l.starts_with("docker login")),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 6);
+}
+
+#[test]
+fn the_password_reaches_docker_only_on_stdin() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let mut args = standard_args(ECR);
+    args.push("--verbose");
+    let out = run(&fakes, dir.path(), &args, &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        fakes.login_stdin().as_deref().map(str::trim),
+        Some(PASSWORD)
+    );
+    assert!(fakes
+        .calls()
+        .iter()
+        .flatten()
+        .all(|a| !a.contains(PASSWORD)));
+    let (stdout, stderr) = text(&out);
+    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
+    assert!(
+        stderr.contains("+ aws ecr get-login-password --region us-east-1 | docker login"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_failed_login_never_shows_the_password() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    // The fake echoes its failure message; make it contain the password, as a
+    // careless daemon might.
+    let msg = format!("bad password {PASSWORD}");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args(ECR),
+        &[("FAKE_FAIL", "docker login"), ("FAKE_FAIL_MSG", &msg)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = text(&out);
+    assert!(
+        !stdout.contains(PASSWORD) && !stderr.contains(PASSWORD),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad password ***"), "{stderr}");
+}
+
+#[test]
+fn a_failure_at_each_step_exits_1_names_the_command_and_leaves_the_file_untouched() {
+    let steps = [
+        (
+            "ecr describe",
+            "aws ecr describe-repositories --repository-names demo",
+        ),
+        (
+            "get-login-password",
+            "aws ecr get-login-password --region us-east-1",
+        ),
+        (
+            "docker login",
+            "docker login --username AWS --password-stdin",
+        ),
+        ("docker build -f web", "docker build -f web/Dockerfile"),
+        ("docker tag", "docker tag"),
+        ("docker push", "docker push"),
+        (
+            "temp_demo_api_abc123 --build-arg",
+            "docker build -f api/Dockerfile.api",
+        ),
+        (
+            "push 123456789012.dkr.ecr.us-east-1.amazonaws.com/demo:temp_demo_api",
+            "docker push",
+        ),
+    ];
+    for (fail, named) in steps {
+        let fakes = Fakes::new(&["docker", "aws"]);
+        let dir = fixture("demo");
+        let before = fs::read(dir.path().join(FILE)).unwrap();
+        let out = run(
+            &fakes,
+            dir.path(),
+            &standard_args(ECR),
+            &[("FAKE_FAIL", fail)],
+        );
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{fail}: {stderr}");
+        assert!(stderr.contains(named), "{fail}: {stderr}");
+        assert!(
+            stderr.contains("failing on purpose"),
+            "{fail}: the stderr tail is missing: {stderr}"
+        );
+        assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before, "{fail}");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "{fail}: a stray file was left"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn dry_run_starts_no_process_and_writes_nothing() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let before = fs::read(dir.path().join(FILE)).unwrap();
+    let mut args = standard_args(ECR);
+    args.push("--dry-run");
+    let out = run(&fakes, dir.path(), &args, &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(fakes.calls().is_empty(), "{:?}", fakes.calls());
+    assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
+    insta::assert_snapshot!("demo_dry_run", text(&out).0);
+}
+
+#[test]
+fn dry_run_of_a_bare_name_shows_where_the_account_comes_from() {
+    let fakes = Fakes::new(&[]);
+    let dir = fixture("demo");
+    let mut args = standard_args("demo");
+    args.extend(["--dry-run", "--region", "us-west-2"]);
+    let out = run(&fakes, dir.path(), &args, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(
+        "# ACCOUNT_ID is the Account printed by: aws sts get-caller-identity --output json"
+    ));
+    assert!(stdout.contains("--password-stdin ACCOUNT_ID.dkr.ecr.us-west-2.amazonaws.com\n"));
+}
+
+#[test]
+fn missing_docker_is_named_before_anything_runs() {
+    let fakes = Fakes::new(&["aws"]);
+    let dir = fixture("demo");
+    let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("`docker` is not on PATH"),
+        "{}",
+        text(&out).1
+    );
+    assert!(fakes.calls().is_empty());
+}
+
+#[test]
+fn missing_aws_is_named_before_anything_runs() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("`aws` is not on PATH"));
+    assert!(fakes.calls().is_empty());
+}
+
+#[test]
+fn the_old_tools_drone_step_runs_unchanged() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &[
+            "-app=demo",
+            "-description=feature/x",
+            "-gitsha=abc123",
+            "-repo",
+            "127.0.0.1:5000/demo",
+            "-build-id=12",
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: -build-id is accepted"),
+        "{stderr}"
+    );
+    let build = &fakes.calls()[0];
+    assert!(build.contains(&"org.opencontainers.image.description=feature/x".to_string()));
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(written.contains("image: 127.0.0.1:5000/demo:temp_demo_web_abc123"));
+}
+
+#[test]
+fn drone_variables_supply_the_commit_and_description() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--app", "demo", "--repo", "127.0.0.1:5000/demo"],
+        &[
+            ("DRONE_COMMIT_SHA", "d00dfeed"),
+            ("DRONE_COMMIT_BRANCH", "main"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let build = fakes.call_lines()[0].clone();
+    assert!(build.contains("temp_demo_web_d00dfeed"), "{build}");
+    assert!(
+        build.contains("org.opencontainers.image.description=main"),
+        "{build}"
+    );
+}
+
+#[test]
+fn output_to_stdout_leaves_the_file_untouched() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let before = fs::read(dir.path().join(FILE)).unwrap();
+    let mut args = standard_args("127.0.0.1:5000/demo");
+    args.extend(["-o", "-"]);
+    let out = run(&fakes, dir.path(), &args, &[]);
+    assert!(out.status.success());
+    assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
+    assert!(text(&out)
+        .0
+        .contains("image: 127.0.0.1:5000/demo:temp_demo_api_abc123"));
+}
+
+#[test]
+fn an_unwritable_output_is_reported_before_any_build() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let mut args = standard_args("127.0.0.1:5000/demo");
+    args.extend(["-o", "no/such/dir/out.yml"]);
+    let out = run(&fakes, dir.path(), &args, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("cannot write no/such/dir/out.yml"),
+        "{}",
+        text(&out).1
+    );
+    assert!(fakes.calls().is_empty());
+}
+
+#[test]
+fn build_arg_values_from_the_environment_are_in_no_argv_and_no_output() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("app")).unwrap();
+    fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    fs::write(
+        dir.path().join(FILE),
+        "web:\n  build:\n    context: ./app\n    args:\n      - NPM_TOKEN\n      - API_KEY=${SECRET_KEY}\n",
+    )
+    .unwrap();
+    let env = [
+        ("NPM_TOKEN", "npm-secret-value-1"),
+        ("SECRET_KEY", "api-secret-value-2"),
+        ("FAKE_RECORD_ENV", "NPM_TOKEN API_KEY"),
+    ];
+    for extra in [&[][..], &["--dry-run"][..], &["--verbose"][..]] {
+        let mut args = standard_args("127.0.0.1:5000/demo");
+        args.extend(extra);
+        args.extend(["-o", "-"]);
+        let out = run(&fakes, dir.path(), &args, &env);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        for secret in ["npm-secret-value-1", "api-secret-value-2"] {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "{extra:?}"
+            );
+            assert!(fakes.calls().iter().flatten().all(|a| !a.contains(secret)));
+        }
+    }
+    let build = fakes.call_lines()[0].clone();
+    assert!(
+        build.contains("--build-arg NPM_TOKEN --build-arg API_KEY "),
+        "{build}"
+    );
+    // docker still gets both values, through its environment.
+    let env_log = fakes.env_log();
+    assert!(
+        env_log.contains("docker NPM_TOKEN=npm-secret-value-1"),
+        "{env_log}"
+    );
+    assert!(
+        env_log.contains("docker API_KEY=api-secret-value-2"),
+        "{env_log}"
+    );
+}
+
+#[test]
+fn usage_mistakes_exit_2() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    for args in [
+        vec!["--repo", "r.io/x"],
+        vec!["--app", "demo", "--repo", "r.io/x", "--tag", "{nope}"],
+        vec!["--app", "demo", "--repo", "r.io/x:tag"],
+        vec!["--app", "demo", "--repo", "r.io/x", "--no-such-flag"],
+        vec!["--app", "demo", "--repo", "r.io/x", "--tag", "same"],
+    ] {
+        let out = run(&fakes, dir.path(), &args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out).1);
+        assert!(fakes.calls().is_empty());
+    }
+}
+
+#[test]
+fn a_file_error_names_the_file_and_exits_1_without_running_anything() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    fs::write(dir.path().join(FILE), "web:\n  build: ./nowhere\n").unwrap();
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args("127.0.0.1:5000/demo"),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out).1;
+    assert!(stderr.contains("docker-compose.convox.yml: service `web`: the build context nowhere is not a directory"), "{stderr}");
+    assert!(fakes.calls().is_empty());
+}
+
+#[test]
+fn help_and_version() {
+    let fakes = Fakes::new(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&fakes, dir.path(), &["--help"], &[]);
+    assert!(out.status.success());
+    insta::assert_snapshot!("help", text(&out).0);
+    let out = run(&fakes, dir.path(), &["--version"], &[]);
+    assert_eq!(
+        text(&out).0,
+        format!("convox-build-off-cluster {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

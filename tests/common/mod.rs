@@ -1,0 +1,167 @@
+//! Test harness: run the real binary with fake `docker` and `aws` programs
+//! first on PATH. The fakes record their argv (and the stdin of
+//! `docker login`), answer with canned output, and fail on demand.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_convox-build-off-cluster");
+pub const PASSWORD: &str = "hunter2-ecr-password-XYZ";
+
+const FAKE: &str = r#"#!/bin/bash
+name=${0##*/}
+{ printf '%s' "$name"; for a in "$@"; do printf '\x1f%s' "$a"; done; printf '\n'; } >> "$FAKE_DIR/argv.log"
+line="$name $*"
+if [[ " $* " == *" --password-stdin "* ]]; then /bin/cat > "$FAKE_DIR/login.stdin"; fi
+for v in $FAKE_RECORD_ENV; do printf '%s %s=%s\n' "$name" "$v" "${!v}" >> "$FAKE_DIR/env.log"; done
+if [[ -n "$FAKE_FAIL" && "$line" == *"$FAKE_FAIL"* ]]; then
+  echo "progress line before the failure"
+  echo "fake $name: ${FAKE_FAIL_MSG:-failing on purpose}" >&2
+  exit "${FAKE_FAIL_CODE:-1}"
+fi
+case "$name $1 $2" in
+  "aws sts get-caller-identity")
+    echo '{"UserId":"AIDEXAMPLE","Account":"210987654321","Arn":"arn:aws:iam::210987654321:user/ci"}' ;;
+  "aws ecr describe-repositories")
+    if [[ -n "$FAKE_NO_REPO" ]]; then
+      echo "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories operation: The repository with name '$4' does not exist in the registry" >&2
+      exit 254
+    fi
+    echo '{"repositories":[{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}]}' ;;
+  "aws ecr create-repository")
+    echo '{"repository":{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}}' ;;
+  "aws ecr get-login-password")
+    printf '%s\n' "$FAKE_PASSWORD" ;;
+  "docker build"*)
+    echo "Step 1/2 : FROM scratch"; echo "Successfully built 0123456789ab" ;;
+  "docker push"*)
+    echo "The push refers to repository [${2%:*}]"; echo "${2##*:}: digest: sha256:0123 size: 528" ;;
+  "docker login"*)
+    echo "Login Succeeded" ;;
+esac
+exit 0
+"#;
+
+pub struct Fakes {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fakes {
+    /// Fakes for the named programs (`docker`, `aws`, `convox`).
+    pub fn new(programs: &[&str]) -> Fakes {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).expect("bin dir");
+        for p in programs {
+            let path = bin.join(p);
+            fs::write(&path, FAKE).expect("write fake");
+            make_executable(&path);
+        }
+        // The directories of bash and cat hold a real docker on this machine,
+        // so the system tools come through a directory of their own: a
+        // program without a fake is then really missing.
+        let sys = dir.path().join("sys");
+        fs::create_dir(&sys).expect("sys dir");
+        for tool in ["bash", "cat", "sh", "env"] {
+            if let Some(p) = which_in_path(tool) {
+                std::os::unix::fs::symlink(p, sys.join(tool)).expect("symlink");
+            }
+        }
+        Fakes { dir }
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        self.dir.path().join("bin")
+    }
+
+    /// Every recorded invocation, as its argv.
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        fs::read_to_string(self.dir.path().join("argv.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split('\x1f').map(String::from).collect())
+            .collect()
+    }
+
+    /// The invocations as space-joined lines, for readable assertions.
+    pub fn call_lines(&self) -> Vec<String> {
+        self.calls().iter().map(|c| c.join(" ")).collect()
+    }
+
+    pub fn login_stdin(&self) -> Option<String> {
+        fs::read_to_string(self.dir.path().join("login.stdin")).ok()
+    }
+
+    pub fn env_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("env.log")).unwrap_or_default()
+    }
+
+    /// PATH: the fakes, then the basic system tools.
+    pub fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.bin().display(),
+            self.dir.path().join("sys").display()
+        )
+    }
+
+    /// A command for the binary with only the fakes (and the basic system
+    /// directories, which hold no docker or aws of their own here) on PATH.
+    pub fn command(&self, cwd: &Path) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(cwd)
+            .env_clear()
+            .env("PATH", self.path())
+            .env("HOME", self.dir.path())
+            .env("FAKE_DIR", self.dir.path())
+            .env("FAKE_PASSWORD", PASSWORD)
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+fn which_in_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+pub fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Copy a fixture directory into a fresh temporary directory.
+pub fn fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name),
+        dir.path(),
+    );
+    dir
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read fixture") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
