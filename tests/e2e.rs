@@ -1,0 +1,526 @@
+//! End-to-end tests on the real docker engine, a real registry (Debian's
+//! `docker-registry`) and the real aws CLI against moto's server.
+//!
+//! Each test starts its own registry and moto on free 127.0.0.1 ports, points
+//! DOCKER_CONFIG and the AWS config at temporary directories, and on the way
+//! out stops what it started and removes the images it pushed. When a piece is
+//! missing the test says so and passes, unless E2E_REQUIRED=1.
+
+mod common;
+
+use common::{copy_dir, fixture, BIN};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use std::{fs, thread};
+
+/// The tests take turns on the engine, so that the images each one leaves
+/// (tagged, and the intermediate images of multi-stage builds) are known.
+static ENGINE: Mutex<()> = Mutex::new(());
+
+fn image_ids() -> Vec<String> {
+    Command::new("docker")
+        .args(["images", "--all", "--quiet", "--no-trunc"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const FILE: &str = "docker-compose.convox.yml";
+const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo";
+
+/// Skip (or, under E2E_REQUIRED=1, fail) when something is missing.
+fn missing(what: &str) -> Option<Stack> {
+    if std::env::var("E2E_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("E2E_REQUIRED=1 but {what}");
+    }
+    eprintln!("SKIPPED end-to-end test: {what} (scripts/test installs what it can)");
+    None
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|d| Path::new(d).join(program).is_file())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split(' ').nth(1)?.parse().ok()?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Poll until the server answers, or its process has died, or 30 s pass.
+fn wait_ready(child: &mut Child, port: u16, path: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if http_get(port, path).is_some() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "server exited ({status}): {}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server on port {port} not ready after 30 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A registry and moto of our own, with private docker and aws configuration.
+struct Stack {
+    images_before: Vec<String>,
+    dir: tempfile::TempDir,
+    registry: Child,
+    registry_port: u16,
+    moto: Child,
+    moto_port: u16,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Stack {
+    fn start() -> Option<Stack> {
+        for p in ["docker", "docker-registry", "moto_server", "aws"] {
+            if !on_path(p) {
+                return missing(&format!("`{p}` is not on PATH"));
+            }
+        }
+        let engine = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output();
+        if !engine.as_ref().is_ok_and(|o| o.status.success()) {
+            return missing("the docker engine does not answer `docker info`");
+        }
+        let turn = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+        let images_before = image_ids();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry_port = free_port();
+        let config = dir.path().join("registry.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{registry_port}\n",
+                dir.path().join("registry-data").display()
+            ),
+        )
+        .expect("registry config");
+        let reg_log = dir.path().join("registry.log");
+        let mut registry = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&reg_log).expect("log"))
+            .stderr(fs::File::create(dir.path().join("registry.err")).expect("log"))
+            .spawn()
+            .expect("start docker-registry");
+        let moto_port = free_port();
+        let moto_log = dir.path().join("moto.log");
+        let mut moto = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&moto_log).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        wait_ready(&mut registry, registry_port, "/v2/", &reg_log);
+        wait_ready(&mut moto, moto_port, "/", &moto_log);
+        fs::create_dir(dir.path().join("docker-config")).expect("docker config dir");
+        Some(Stack {
+            images_before,
+            dir,
+            registry,
+            registry_port,
+            moto,
+            moto_port,
+            _turn: turn,
+        })
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.registry_port)
+    }
+
+    /// The environment every process of the test gets: private docker and
+    /// aws configuration, dummy credentials, moto as the AWS endpoint.
+    fn env(&self, c: &mut Command) {
+        let d = self.dir.path();
+        c.env("DOCKER_CONFIG", d.join("docker-config"))
+            .env("AWS_CONFIG_FILE", d.join("aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", d.join("aws-credentials"))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.moto_port),
+            )
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("DRONE_COMMIT_SHA")
+            .env_remove("DRONE_COMMIT_BRANCH")
+            .stdin(Stdio::null());
+    }
+
+    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        let mut c = Command::new(BIN);
+        c.current_dir(cwd).args(args);
+        self.env(&mut c);
+        c.output().expect("run binary")
+    }
+
+    fn tags(&self, repo: &str) -> Vec<String> {
+        let Some((200, body)) = http_get(self.registry_port, &format!("/v2/{repo}/tags/list"))
+        else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).expect("tags JSON");
+        let mut tags: Vec<String> = v["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
+    fn moto_repositories(&self) -> Vec<String> {
+        let mut c = Command::new("aws");
+        c.args([
+            "ecr",
+            "describe-repositories",
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ]);
+        self.env(&mut c);
+        let out = c.output().expect("aws");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("aws JSON");
+        v["repositories"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["repositoryName"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.registry.kill();
+        let _ = self.registry.wait();
+        let _ = self.moto.kill();
+        let _ = self.moto.wait();
+        // The images this test's runs tagged for its own registry, and then
+        // what else appeared during its turn (intermediate stages).
+        let filter = format!("reference={}/*", self.host());
+        if let Ok(out) = Command::new("docker")
+            .args([
+                "images",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+            ])
+            .output()
+        {
+            let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(String::from)
+                .collect();
+            if !refs.is_empty() {
+                let _ = Command::new("docker")
+                    .arg("rmi")
+                    .arg("-f")
+                    .args(&refs)
+                    .output();
+            }
+        }
+        let new: Vec<String> = image_ids()
+            .into_iter()
+            .filter(|i| !self.images_before.contains(i))
+            .collect();
+        if !new.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rmi")
+                .arg("-f")
+                .args(&new)
+                .output();
+        }
+    }
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stderr}",
+        out.status.code()
+    );
+    stderr
+}
+
+/// What the demo fixture must read after a run that pushed to `host`.
+fn expected_demo(host: &str, sha: &str) -> String {
+    let original = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/demo")
+            .join(FILE),
+    )
+    .expect("fixture");
+    original
+        .replace(
+            "  build: ./web              # the app",
+            &format!("  image: {host}/demo:temp_demo_web_{sha}              # the app"),
+        )
+        .replace("  build: ./web\n", &format!("  image: {host}/demo:temp_demo_worker_{sha}\n"))
+        .replace(
+            "  build:\n    context: ./api\n    dockerfile: Dockerfile.api\n    args:\n      - RELEASE=${GIT_TAG:-dev}\n      - NPM_TOKEN\n",
+            &format!("  image: {host}/demo:temp_demo_api_{sha}\n"),
+        )
+}
+
+#[test]
+fn ecr_pipeline_creates_the_repository_logs_in_builds_pushes_and_rewrites() {
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("demo");
+    let host = stack.host();
+    let out = stack.run(
+        app.path(),
+        &[
+            "--app",
+            "demo",
+            "--gitsha",
+            "e2e1",
+            "--repo",
+            ECR,
+            "--registry-host",
+            &host,
+        ],
+    );
+    let stderr = ok(&out);
+    assert!(
+        stderr.contains("creating ECR repository demo in us-east-1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stack.tags("demo"),
+        [
+            "temp_demo_api_e2e1",
+            "temp_demo_web_e2e1",
+            "temp_demo_worker_e2e1"
+        ]
+    );
+    assert_eq!(stack.moto_repositories(), ["demo"]);
+    let written = fs::read_to_string(app.path().join(FILE)).expect("rewritten file");
+    assert_eq!(written, expected_demo(&host, "e2e1"));
+    // The login went into the private docker config, for the pushed host.
+    let config = fs::read_to_string(stack.dir.path().join("docker-config/config.json"))
+        .expect("docker config");
+    assert!(config.contains(&host), "{config}");
+
+    // A second run on the rewritten file has nothing to build.
+    let again = stack.run(
+        app.path(),
+        &[
+            "--app",
+            "demo",
+            "--gitsha",
+            "e2e1",
+            "--repo",
+            ECR,
+            "--registry-host",
+            &host,
+        ],
+    );
+    let stderr = ok(&again);
+    assert!(stderr.contains("kept (has image)"), "{stderr}");
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("file"),
+        written
+    );
+}
+
+#[test]
+fn the_old_drone_step_against_a_plain_registry() {
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("demo");
+    let repo = format!("{}/demo", stack.host());
+    let out = stack.run(app.path(), &["-app=demo", "-gitsha=abc", "-repo", &repo]);
+    let stderr = ok(&out);
+    assert!(
+        !stderr.contains("ECR"),
+        "no aws step for a plain registry: {stderr}"
+    );
+    assert_eq!(
+        stack.tags("demo"),
+        [
+            "temp_demo_api_abc",
+            "temp_demo_web_abc",
+            "temp_demo_worker_abc"
+        ]
+    );
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("file"),
+        expected_demo(&stack.host(), "abc")
+    );
+    assert!(stack.moto_repositories().is_empty(), "no ECR call was made");
+}
+
+#[test]
+fn a_compose_v3_file_with_flow_style_and_targets_reads_back_in_docker_compose() {
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("compose-v3");
+    let repo = format!("{}/shop", stack.host());
+    let out = stack.run(
+        app.path(),
+        &[
+            "--app",
+            "shop",
+            "--gitsha",
+            "f00",
+            "--repo",
+            &repo,
+            "-f",
+            "docker-compose.yml",
+        ],
+    );
+    ok(&out);
+    assert_eq!(
+        stack.tags("shop"),
+        [
+            "temp_shop_admin_f00",
+            "temp_shop_api_f00",
+            "temp_shop_front_f00"
+        ]
+    );
+    let written = fs::read_to_string(app.path().join("docker-compose.yml")).expect("file");
+    insta::assert_snapshot!(
+        "compose_v3_rewritten",
+        written.replace(&stack.host(), "REGISTRY")
+    );
+    // The image really is the `prod` stage: it carries that stage's file.
+    let inspect = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &format!("{repo}:temp_shop_api_f00"),
+        ])
+        .output()
+        .expect("docker inspect");
+    let labels = String::from_utf8_lossy(&inspect.stdout);
+    assert!(labels.contains("\"stage\":\"prod\""), "{labels}");
+    assert!(
+        labels.contains("\"org.opencontainers.image.revision\":\"f00\""),
+        "{labels}"
+    );
+    // An independent reader accepts the output.
+    if on_path("docker-compose") {
+        let cfg = Command::new("docker-compose")
+            .args(["-f", "docker-compose.yml", "config", "--quiet"])
+            .current_dir(app.path())
+            .output()
+            .expect("docker-compose");
+        assert!(
+            cfg.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cfg.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_failing_build_leaves_the_file_untouched_and_pushes_nothing() {
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("demo");
+    fs::write(
+        app.path().join("api/Dockerfile.api"),
+        "FROM scratch\nCOPY no-such-file /x\n",
+    )
+    .expect("write");
+    let before = fs::read(app.path().join(FILE)).expect("file");
+    let repo = format!("{}/demo", stack.host());
+    let out = stack.run(
+        app.path(),
+        &["--app", "demo", "--gitsha", "bad", "--repo", &repo],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("command failed (exit status 1): docker build -f api/Dockerfile.api"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no-such-file"),
+        "the tail of docker's output: {stderr}"
+    );
+    assert_eq!(fs::read(app.path().join(FILE)).expect("file"), before);
+    assert!(!stack
+        .tags("demo")
+        .contains(&"temp_demo_api_bad".to_string()));
+}
+
+#[test]
+fn paths_resolve_against_the_compose_files_directory_not_the_working_directory() {
+    let Some(stack) = Stack::start() else { return };
+    let root = tempfile::tempdir().expect("temp dir");
+    let app_dir: PathBuf = root.path().join("deploy/app");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo"),
+        &app_dir,
+    );
+    let repo = format!("{}/demo", stack.host());
+    let out = stack.run(
+        root.path(),
+        &[
+            "--app",
+            "demo",
+            "--gitsha",
+            "cwd",
+            "--repo",
+            &repo,
+            "-f",
+            "deploy/app/docker-compose.convox.yml",
+        ],
+    );
+    ok(&out);
+    assert_eq!(stack.tags("demo").len(), 3);
+}
