@@ -1,0 +1,118 @@
+//! The rewrite corpus: each `fixtures/rewrite/<case>/input.yml` must become
+//! exactly its `expected.yml`, and, where docker-compose is installed and the
+//! file has `services:`, docker-compose must read the result.
+//!
+//! To add a case, write its input.yml, run with UPDATE_EXPECTED=1, and read
+//! the diff of the new expected.yml before committing it.
+
+use offcluster::compose::Compose;
+use offcluster::plan::{self, Options, Output, Target};
+use offcluster::yaml::Doc;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+fn options() -> Options {
+    Options {
+        app: "app".into(),
+        gitsha: Some("sha1".into()),
+        description: String::new(),
+        repo: "registry.example/app".into(),
+        region: None,
+        registry_host: None,
+        tag: offcluster::tag::DEFAULT_TEMPLATE.into(),
+        output: Output::Stdout,
+    }
+}
+
+fn rewrite(input: &Path) -> String {
+    let env = |_: &str| None;
+    let compose =
+        Compose::load(input, &env).unwrap_or_else(|e| panic!("{}: {e:#}", input.display()));
+    let opts = options();
+    let target = Target::new(&opts).expect("target");
+    plan::plan(&compose, &opts, &target, None)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", input.display()))
+        .rewritten
+}
+
+/// The build contexts still named in a file (where a service keeps its
+/// `build:` beside `image:`), which docker-compose checks exist.
+fn contexts_left(text: &str) -> Vec<String> {
+    let doc = Doc::parse(text).expect("output parses");
+    let Some(root) = doc.root else {
+        return Vec::new();
+    };
+    let services = doc.get(root, "services").map_or(root, |f| f.value);
+    let mut out = Vec::new();
+    for e in doc.entries(services).unwrap_or_default() {
+        if let Some(b) = doc.get(e.value, "build") {
+            let ctx = doc.get(b.value, "context").map_or(b.value, |c| c.value);
+            out.extend(doc.scalar(ctx).map(String::from));
+        }
+    }
+    out
+}
+
+fn docker_compose_available() -> bool {
+    Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn every_case_rewrites_to_its_expected_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rewrite");
+    let update = std::env::var("UPDATE_EXPECTED").is_ok_and(|v| v == "1");
+    let compose_check = docker_compose_available();
+    let mut cases: Vec<_> = fs::read_dir(&root)
+        .expect("corpus")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "the corpus is missing");
+    for case in cases {
+        let got = rewrite(&case.join("input.yml"));
+        let expected_path = case.join("expected.yml");
+        if update {
+            fs::write(&expected_path, &got).expect("write expected");
+        }
+        let expected = fs::read(&expected_path).unwrap_or_else(|_| {
+            panic!(
+                "{}: no expected.yml (UPDATE_EXPECTED=1 writes it)",
+                case.display()
+            )
+        });
+        assert!(
+            got.as_bytes() == expected.as_slice(),
+            "{}:\n{got}",
+            case.display()
+        );
+        if compose_check && got.contains("services:") {
+            let dir = tempfile::tempdir().expect("temp dir");
+            fs::write(dir.path().join("docker-compose.yml"), &got).expect("write");
+            for c in contexts_left(&got) {
+                fs::create_dir_all(dir.path().join(c)).expect("context dir");
+            }
+            let out = Command::new("docker-compose")
+                .args(["config", "--quiet"])
+                .current_dir(dir.path())
+                .env("VERSION", "2")
+                .output()
+                .expect("docker-compose");
+            assert!(
+                out.status.success(),
+                "{}: docker-compose rejects the output: {}",
+                case.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else if !compose_check {
+            eprintln!(
+                "docker-compose not installed: the output of {} is not read back by it",
+                case.display()
+            );
+        }
+    }
+}
