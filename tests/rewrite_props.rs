@@ -1,0 +1,309 @@
+//! Property tests of read + plan + rewrite.
+//!
+//! 1. Generated compose files, in many layouts, with an independent oracle:
+//!    the generator knows which lines are build entries, so it knows the
+//!    exact expected output (every other line byte-identical).
+//! 2. Arbitrary bytes and mutated valid files: never a panic, and never an
+//!    internal error (which is what the plan's read-back check reports when an
+//!    accepted input gives an output that does not parse or reads wrongly).
+
+use offcluster::compose::Compose;
+use offcluster::plan::{self, Options, Output, Target};
+use proptest::prelude::*;
+use std::path::Path;
+
+fn options() -> Options {
+    Options {
+        app: "app".into(),
+        gitsha: Some("sha".into()),
+        description: String::new(),
+        repo: "reg.example:5000/app".into(),
+        region: None,
+        registry_host: None,
+        tag: offcluster::tag::DEFAULT_TEMPLATE.into(),
+        output: Output::Stdout,
+    }
+}
+
+fn reference(name: &str) -> String {
+    format!("reg.example:5000/app:temp_app_{name}_sha")
+}
+
+/// Read and plan; Ok(None) when the input is rejected with a user-facing
+/// error.
+fn run(bytes: &[u8]) -> Result<Option<String>, String> {
+    let compose = match Compose::from_bytes(Path::new("c.yml"), bytes.to_vec(), &|_| None) {
+        Ok(c) => c,
+        Err(_) => return Ok(None),
+    };
+    let opts = options();
+    let target = Target::new(&opts).map_err(|e| e.to_string())?;
+    match plan::plan(&compose, &opts, &target, None) {
+        Ok(p) => Ok(Some(p.rewritten)),
+        Err(e) if format!("{e:#}").contains("internal error") => Err(format!("{e:#}")),
+        Err(_) => Ok(None),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Short {
+        quote: usize,
+        comment: bool,
+    },
+    Long {
+        dockerfile: bool,
+        args: bool,
+        target: bool,
+    },
+    Image,
+    Merge,
+    Flow {
+        build_first: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Svc {
+    kind: Kind,
+    context: usize,
+    comment_before: bool,
+    key_comment: bool,
+    command_before: bool,
+    env_after: bool,
+    blank_after: bool,
+}
+
+#[derive(Debug, Clone)]
+struct File {
+    services: Vec<Svc>,
+    nested: bool,
+    indent: usize,
+    crlf: bool,
+    bom: bool,
+    final_newline: bool,
+    header: bool,
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        (0..3usize, any::<bool>()).prop_map(|(quote, comment)| Kind::Short { quote, comment }),
+        (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(dockerfile, args, target)| {
+            Kind::Long {
+                dockerfile,
+                args,
+                target,
+            }
+        }),
+        Just(Kind::Image),
+        Just(Kind::Merge),
+        any::<bool>().prop_map(|build_first| Kind::Flow { build_first }),
+    ]
+}
+
+fn svc() -> impl Strategy<Value = Svc> {
+    (
+        kind(),
+        0..3usize,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                kind,
+                context,
+                comment_before,
+                key_comment,
+                command_before,
+                env_after,
+                blank_after,
+            )| Svc {
+                kind,
+                context,
+                comment_before,
+                key_comment,
+                command_before,
+                env_after,
+                blank_after,
+            },
+        )
+}
+
+fn file() -> impl Strategy<Value = File> {
+    (
+        prop::collection::vec(svc(), 1..7),
+        any::<bool>(),
+        prop_oneof![Just(2usize), Just(4usize)],
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(services, nested, indent, crlf, bom, final_newline, header)| File {
+                services,
+                nested,
+                indent,
+                crlf,
+                bom,
+                final_newline,
+                header,
+            },
+        )
+}
+
+/// The file's text and the exact text the rewrite must give.
+fn render(f: &File) -> (String, String) {
+    let mut input: Vec<String> = Vec::new();
+    let mut expected: Vec<String> = Vec::new();
+    let mut both = |i: &mut Vec<String>, e: &mut Vec<String>, line: String| {
+        i.push(line.clone());
+        e.push(line);
+    };
+    let ind = |n: usize| " ".repeat(n * f.indent);
+    let base = if f.nested { 1 } else { 0 };
+    if f.header {
+        both(&mut input, &mut expected, "# generated — ünïcode ✓".into());
+    }
+    both(&mut input, &mut expected, "x-base: &base".into());
+    both(
+        &mut input,
+        &mut expected,
+        format!("{}build: ./base", ind(1)),
+    );
+    if f.nested {
+        both(&mut input, &mut expected, "services:".into());
+    }
+    for (n, s) in f.services.iter().enumerate() {
+        let name = format!("s{n}");
+        let i0 = ind(base);
+        let i1 = ind(base + 1);
+        let i2 = ind(base + 2);
+        let r = reference(&name);
+        if s.comment_before {
+            both(&mut input, &mut expected, format!("{i0}# about {name}"));
+        }
+        if let Kind::Flow { build_first } = s.kind {
+            let (a, b) = (format!("build: ./d{}", s.context), "command: x".to_string());
+            let (ea, eb) = (format!("image: \"{r}\""), b.clone());
+            if build_first {
+                input.push(format!("{i0}{name}: {{{a}, {b}}}"));
+                expected.push(format!("{i0}{name}: {{{ea}, {eb}}}"));
+            } else {
+                input.push(format!("{i0}{name}: {{{b}, {a}}}"));
+                expected.push(format!("{i0}{name}: {{{eb}, {ea}}}"));
+            }
+        } else {
+            let key_comment = if s.key_comment { "   # key" } else { "" };
+            both(
+                &mut input,
+                &mut expected,
+                format!("{i0}{name}:{key_comment}"),
+            );
+            if s.command_before {
+                both(
+                    &mut input,
+                    &mut expected,
+                    format!("{i1}command: bin/{name} --flag \"q\""),
+                );
+            }
+            match &s.kind {
+                Kind::Short { quote, comment } => {
+                    let q = ["", "\"", "'"][*quote];
+                    let c = if *comment { "  # build here" } else { "" };
+                    input.push(format!("{i1}build: {q}./d{}{q}{c}", s.context));
+                    expected.push(format!("{i1}image: {r}{c}"));
+                }
+                Kind::Long {
+                    dockerfile,
+                    args,
+                    target,
+                } => {
+                    input.push(format!("{i1}build:"));
+                    input.push(format!("{i2}context: ./d{}", s.context));
+                    if *dockerfile {
+                        input.push(format!("{i2}dockerfile: Dockerfile.x"));
+                    }
+                    if *args {
+                        input.push(format!("{i2}args:"));
+                        input.push(format!("{i2}{}- A=1", ind(1)));
+                    }
+                    if *target {
+                        input.push(format!("{i2}target: prod"));
+                    }
+                    expected.push(format!("{i1}image: {r}"));
+                }
+                Kind::Image => both(&mut input, &mut expected, format!("{i1}image: redis:{n}")),
+                Kind::Merge => {
+                    both(&mut input, &mut expected, format!("{i1}<<: *base"));
+                    expected.push(format!("{i1}image: {r}"));
+                }
+                Kind::Flow { .. } => unreachable!(),
+            }
+            if s.env_after {
+                both(
+                    &mut input,
+                    &mut expected,
+                    format!("{i1}environment: [A=1, \"B=$$x\"]"),
+                );
+            }
+        }
+        if s.blank_after {
+            both(&mut input, &mut expected, String::new());
+        }
+    }
+    let nl = if f.crlf { "\r\n" } else { "\n" };
+    let join = |lines: &[String]| {
+        let mut t = String::new();
+        if f.bom {
+            t.push('\u{feff}');
+        }
+        t.push_str(&lines.join(nl));
+        if f.final_newline {
+            t.push_str(nl);
+        }
+        t
+    };
+    (join(&input), join(&expected))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn generated_files_rewrite_to_exactly_the_oracles_text(f in file()) {
+        let (input, expected) = render(&f);
+        let got = run(input.as_bytes());
+        prop_assert_eq!(got, Ok(Some(expected)), "input:\n{}", input);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_or_break_the_rewrite(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        prop_assert!(run(&bytes).is_ok());
+    }
+
+    #[test]
+    fn mutated_valid_files_never_panic_or_break_the_rewrite(
+        f in file(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..6),
+    ) {
+        let (input, _) = render(&f);
+        let mut bytes = input.into_bytes();
+        for (at, byte, op) in edits {
+            if bytes.is_empty() { break; }
+            let i = at.index(bytes.len());
+            // Mostly YAML's own punctuation, which makes interesting shapes.
+            const PUNCT: &[u8] = b":-{}[],#&*!|>'\"%@` \n\t$";
+            let b = PUNCT[usize::from(byte) % PUNCT.len()];
+            match op {
+                0 => bytes[i] = b,
+                1 => bytes.insert(i, b),
+                _ => { bytes.remove(i); }
+            }
+        }
+        prop_assert!(run(&bytes).is_ok(), "input: {:?}", String::from_utf8_lossy(&bytes));
+    }
+}
