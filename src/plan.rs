@@ -322,7 +322,7 @@ fn verify(compose: &Compose, rewritten: &str, refs: &[(String, String)]) -> Resu
         };
         let ok = match refs.iter().find(|(n, _)| n == &before.name) {
             Some((_, r)) => now.source == Source::Image(r.clone()),
-            None => now.source == before.source || matches!(before.source, Source::Image(_)),
+            None => now.source == before.source,
         };
         if !ok {
             bail!(

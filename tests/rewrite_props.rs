@@ -159,7 +159,7 @@ fn file() -> impl Strategy<Value = File> {
 fn render(f: &File) -> (String, String) {
     let mut input: Vec<String> = Vec::new();
     let mut expected: Vec<String> = Vec::new();
-    let mut both = |i: &mut Vec<String>, e: &mut Vec<String>, line: String| {
+    let both = |i: &mut Vec<String>, e: &mut Vec<String>, line: String| {
         i.push(line.clone());
         e.push(line);
     };
