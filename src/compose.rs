@@ -110,9 +110,16 @@ impl Compose {
                 path.display()
             )
         })?;
-        let doc = Doc::parse(&text).map_err(|e| match e.pos {
-            Some(p) => anyhow!("{}:{p}: invalid YAML: {}", path.display(), e.message),
-            None => anyhow!("{}: invalid YAML: {}", path.display(), e.message),
+        let doc = Doc::parse(&text).map_err(|e| {
+            let at = match e.pos {
+                Some(p) => format!("{}:{p}", path.display()),
+                None => path.display().to_string(),
+            };
+            anyhow!(
+                "{at}: invalid YAML: {}; {}",
+                e.message,
+                yaml_hint(&e.message)
+            )
         })?;
         let mut c = Compose {
             path: path.to_path_buf(),
@@ -312,7 +319,11 @@ impl Compose {
         if dockerfile.is_none() {
             if let Some(d) = v1_dockerfile {
                 match doc.scalar(d.value) {
-                    Some(s) => dockerfile = Some(ip(s)?.value),
+                    Some(s) => {
+                        let r = interpolate(s, env)
+                            .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(d.value)))?;
+                        dockerfile = Some(r.value);
+                    }
                     None => {
                         bail!(
                             "{}: service `{name}`: `dockerfile:` must be a string",
@@ -402,6 +413,21 @@ impl Compose {
             return Err(bad(node, &format!("invalid build arg name `{}`", a.name)));
         }
         Ok(args)
+    }
+}
+
+/// What to do about a YAML error.
+fn yaml_hint(message: &str) -> &'static str {
+    if message.contains("tab") {
+        "indent with spaces: YAML does not allow tabs there"
+    } else if message.contains("duplicate key") {
+        "remove or rename one of the two"
+    } else if message.contains("recursion limit") {
+        "`[ ]` and `{ }` nest at most 255 levels deep in this parser; flatten the structure"
+    } else if message.contains("more than one YAML document") {
+        "keep one document (remove the `---` separators)"
+    } else {
+        "fix the YAML there (an unclosed bracket or quote further up can show up here)"
     }
 }
 

@@ -62,6 +62,8 @@ pub struct EcrSetup {
 
 #[derive(Debug, Clone)]
 pub struct Build {
+    /// Where the first service is in the file (`file:line:col`), for messages.
+    pub at: String,
     /// The services that use this image; the first is built, the others share.
     pub services: Vec<String>,
     pub spec: BuildSpec,
@@ -263,6 +265,7 @@ pub fn plan(
                     )));
                 }
                 builds.push(Build {
+                    at: format!("{}:{}", compose.path.display(), svc.pos),
                     services: vec![svc.name.clone()],
                     build: docker::build(&spec, &reference, &labels),
                     spec,
@@ -346,16 +349,16 @@ impl Plan {
             let ctx = Path::new(&b.spec.context);
             if !ctx.is_dir() {
                 bail!(
-                    "{}: service `{svc}`: the build context {} is not a directory",
-                    self.compose_file.display(),
+                    "{}: service `{svc}`: the build context {} is not a directory; build paths are relative to the compose file's directory",
+                    b.at,
                     ctx.display()
                 );
             }
             if let Some(d) = &b.spec.dockerfile {
                 if !Path::new(d).is_file() {
                     bail!(
-                        "{}: service `{svc}`: the Dockerfile {d} does not exist",
-                        self.compose_file.display()
+                        "{}: service `{svc}`: the Dockerfile {d} does not exist; `dockerfile:` is relative to the build context",
+                        b.at
                     );
                 }
             }

@@ -469,7 +469,7 @@ fn a_file_error_names_the_file_and_exits_1_without_running_anything() {
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out).1;
-    assert!(stderr.contains("docker-compose.convox.yml: service `web`: the build context nowhere is not a directory"), "{stderr}");
+    assert!(stderr.contains("docker-compose.convox.yml:1:1: service `web`: the build context nowhere is not a directory"), "{stderr}");
     assert!(fakes.calls().is_empty());
 }
 
