@@ -96,12 +96,81 @@ pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
 }
 
 fn failed(cmd: &Cmd, out: &std::process::Output, hint: Option<String>) -> anyhow::Error {
+    let tail = tail_of(&String::from_utf8_lossy(&out.stderr));
+    let hint = hint.or_else(|| hint_for(&tail));
     anyhow::Error::new(CmdError {
         cmdline: cmd.to_string(),
         status: status_text(out.status),
-        tail: tail_of(&String::from_utf8_lossy(&out.stderr)),
+        tail,
         hint,
     })
+}
+
+/// What to do about a failure that docker or a registry explains.
+fn hint_for(tail: &[String]) -> Option<String> {
+    let text = tail.join("\n");
+    let has = |needle: &str| text.contains(needle);
+    if has("Cannot connect to the Docker daemon") || has("error during connect") {
+        Some("the docker daemon is not reachable: start it, or point DOCKER_HOST at it".into())
+    } else if has("name unknown") || has("NAME_UNKNOWN") || has("repository name not known") {
+        Some("the repository does not exist in that registry; create it first (for an ECR repository this program does)".into())
+    } else if has("denied") || has("unauthorized") || has("no basic auth credentials") {
+        Some("not logged in to the registry, or no permission to push to this repository".into())
+    } else {
+        None
+    }
+}
+
+/// A push failure that another attempt will not fix.
+fn is_permanent(tail: &[String]) -> bool {
+    let text = tail.join("\n");
+    [
+        "denied",
+        "unauthorized",
+        "no basic auth credentials",
+        "name unknown",
+        "NAME_UNKNOWN",
+        "repository name not known",
+        "does not exist locally",
+        "An image does not exist",
+        "invalid reference format",
+        "Cannot connect to the Docker daemon",
+    ]
+    .iter()
+    .any(|n| text.contains(n))
+}
+
+/// Waits before each retry of a push.
+pub const PUSH_BACKOFF: [std::time::Duration; 3] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+];
+
+/// Push, retrying a transient failure up to three times (after 1 s, 2 s and
+/// 4 s). A permanent failure (denied, unknown repository) is not retried.
+pub fn push(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        let err = match stream(cmd, prefix, opts) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let retry = match err.downcast_ref::<CmdError>() {
+            Some(c) => !is_permanent(&c.tail),
+            None => false,
+        };
+        let Some(wait) = PUSH_BACKOFF.get(attempt).filter(|_| retry) else {
+            return Err(err);
+        };
+        attempt += 1;
+        log(&format!(
+            "[{prefix}] push failed (attempt {attempt} of {}); retrying in {} s",
+            PUSH_BACKOFF.len() + 1,
+            wait.as_secs()
+        ));
+        std::thread::sleep(*wait);
+    }
 }
 
 /// Run and require success, returning stdout.
@@ -151,12 +220,15 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
         .map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))?;
     match out {
         Some(o) if o.status.success() => Ok(()),
-        Some(o) => Err(anyhow::Error::new(CmdError {
-            cmdline: cmd.to_string(),
-            status: status_text(o.status),
-            tail: tail.into_iter().collect(),
-            hint: None,
-        })),
+        Some(o) => {
+            let tail: Vec<String> = tail.into_iter().collect();
+            Err(anyhow::Error::new(CmdError {
+                cmdline: cmd.to_string(),
+                status: status_text(o.status),
+                hint: hint_for(&tail),
+                tail,
+            }))
+        }
         None => Err(anyhow!("`{cmd}` closed its output but did not exit")),
     }
 }
@@ -270,7 +342,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<()> {
             check(t, opts, None)?;
         }
         for (service, p) in &b.pushes {
-            stream(p, service, opts)?;
+            push(p, service, opts)?;
         }
     }
 

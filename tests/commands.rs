@@ -237,7 +237,11 @@ fn a_failure_at_each_step_exits_1_names_the_command_and_leaves_the_file_untouche
             &fakes,
             dir.path(),
             &standard_args(ECR),
-            &[("FAKE_FAIL", fail)],
+            // "denied" makes a push failure permanent, so it is not retried here.
+            &[
+                ("FAKE_FAIL", fail),
+                ("FAKE_FAIL_MSG", "failing on purpose (denied)"),
+            ],
         );
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{fail}: {stderr}");
@@ -484,5 +488,180 @@ fn help_and_version() {
     assert_eq!(
         text(&out).0,
         format!("convox-build-off-cluster {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+fn failing(
+    fail: &str,
+    msg: &str,
+    extra_env: &[(&str, &str)],
+) -> (Fakes, std::process::Output, Vec<u8>, tempfile::TempDir) {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let before = fs::read(dir.path().join(FILE)).unwrap();
+    let mut env = vec![("FAKE_FAIL", fail), ("FAKE_FAIL_MSG", msg)];
+    env.extend_from_slice(extra_env);
+    let out = run(&fakes, dir.path(), &standard_args(ECR), &env);
+    (fakes, out, before, dir)
+}
+
+fn assert_failed_untouched(
+    out: &std::process::Output,
+    before: &[u8],
+    dir: &std::path::Path,
+    wants: &[&str],
+) {
+    let stderr = text(out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for w in wants {
+        assert!(stderr.contains(w), "wants {w:?} in: {stderr}");
+    }
+    assert_eq!(fs::read(dir.join(FILE)).unwrap(), before);
+}
+
+#[test]
+fn an_unreachable_docker_daemon_is_named_with_a_hint() {
+    let msg = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?";
+    let (fakes, out, before, dir) = failing("docker build", msg, &[]);
+    assert_failed_untouched(
+        &out,
+        &before,
+        dir.path(),
+        &[
+            "docker build -f web/Dockerfile",
+            msg,
+            "start it, or point DOCKER_HOST",
+        ],
+    );
+    assert_eq!(
+        fakes
+            .call_lines()
+            .iter()
+            .filter(|l| l.starts_with("docker build"))
+            .count(),
+        1,
+        "builds are never retried"
+    );
+}
+
+#[test]
+fn expired_credentials_are_called_expired() {
+    let msg = "An error occurred (ExpiredTokenException) when calling the GetAuthorizationToken operation: The security token included in the request is expired";
+    let (_, out, before, dir) = failing("get-login-password", msg, &[]);
+    assert_failed_untouched(
+        &out,
+        &before,
+        dir.path(),
+        &[
+            "aws ecr get-login-password --region us-east-1",
+            "ExpiredTokenException",
+            "credentials have expired",
+        ],
+    );
+}
+
+#[test]
+fn a_denied_create_repository_says_which_permission() {
+    let msg = "An error occurred (AccessDeniedException) when calling the CreateRepository operation: not authorized to perform: ecr:CreateRepository";
+    let (fakes, out, before, dir) = failing("create-repository", msg, &[("FAKE_NO_REPO", "1")]);
+    assert_failed_untouched(
+        &out,
+        &before,
+        dir.path(),
+        &[
+            "aws ecr create-repository --repository-name demo",
+            "AccessDeniedException",
+            "need ecr:CreateRepository",
+        ],
+    );
+    assert!(fakes.call_lines().iter().all(|l| !l.starts_with("docker")));
+}
+
+#[test]
+fn a_transient_push_failure_is_retried_with_backoff() {
+    let msg = "net/http: TLS handshake timeout";
+    let (fakes, out, _, dir) = failing("docker push", msg, &[("FAKE_FAIL_TIMES", "2")]);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    let pushes: Vec<String> = fakes
+        .call_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("docker push"))
+        .collect();
+    assert_eq!(pushes[0], pushes[1]);
+    assert_eq!(pushes[1], pushes[2]);
+    assert_eq!(
+        pushes.len(),
+        5,
+        "3 attempts for the first ref, then one each: {pushes:?}"
+    );
+    assert!(
+        stderr.contains("push failed (attempt 1 of 4); retrying in 1 s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("push failed (attempt 2 of 4); retrying in 2 s"),
+        "{stderr}"
+    );
+    assert!(fs::read_to_string(dir.path().join(FILE))
+        .unwrap()
+        .contains("image: "));
+}
+
+#[test]
+fn a_push_that_keeps_failing_gives_up_after_three_retries() {
+    let (fakes, out, before, dir) = failing("docker push", "connection reset by peer", &[]);
+    assert_failed_untouched(
+        &out,
+        &before,
+        dir.path(),
+        &[
+            "docker push 123456789012.dkr.ecr.us-east-1.amazonaws.com/demo:temp_demo_web_abc123",
+            "connection reset by peer",
+            "attempt 3 of 4",
+        ],
+    );
+    assert_eq!(
+        fakes
+            .call_lines()
+            .iter()
+            .filter(|l| l.starts_with("docker push"))
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn a_denied_push_fails_at_once() {
+    let msg = "denied: requested access to the resource is denied";
+    let (fakes, out, before, dir) = failing("docker push", msg, &[]);
+    assert_failed_untouched(&out, &before, dir.path(), &[msg, "no permission to push"]);
+    assert_eq!(
+        fakes
+            .call_lines()
+            .iter()
+            .filter(|l| l.starts_with("docker push"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_registry_without_the_repository_is_named() {
+    let msg = "name unknown: repository name not known to registry";
+    let (fakes, out, before, dir) = failing("docker push", msg, &[]);
+    assert_failed_untouched(
+        &out,
+        &before,
+        dir.path(),
+        &[msg, "the repository does not exist in that registry"],
+    );
+    assert_eq!(
+        fakes
+            .call_lines()
+            .iter()
+            .filter(|l| l.starts_with("docker push"))
+            .count(),
+        1
     );
 }

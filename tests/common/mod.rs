@@ -16,7 +16,16 @@ name=${0##*/}
 line="$name $*"
 if [[ " $* " == *" --password-stdin "* ]]; then /bin/cat > "$FAKE_DIR/login.stdin"; fi
 for v in $FAKE_RECORD_ENV; do printf '%s %s=%s\n' "$name" "$v" "${!v}" >> "$FAKE_DIR/env.log"; done
+fail=
 if [[ -n "$FAKE_FAIL" && "$line" == *"$FAKE_FAIL"* ]]; then
+  fail=1
+  if [[ -n "$FAKE_FAIL_TIMES" ]]; then
+    n=$(( $(/bin/cat "$FAKE_DIR/failcount" 2>/dev/null || echo 0) + 1 ))
+    echo "$n" > "$FAKE_DIR/failcount"
+    (( n <= FAKE_FAIL_TIMES )) || fail=
+  fi
+fi
+if [[ -n "$fail" ]]; then
   echo "progress line before the failure"
   echo "fake $name: ${FAKE_FAIL_MSG:-failing on purpose}" >&2
   exit "${FAKE_FAIL_CODE:-1}"
