@@ -18,6 +18,10 @@ pub fn run(cli: &Cli) -> Result<()> {
     for w in &resolved.warnings {
         eprintln!("warning: {w}");
     }
+    if !resolved.dry_run {
+        crate::interrupt::install()
+            .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))?;
+    }
     let compose = Compose::load(&resolved.compose_file, &env)?;
     let target = Target::new(&resolved.options)?;
     let account = if target.needs_account(&resolved.options) && !resolved.dry_run {

@@ -14,6 +14,7 @@
 //! - [`rewrite`]: the lossless edit of the file;
 //! - [`run`]: executing a plan;
 //! - [`output`]: the atomic write;
+//! - [`interrupt`]: SIGINT and SIGTERM, child process groups;
 //! - [`app`]: one invocation, step by step.
 
 pub mod app;
@@ -23,6 +24,7 @@ pub mod compose;
 pub mod docker;
 pub mod ecr;
 pub mod interpolate;
+pub mod interrupt;
 pub mod output;
 pub mod plan;
 pub mod rewrite;

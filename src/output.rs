@@ -66,9 +66,23 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .tempfile_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    crate::interrupt::track_temp_file(tmp.path().to_path_buf());
+    let result = write_temp(&mut tmp, &path, contents);
+    crate::interrupt::untrack_temp_file(tmp.path());
+    result?;
+    tmp.persist(&path)
+        .map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
+    // Make the rename itself durable.
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn write_temp(tmp: &mut tempfile::NamedTempFile, path: &Path, contents: &[u8]) -> Result<()> {
     tmp.write_all(contents)
         .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    if let Some(perms) = fs::metadata(&path)
+    if let Some(perms) = fs::metadata(path)
         .map(|m| m.permissions())
         .ok()
         .or_else(new_file_permissions)
@@ -78,14 +92,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     }
     tmp.as_file()
         .sync_all()
-        .with_context(|| format!("cannot flush {}", tmp.path().display()))?;
-    tmp.persist(&path)
-        .map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
-    // Make the rename itself durable.
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+        .with_context(|| format!("cannot flush {}", tmp.path().display()))
 }
 
 /// A new file gets 0644, not the temporary file's private 0600.

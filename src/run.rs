@@ -4,6 +4,7 @@
 
 use crate::command::Cmd;
 use crate::ecr;
+use crate::interrupt;
 use crate::output;
 use crate::plan::{Action, Output, Plan};
 use anyhow::{anyhow, bail, Result};
@@ -86,13 +87,21 @@ pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
     if opts.verbose {
         log(&format!("+ {cmd}"));
     }
-    cmd.to_duct()
+    let expr = interrupt::own_group(cmd.to_duct())
         .stdin_null()
         .stdout_capture()
         .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| spawn_error(cmd, &e))
+        .unchecked();
+    wait_for(cmd, &expr)
+}
+
+/// Start under the interrupt handler's eye and wait for the output.
+fn wait_for(cmd: &Cmd, expr: &duct::Expression) -> Result<std::process::Output> {
+    let handle =
+        interrupt::spawn(|| expr.start(), |h| h.pids()).map_err(|e| spawn_error(cmd, &e))?;
+    let out = handle.wait().map(Clone::clone);
+    interrupt::forget(&handle.pids());
+    out.map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))
 }
 
 fn failed(cmd: &Cmd, out: &std::process::Output, hint: Option<String>) -> anyhow::Error {
@@ -187,13 +196,12 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
     if opts.verbose {
         log(&format!("[{prefix}] + {cmd}"));
     }
-    let reader = cmd
-        .to_duct()
+    let expr = interrupt::own_group(cmd.to_duct())
         .stdin_null()
         .stderr_to_stdout()
-        .unchecked()
-        .reader()
-        .map_err(|e| spawn_error(cmd, &e))?;
+        .unchecked();
+    let reader =
+        interrupt::spawn(|| expr.reader(), |r| r.pids()).map_err(|e| spawn_error(cmd, &e))?;
     let mut lines = BufReader::new(&reader);
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let mut buf = Vec::new();
@@ -218,6 +226,7 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
     let out = reader
         .try_wait()
         .map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))?;
+    interrupt::forget(&reader.pids());
     match out {
         Some(o) if o.status.success() => Ok(()),
         Some(o) => {
@@ -259,14 +268,12 @@ pub fn login(password_cmd: &Cmd, login_cmd: &Cmd, opts: RunOptions) -> Result<()
     if opts.verbose {
         log(&format!("+ {password_cmd} | {login_cmd}"));
     }
-    let result = login_cmd
-        .to_duct()
+    let expr = interrupt::own_group(login_cmd.to_duct())
         .stdin_bytes(password.as_bytes())
         .stdout_capture()
         .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| spawn_error(login_cmd, &e))?;
+        .unchecked();
+    let result = wait_for(login_cmd, &expr)?;
     if !result.status.success() {
         let stderr = String::from_utf8_lossy(&result.stderr).replace(&password, "***");
         return Err(anyhow::Error::new(CmdError {

@@ -16,6 +16,12 @@ name=${0##*/}
 line="$name $*"
 if [[ " $* " == *" --password-stdin "* ]]; then /bin/cat > "$FAKE_DIR/login.stdin"; fi
 for v in $FAKE_RECORD_ENV; do printf '%s %s=%s\n' "$name" "$v" "${!v}" >> "$FAKE_DIR/env.log"; done
+if [[ -n "$FAKE_SLEEP" && "$line" == *"$FAKE_SLEEP"* ]]; then
+  sleep 60 &
+  echo $! > "$FAKE_DIR/grandchild.pid"
+  echo $$ > "$FAKE_DIR/child.pid"
+  wait
+fi
 fail=
 if [[ -n "$FAKE_FAIL" && "$line" == *"$FAKE_FAIL"* ]]; then
   fail=1
@@ -73,7 +79,7 @@ impl Fakes {
         // program without a fake is then really missing.
         let sys = dir.path().join("sys");
         fs::create_dir(&sys).expect("sys dir");
-        for tool in ["bash", "cat", "sh", "env"] {
+        for tool in ["bash", "cat", "sh", "env", "sleep"] {
             if let Some(p) = which_in_path(tool) {
                 std::os::unix::fs::symlink(p, sys.join(tool)).expect("symlink");
             }
