@@ -2,7 +2,7 @@
 //! at the same place; every other byte of the file stays as it was.
 
 use crate::compose::{BuildSite, Compose, Source};
-use crate::yaml::{Doc, Kind, NodeId};
+use crate::yaml::{Doc, Entry, Kind, NodeId};
 use anyhow::{bail, Result};
 
 /// Replace the bytes `start..end` with `text`.
@@ -25,21 +25,37 @@ pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
         };
         let doc = &c.doc;
         let src = c.text.as_str();
+        let map_flow = doc.node(svc.value).flow;
+        // An `image:` with no value, written in the service itself: it is
+        // the entry to fill in (adding another would duplicate the key).
+        let empty_image = match *site {
+            BuildSite::AliasedService => None,
+            _ => doc.get(svc.value, "image").and_then(|f| f.own),
+        };
+        let fill_image = |e: Entry| Edit {
+            start: doc.node(e.key).start,
+            end: doc.node(e.value).end,
+            text: format!("image: {}", scalar(reference, map_flow)),
+        };
         match *site {
             BuildSite::Own { build, dockerfile } => {
                 let (start, end) = (doc.node(build.key).start, doc.node(build.value).end);
-                let map_flow = doc.node(svc.value).flow;
                 if anchors_used_outside(doc, start, end) {
                     // Removing `build:` would orphan an alias elsewhere: keep it
                     // and add `image:`, which Convox uses over `build:`.
-                    out.push(add_entry(src, doc, svc.value, reference));
+                    out.push(match empty_image {
+                        Some(e) => fill_image(e),
+                        None => add_entry(src, doc, svc.value, reference),
+                    });
                     continue;
                 }
-                out.push(Edit {
-                    start,
-                    end,
-                    text: format!("image: {}", scalar(reference, map_flow)),
-                });
+                match empty_image {
+                    Some(e) => {
+                        out.push(fill_image(e));
+                        out.push(remove_entry(src, start, end, map_flow));
+                    }
+                    None => out.push(fill_image(build)),
+                }
                 if let Some(d) = dockerfile {
                     let (ds, de) = (doc.node(d.key).start, doc.node(d.value).end);
                     if !anchors_used_outside(doc, ds, de) {
@@ -47,7 +63,10 @@ pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
                     }
                 }
             }
-            BuildSite::Merged => out.push(add_entry(src, doc, svc.value, reference)),
+            BuildSite::Merged => out.push(match empty_image {
+                Some(e) => fill_image(e),
+                None => add_entry(src, doc, svc.value, reference),
+            }),
             BuildSite::AliasedService => {
                 let n = doc.node(svc.value);
                 let alias = &src[n.start..n.end];
@@ -114,15 +133,26 @@ fn line_ending(src: &str) -> &'static str {
     }
 }
 
-/// Start of the line that holds byte `at`.
+/// Start of the line that holds byte `at`. YAML breaks lines at LF, CRLF
+/// and a lone CR.
 fn line_start(src: &str, at: usize) -> usize {
-    src[..at].rfind('\n').map_or(0, |i| i + 1)
+    src[..at].rfind(['\n', '\r']).map_or(0, |i| i + 1)
 }
 
 /// After the line break that ends the line holding byte `at`, or None when
 /// that line is the last and has no break.
 fn next_line(src: &str, at: usize) -> Option<usize> {
-    src[at..].find('\n').map(|i| at + i + 1)
+    let i = at + src[at..].find(['\n', '\r'])?;
+    Some(if src[i..].starts_with("\r\n") {
+        i + 2
+    } else {
+        i + 1
+    })
+}
+
+/// The end of the line holding byte `at`, before its break.
+fn line_end(src: &str, at: usize) -> usize {
+    src[at..].find(['\n', '\r']).map_or(src.len(), |i| at + i)
 }
 
 /// Add `image: REF` to a service mapping that keeps its `build:` (inherited,
@@ -152,18 +182,18 @@ fn add_entry(src: &str, doc: &Doc, map: NodeId, reference: &str) -> Edit {
         .chars()
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
-    let nl = line_ending(src);
     let entry = format!("{indent}image: {}", scalar(reference, false));
     match next_line(src, value_end) {
+        // The new line ends with the same break as the line before it.
         Some(p) => Edit {
             start: p,
             end: p,
-            text: format!("{entry}{nl}"),
+            text: format!("{entry}{}", &src[line_end(src, value_end)..p]),
         },
         None => Edit {
             start: src.len(),
             end: src.len(),
-            text: format!("{nl}{entry}"),
+            text: format!("{}{entry}", line_ending(src)),
         },
     }
 }
@@ -191,8 +221,7 @@ fn remove_entry(src: &str, start: usize, end: usize, flow: bool) -> Edit {
     } else {
         start
     };
-    let rest_end = src[end..].find('\n').map_or(src.len(), |i| end + i);
-    let rest = src[end..rest_end].trim();
+    let rest = src[end..line_end(src, end)].trim();
     let e = if rest.is_empty() || rest.starts_with('#') {
         next_line(src, end).unwrap_or(src.len())
     } else {
@@ -285,6 +314,26 @@ mod tests {
         assert_eq!(
             out,
             "web:\n  build: &ctx ./a\n  image: h/a:web\nworker:\n  image: h/a:wk\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_image_entry_is_filled_in_not_duplicated() {
+        let src = "x: &b\n  build: .\nweb:\n  <<: *b\n  image:   # later\nwk:\n  image: ~\n  build: ./w\n  command: c\n";
+        let out = rewrite(src, &[("web", "h/a:web"), ("wk", "h/a:wk")]);
+        assert_eq!(
+            out,
+            "x: &b\n  build: .\nweb:\n  <<: *b\n  image: h/a:web   # later\nwk:\n  image: h/a:wk\n  command: c\n"
+        );
+    }
+
+    #[test]
+    fn a_lone_carriage_return_is_a_line_break_too() {
+        let src = "x: &b\r  build: .\rweb:\r  <<: *b\r  command: c\r";
+        let out = rewrite(src, &[("web", "h/a:web")]);
+        assert_eq!(
+            out,
+            "x: &b\r  build: .\rweb:\r  <<: *b\r  image: h/a:web\r  command: c\r"
         );
     }
 

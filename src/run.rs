@@ -99,7 +99,7 @@ pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
 fn wait_for(cmd: &Cmd, expr: &duct::Expression) -> Result<std::process::Output> {
     let handle =
         interrupt::spawn(|| expr.start(), |h| h.pids()).map_err(|e| spawn_error(cmd, &e))?;
-    let out = handle.wait().map(Clone::clone);
+    let out = handle.wait().cloned();
     interrupt::forget(&handle.pids());
     out.map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))
 }

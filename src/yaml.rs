@@ -182,6 +182,20 @@ impl<'s> Builder<'s> {
         self.nodes.len() - 1
     }
 
+    /// When a mapping is waiting for a value: the byte after the `:` that
+    /// follows its key.
+    fn after_pending_colon(&self) -> Option<usize> {
+        let Some((Frame::Map { key: Some(k), .. }, _)) = self.stack.last() else {
+            return None;
+        };
+        let from = self.nodes[*k].end;
+        let rest = &self.src[from..];
+        let skipped = rest.len() - rest.trim_start().len();
+        rest[skipped..]
+            .starts_with(':')
+            .then_some(from + skipped + 1)
+    }
+
     fn register_anchor(&mut self, anchor: usize, id: NodeId) {
         if anchor != 0 {
             self.anchors.insert(anchor, id);
@@ -239,7 +253,7 @@ impl<'s> Builder<'s> {
                 }
             }
             Event::Scalar(value, style, anchor, _tag) => {
-                let start = self.byte(span.start.index());
+                let mut start = self.byte(span.start.index());
                 let mut end = self.byte(span.end.index());
                 // A quoted scalar's span can run on over a trailing comment;
                 // end it at its closing quote.
@@ -251,6 +265,14 @@ impl<'s> Builder<'s> {
                         end = quoted_end(self.src, start, '\'').unwrap_or(end)
                     }
                     _ => {}
+                }
+                if start == end {
+                    // An empty value sits at its key's end, before the `:`;
+                    // move it after the `:` so the entry's range covers it.
+                    if let Some(after) = self.after_pending_colon() {
+                        start = after;
+                        end = after;
+                    }
                 }
                 let kind = Kind::Scalar {
                     value: value.into_owned(),
@@ -511,6 +533,19 @@ mod tests {
         let g = doc.get(root, "g").unwrap().value;
         assert_eq!(text(src, &doc, g), "*x");
         assert_eq!(doc.resolve(g), a);
+    }
+
+    #[test]
+    fn an_empty_value_ends_after_its_colon() {
+        let src = "b:\n  args:\n# c\nx: {k: , j: 1}\n";
+        let doc = Doc::parse(src).unwrap();
+        let root = doc.root.unwrap();
+        let b = doc.get(root, "b").unwrap().value;
+        assert_eq!(&src[doc.node(b).start..doc.node(b).end], "args:");
+        let x = doc.get(root, "x").unwrap().value;
+        let k = doc.get(x, "k").unwrap().value;
+        assert_eq!(doc.node(k).start, src.find("k:").unwrap() + 2);
+        assert!(doc.is_null(k));
     }
 
     #[test]

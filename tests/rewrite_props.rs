@@ -270,6 +270,45 @@ fn render(f: &File) -> (String, String) {
     (join(&input), join(&expected))
 }
 
+/// Every compose file among the fixtures, as seeds for mutation.
+fn corpus() -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "yml") {
+                files.extend(std::fs::read(&p));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn mutate(mut bytes: Vec<u8>, edits: &[(prop::sample::Index, u8, u8)]) -> Vec<u8> {
+    // Mostly YAML's own punctuation, which makes interesting shapes.
+    const PUNCT: &[u8] = b":-{}[],#&*!|>'\"%@` \n\t$";
+    for (at, byte, op) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let i = at.index(bytes.len());
+        let b = PUNCT[usize::from(*byte) % PUNCT.len()];
+        match op {
+            0 => bytes[i] = b,
+            1 => bytes.insert(i, b),
+            _ => {
+                bytes.remove(i);
+            }
+        }
+    }
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
@@ -291,19 +330,18 @@ proptest! {
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..6),
     ) {
         let (input, _) = render(&f);
-        let mut bytes = input.into_bytes();
-        for (at, byte, op) in edits {
-            if bytes.is_empty() { break; }
-            let i = at.index(bytes.len());
-            // Mostly YAML's own punctuation, which makes interesting shapes.
-            const PUNCT: &[u8] = b":-{}[],#&*!|>'\"%@` \n\t$";
-            let b = PUNCT[usize::from(byte) % PUNCT.len()];
-            match op {
-                0 => bytes[i] = b,
-                1 => bytes.insert(i, b),
-                _ => { bytes.remove(i); }
-            }
-        }
+        let bytes = mutate(input.into_bytes(), &edits);
+        prop_assert!(run(&bytes).is_ok(), "input: {:?}", String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn mutated_fixtures_never_panic_or_break_the_rewrite(
+        seed in any::<prop::sample::Index>(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..8),
+    ) {
+        let files = corpus();
+        prop_assert!(!files.is_empty());
+        let bytes = mutate(files[seed.index(files.len())].clone(), &edits);
         prop_assert!(run(&bytes).is_ok(), "input: {:?}", String::from_utf8_lossy(&bytes));
     }
 }
