@@ -18,9 +18,13 @@ pub fn run(cli: &Cli) -> Result<()> {
     for w in &resolved.warnings {
         eprintln!("warning: {w}");
     }
+    let mut _lock = None;
     if !resolved.dry_run {
         crate::interrupt::install()
             .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))?;
+        if let plan::Output::File(path) = &resolved.options.output {
+            _lock = Some(crate::lock::lock(path)?);
+        }
     }
     let compose = Compose::load(&resolved.compose_file, &env)?;
     let target = Target::new(&resolved.options)?;

@@ -15,6 +15,7 @@
 //! - [`run`]: executing a plan;
 //! - [`output`]: the atomic write;
 //! - [`interrupt`]: SIGINT and SIGTERM, child process groups;
+//! - [`lock`]: one run at a time per output file;
 //! - [`app`]: one invocation, step by step.
 
 pub mod app;
@@ -25,6 +26,7 @@ pub mod docker;
 pub mod ecr;
 pub mod interpolate;
 pub mod interrupt;
+pub mod lock;
 pub mod output;
 pub mod plan;
 pub mod rewrite;

@@ -665,3 +665,62 @@ fn a_registry_without_the_repository_is_named() {
         1
     );
 }
+
+#[test]
+fn a_second_run_on_the_same_file_fails_clearly_while_the_first_holds_the_lock() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let before = fs::read(dir.path().join(FILE)).unwrap();
+    // Stand in for a first run: hold the lock file it would hold.
+    let held = fs::File::create(dir.path().join(format!(".{FILE}.lock"))).unwrap();
+    held.lock().unwrap();
+    let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is being rewritten by another run"),
+        "{stderr}"
+    );
+    assert!(fakes.calls().is_empty());
+    assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
+    drop(held);
+    let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(
+        !dir.path().join(format!(".{FILE}.lock")).exists(),
+        "the lock file is removed"
+    );
+}
+
+#[test]
+fn the_rewrite_keeps_permissions_and_writes_through_a_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    fs::rename(dir.path().join(FILE), dir.path().join("real.yml")).unwrap();
+    std::os::unix::fs::symlink("real.yml", dir.path().join(FILE)).unwrap();
+    fs::set_permissions(
+        dir.path().join("real.yml"),
+        fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args("127.0.0.1:5000/demo"),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(fs::symlink_metadata(dir.path().join(FILE))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let real = dir.path().join("real.yml");
+    assert!(fs::read_to_string(&real)
+        .unwrap()
+        .contains("image: 127.0.0.1:5000/demo:temp_demo_web_abc123"));
+    assert_eq!(
+        fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+}
