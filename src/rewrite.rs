@@ -163,8 +163,8 @@ fn add_entry(src: &str, doc: &Doc, map: NodeId, reference: &str) -> Edit {
     let after = doc
         .merge_entry(map)
         .or_else(|| entries.first().copied())
-        .map(|e| (doc.node(e.key).start, doc.node(e.value).end));
-    let Some((key_start, value_end)) = after else {
+        .map(|e| (doc.node(e.key).pos.col, doc.node(e.value).end));
+    let Some((key_col, value_end)) = after else {
         return Edit {
             start: node.end,
             end: node.end,
@@ -178,10 +178,8 @@ fn add_entry(src: &str, doc: &Doc, map: NodeId, reference: &str) -> Edit {
             text: format!(", image: {}", scalar(reference, true)),
         };
     }
-    let indent: String = src[line_start(src, key_start)..key_start]
-        .chars()
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
-        .collect();
+    // Spaces to the parser's column of the key (tabs are never indentation).
+    let indent = " ".repeat(key_col.saturating_sub(1));
     let entry = format!("{indent}image: {}", scalar(reference, false));
     match next_line(src, value_end) {
         // The new line ends with the same break as the line before it.
@@ -334,6 +332,16 @@ mod tests {
         assert_eq!(
             out,
             "x: &b\r  build: .\rweb:\r  <<: *b\r  image: h/a:web\r  command: c\r"
+        );
+    }
+
+    #[test]
+    fn an_added_entry_is_indented_with_spaces_to_the_keys_column() {
+        let src = "x: &b\n  build: .\nweb:\n \t<<: *b\n  command: c\n";
+        let out = rewrite(src, &[("web", "h/a:web")]);
+        assert_eq!(
+            out,
+            "x: &b\n  build: .\nweb:\n \t<<: *b\n  image: h/a:web\n  command: c\n"
         );
     }
 
