@@ -6,6 +6,7 @@
 //! - [`yaml`]: a YAML tree with byte ranges;
 //! - [`compose`]: what a compose file says (formats, services, builds);
 //! - [`interpolate`]: `${VAR}` in build fields;
+//! - [`digest`]: the content digest of a build, `.dockerignore`;
 //! - [`tag`]: image tags from the template;
 //! - [`ecr`]: ECR repositories and the aws commands;
 //! - [`docker`]: the docker commands;
@@ -22,6 +23,7 @@ pub mod app;
 pub mod cli;
 pub mod command;
 pub mod compose;
+pub mod digest;
 pub mod docker;
 pub mod ecr;
 pub mod interpolate;
