@@ -335,7 +335,7 @@ impl<'s> Builder<'s> {
                     }
                 };
                 let end = if flow {
-                    self.byte(span.start.index() + 1)
+                    closing_bracket(self.src, self.byte(span.start.index()))
                 } else {
                     last.map_or(self.nodes[id].start, |l| self.nodes[l].end)
                 };
@@ -350,6 +350,23 @@ impl<'s> Builder<'s> {
         }
         Ok(())
     }
+}
+
+/// The byte after the `]` or `}` that closes a flow collection whose end
+/// event is at `at`: the event can sit on a trailing comma before it.
+fn closing_bracket(src: &str, at: usize) -> usize {
+    let mut comment = false;
+    for (i, c) in src[at..].char_indices() {
+        match c {
+            '\n' | '\r' => comment = false,
+            _ if comment => {}
+            '#' => comment = true,
+            ']' | '}' => return at + i + 1,
+            ',' | ' ' | '\t' => {}
+            _ => break,
+        }
+    }
+    (at + 1).min(src.len())
 }
 
 /// The byte after the closing quote of a quoted scalar that starts at `start`.
@@ -533,6 +550,16 @@ mod tests {
         let g = doc.get(root, "g").unwrap().value;
         assert_eq!(text(src, &doc, g), "*x");
         assert_eq!(doc.resolve(g), a);
+    }
+
+    #[test]
+    fn a_flow_collection_with_a_trailing_comma_ends_at_its_bracket() {
+        let src = "a: {b: 1, c: [2, 3,],  }\n";
+        let doc = Doc::parse(src).unwrap();
+        let a = doc.get(doc.root.unwrap(), "a").unwrap().value;
+        assert_eq!(text(src, &doc, a), "{b: 1, c: [2, 3,],  }");
+        let c = doc.get(a, "c").unwrap().value;
+        assert_eq!(text(src, &doc, c), "[2, 3,]");
     }
 
     #[test]
