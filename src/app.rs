@@ -14,6 +14,8 @@ pub fn run(cli: &Cli) -> Result<()> {
     let opts = RunOptions {
         verbose: cli.verbose,
         quiet: cli.quiet,
+        force: cli.force,
+        jobs: cli.jobs.unwrap_or_else(run::default_jobs),
     };
     for w in &resolved.warnings {
         eprintln!("warning: {w}");
@@ -37,12 +39,18 @@ pub fn run(cli: &Cli) -> Result<()> {
     } else {
         None
     };
-    let plan = plan::plan(&compose, &resolved.options, &target, account.as_deref())?;
+    let digest = |spec: &crate::compose::BuildSpec| crate::digest::digest(spec, &env);
+    let plan = plan::plan(
+        &compose,
+        &resolved.options,
+        &target,
+        account.as_deref(),
+        &digest,
+    )?;
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
     if resolved.dry_run {
-        plan.check_files()?;
         let mut out = std::io::stdout().lock();
         let mut text = String::from(
             "# dry run: these commands would run; nothing is run and no file is written\n",
@@ -60,7 +68,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         out.flush()?;
         return Ok(());
     }
-    run::execute(&plan, opts)?;
-    eprintln!("done:\n{}", run::summary(&plan));
+    let outcomes = run::execute(&plan, opts)?;
+    eprintln!("done:\n{}", run::summary(&plan, &outcomes));
     Ok(())
 }

@@ -71,13 +71,21 @@ pub struct Cli {
     #[arg(long = "registry-host", value_name = "HOST[:PORT]")]
     pub registry_host: Option<String>,
 
-    /// The tag template; placeholders {app}, {service}, {gitsha}, {description}. Disallowed characters become `-`.
+    /// The tag template; placeholders {app}, {service}, {hash} (the build's content digest, 16 hex digits), {gitsha}, {description}. Disallowed characters become `-`. The old tool's tag is temp_{app}_{service}_{gitsha}.
     #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_TEMPLATE)]
     pub tag: String,
 
     /// Print the commands and the rewritten file; run nothing, write nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+
+    /// Build and push even when the registry has every tag already.
+    #[arg(long)]
+    pub force: bool,
+
+    /// How many builds run at once. [default: the number of CPUs, at most 4]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
 
     /// Echo every command line before it runs.
     #[arg(short, long, conflicts_with = "quiet")]
@@ -104,6 +112,8 @@ const LONG_NAMES: &[&str] = &[
     "defaultAccount",
     "description",
     "dry-run",
+    "force",
+    "jobs",
     "gitsha",
     "output-compose-file",
     "quiet",

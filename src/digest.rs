@@ -9,7 +9,7 @@
 //! change on every commit and would defeat the digest.
 
 use crate::compose::{is_remote_context, ArgValue, BuildSpec};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::fs;
 use std::io::Read;
@@ -181,7 +181,9 @@ fn compile(p: &str) -> Vec<Token> {
 
 /// Read a `[...]` class starting after the `[`; returns it and the index
 /// after the `]`.
-fn class(chars: &[char], mut i: usize) -> Option<(Vec<(char, char)>, bool, usize)> {
+type Class = (Vec<(char, char)>, bool, usize);
+
+fn class(chars: &[char], mut i: usize) -> Option<Class> {
     let negated = matches!(chars.get(i), Some('^') | Some('!'));
     if negated {
         i += 1;
@@ -363,6 +365,18 @@ pub fn digest(spec: &BuildSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<
     } else {
         let context = Path::new(&spec.context);
         let dockerfile = spec.dockerfile.as_deref().map(Path::new);
+        if !context.is_dir() {
+            bail!(
+                "the build context {} is not a directory; build paths are relative to the compose file's directory",
+                context.display()
+            );
+        }
+        if let Some(d) = dockerfile.filter(|d| !d.is_file()) {
+            bail!(
+                "the Dockerfile {} does not exist; `dockerfile:` is relative to the build context",
+                d.display()
+            );
+        }
         let ignore = match ignore_file(context, dockerfile) {
             Some(p) => Ignore::parse(
                 &fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
@@ -563,7 +577,8 @@ mod tests {
         assert_eq!(digest(&s, &no_env).unwrap(), base, "stable");
 
         // Content, a new file, a rename, the executable bit, a symlink.
-        let changes: Vec<Box<dyn Fn(&Path)>> = vec![
+        type Change = Box<dyn Fn(&Path)>;
+        let changes: Vec<Change> = vec![
             Box::new(|p| fs::write(p.join("src/a.txt"), "A").unwrap()),
             Box::new(|p| fs::write(p.join("src/new.txt"), "").unwrap()),
             Box::new(|p| fs::rename(p.join("src/a.txt"), p.join("src/c.txt")).unwrap()),

@@ -29,6 +29,30 @@ pub fn build(spec: &BuildSpec, reference: &str, labels: &[(String, String)]) -> 
     c.arg(spec.context.as_str())
 }
 
+/// Answers whether a tag exists in a registry; `--insecure` for a
+/// plain-HTTP registry on a loopback address.
+pub fn manifest_inspect(reference: &str, insecure: bool) -> Cmd {
+    let mut c = Cmd::new("docker").args(["manifest", "inspect"]);
+    if insecure {
+        c = c.arg("--insecure");
+    }
+    c.arg(reference)
+}
+
+/// Answers whether an image is present in the local engine.
+pub fn image_present(reference: &str) -> Cmd {
+    Cmd::new("docker").args(["image", "inspect", "--format", "{{.Id}}", reference])
+}
+
+/// A registry host that docker reaches over plain HTTP: a loopback address.
+pub fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name == "localhost" || name.starts_with("127.") || name == "::1"
+}
+
 pub fn tag(source: &str, target: &str) -> Cmd {
     Cmd::new("docker").args(["tag", source, target])
 }

@@ -119,6 +119,22 @@ pub fn create_repository(name: &str, region: &str) -> Cmd {
     ])
 }
 
+/// Answers whether a tag exists in an ECR repository.
+pub fn describe_image(name: &str, tag: &str, region: &str) -> Cmd {
+    Cmd::new("aws").args([
+        "ecr",
+        "describe-images",
+        "--repository-name",
+        name,
+        "--image-ids",
+        &format!("imageTag={tag}"),
+        "--region",
+        region,
+        "--output",
+        "json",
+    ])
+}
+
 /// Prints the password on stdout, which this program pipes to `docker login`.
 pub fn login_password(region: &str) -> Cmd {
     Cmd::new("aws").args(["ecr", "get-login-password", "--region", region])

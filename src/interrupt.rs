@@ -21,6 +21,30 @@ static STATE: Mutex<State> = Mutex::new(State {
     temp_files: Vec::new(),
 });
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by the first failure of parallel work: start nothing new.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Has a failure elsewhere cancelled the remaining work?
+pub fn cancelled() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
+}
+
+/// After a failure: start nothing new and stop what runs (SIGTERM to each
+/// child's process group).
+pub fn cancel_all() {
+    let st = state();
+    CANCELLED.store(true, Ordering::SeqCst);
+    kill_groups(&st.groups, libc::SIGTERM);
+}
+
+/// When the parallel work has ended after a cancel: kill what ignored the
+/// SIGTERM.
+pub fn finish_cancel() {
+    if cancelled() {
+        let st = state();
+        kill_groups(&st.groups, libc::SIGKILL);
+    }
+}
 
 fn state() -> std::sync::MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
@@ -81,6 +105,9 @@ pub fn spawn<T>(
     pids: impl Fn(&T) -> Vec<u32>,
 ) -> std::io::Result<T> {
     let mut st = state();
+    if CANCELLED.load(Ordering::SeqCst) {
+        return Err(std::io::Error::other("not started: another step failed"));
+    }
     let handle = start()?;
     let ids = pids(&handle);
     if INTERRUPTED.load(Ordering::SeqCst) {

@@ -60,8 +60,21 @@ pub struct EcrSetup {
     pub login: Cmd,
 }
 
+/// How to ask whether a reference already exists in the registry.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub cmd: Cmd,
+}
+
+/// The label that carries a build's content digest.
+pub const DIGEST_LABEL: &str = "com.convox.off-cluster.digest";
+
 #[derive(Debug, Clone)]
 pub struct Build {
+    /// The content digest (BLAKE3, 64 hex digits).
+    pub digest: String,
+    /// For each of `refs`, how to ask whether it exists already.
+    pub checks: Vec<Check>,
     /// Where the first service is in the file (`file:line:col`), for messages.
     pub at: String,
     /// The services that use this image; the first is built, the others share.
@@ -151,11 +164,13 @@ impl Target {
 
 /// Make the plan. `account` is the caller's account id when
 /// [`Target::needs_account`]; None puts a placeholder there (dry run).
+/// `digest` gives each distinct build's content digest.
 pub fn plan(
     compose: &Compose,
     opts: &Options,
     target: &Target,
     account: Option<&str>,
+    digest: &dyn Fn(&BuildSpec) -> Result<String>,
 ) -> Result<Plan> {
     let mut warnings = compose.warnings.clone();
     warnings.extend(target.warnings.iter().cloned());
@@ -199,17 +214,32 @@ pub fn plan(
         _ => host,
     };
 
-    let tag_for = |service: &str| -> Result<String> {
-        let t = tag::render(&opts.tag, &|p| match p {
+    let tag_for = |service: &str, hash: &str| -> Result<String> {
+        tag::render(&opts.tag, &|p| match p {
             "app" => opts.app.clone(),
             "service" => service.to_string(),
             "gitsha" => opts.gitsha.clone().unwrap_or_default(),
             "description" => opts.description.clone(),
+            "hash" => hash.chars().take(16).collect(),
             _ => String::new(),
         })
-        .map_err(usage)?;
-        Ok(format!("{host}/{repository}:{t}"))
+        .map_err(usage)
     };
+    // Whether a tag exists is asked of the registry that is pushed to: ECR's
+    // API when that is ECR itself, else the registry.
+    let ecr_check = match (&target.repo, &opts.registry_host) {
+        (Repo::Ecr { name, .. }, None) => {
+            Some((name.clone(), target.region.clone().unwrap_or_default()))
+        }
+        _ => None,
+    };
+    let check_for = |reference: &str, tag: &str| Check {
+        cmd: match &ecr_check {
+            Some((name, region)) => ecr::describe_image(name, tag, region),
+            None => docker::manifest_inspect(reference, docker::is_loopback(&host)),
+        },
+    };
+    let mut digests: Vec<(BuildSpec, String)> = Vec::new();
 
     let mut labels = vec![(
         "org.opencontainers.image.title".to_string(),
@@ -241,13 +271,30 @@ pub fn plan(
             }
             Source::Build { spec, .. } => with_default_dockerfile(spec),
         };
-        let reference = tag_for(&svc.name)?;
+        let hash = match digests.iter().find(|(s, _)| *s == spec) {
+            Some((_, d)) => d.clone(),
+            None => {
+                let d = digest(&spec).map_err(|e| {
+                    anyhow!(
+                        "{}:{}: service `{}`: {e:#}",
+                        compose.path.display(),
+                        svc.pos,
+                        svc.name
+                    )
+                })?;
+                digests.push((spec.clone(), d.clone()));
+                d
+            }
+        };
+        let tag = tag_for(&svc.name, &hash)?;
+        let reference = format!("{host}/{repository}:{tag}");
         refs.push((svc.name.clone(), reference.clone()));
         match builds.iter_mut().find(|b| b.spec == spec) {
             Some(b) => {
                 let with = b.services[0].clone();
                 b.services.push(svc.name.clone());
                 if !b.refs.contains(&reference) {
+                    b.checks.push(check_for(&reference, &tag));
                     b.tags.push(docker::tag(&b.refs[0], &reference));
                     b.pushes.push((svc.name.clone(), docker::push(&reference)));
                     b.refs.push(reference.clone());
@@ -264,7 +311,11 @@ pub fn plan(
                         other.services[0], svc.name, opts.tag
                     )));
                 }
+                let mut labels = labels.clone();
+                labels.push((DIGEST_LABEL.to_string(), format!("blake3:{hash}")));
                 builds.push(Build {
+                    digest: hash.clone(),
+                    checks: vec![check_for(&reference, &tag)],
                     at: format!("{}:{}", compose.path.display(), svc.pos),
                     services: vec![svc.name.clone()],
                     build: docker::build(&spec, &reference, &labels),
@@ -338,34 +389,6 @@ fn verify(compose: &Compose, rewritten: &str, refs: &[(String, String)]) -> Resu
 }
 
 impl Plan {
-    /// Everything that can be checked before the first build: each context
-    /// directory and Dockerfile exists.
-    pub fn check_files(&self) -> Result<()> {
-        for b in &self.builds {
-            let svc = &b.services[0];
-            if is_remote_context(&b.spec.context) {
-                continue;
-            }
-            let ctx = Path::new(&b.spec.context);
-            if !ctx.is_dir() {
-                bail!(
-                    "{}: service `{svc}`: the build context {} is not a directory; build paths are relative to the compose file's directory",
-                    b.at,
-                    ctx.display()
-                );
-            }
-            if let Some(d) = &b.spec.dockerfile {
-                if !Path::new(d).is_file() {
-                    bail!(
-                        "{}: service `{svc}`: the Dockerfile {d} does not exist; `dockerfile:` is relative to the build context",
-                        b.at
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The login as the pipeline a user would type.
     pub fn login_line(&self) -> Option<String> {
         self.ecr
@@ -385,6 +408,14 @@ impl Plan {
             }
             lines.push(format!("{} >/dev/null || {}", e.describe, e.create));
             lines.extend(self.login_line());
+        }
+        if !self.builds.is_empty() {
+            lines.push(
+                "# a build whose tags all exist already is skipped (--force builds anyway):".into(),
+            );
+        }
+        for b in &self.builds {
+            lines.extend(b.checks.iter().map(|c| c.cmd.to_string()));
         }
         for b in &self.builds {
             lines.push(b.build.to_string());

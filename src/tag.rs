@@ -1,10 +1,15 @@
 //! Image tags from the `--tag` template, made to satisfy the registry's rules:
 //! at most 128 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
 
-/// The old tool's tag, so existing ECR lifecycle rules on `temp_` keep matching.
-pub const DEFAULT_TEMPLATE: &str = "temp_{app}_{service}_{gitsha}";
+/// The default tag: the old tool's `temp_` prefix, so existing ECR lifecycle
+/// rules keep matching, and the build's content digest, so that a commit that
+/// does not touch a service keeps its tag (and is not rebuilt).
+pub const DEFAULT_TEMPLATE: &str = "temp_{app}_{service}_{hash}";
 
-pub const PLACEHOLDERS: [&str; 4] = ["app", "service", "gitsha", "description"];
+/// The old tool's tag: a new tag (and a rebuild) for every commit.
+pub const GITSHA_TEMPLATE: &str = "temp_{app}_{service}_{gitsha}";
+
+pub const PLACEHOLDERS: [&str; 5] = ["app", "service", "gitsha", "description", "hash"];
 
 const MAX_LEN: usize = 128;
 
@@ -81,14 +86,17 @@ mod tests {
             "service" => "web".into(),
             "gitsha" => "abc123".into(),
             "description" => "feature/Ünïcode branch".into(),
+            "hash" => "0123456789abcdef".into(),
             _ => unreachable!(),
         }
     }
 
     #[test]
-    fn default_template_is_the_old_tools_tag() {
+    fn the_default_carries_the_hash_and_the_old_tools_tag_the_commit() {
+        let t = render(DEFAULT_TEMPLATE, &vars).unwrap();
+        assert_eq!(t, "temp_demo_web_0123456789abcdef");
         assert_eq!(
-            render(DEFAULT_TEMPLATE, &vars).unwrap(),
+            render(GITSHA_TEMPLATE, &vars).unwrap(),
             "temp_demo_web_abc123"
         );
     }

@@ -23,21 +23,76 @@ fn run(
     c.output().expect("run binary")
 }
 
+/// The old tool's tag template, so that tags are readable in assertions;
+/// the default (content digest) template has tests of its own.
 fn standard_args(repo: &str) -> Vec<&str> {
-    vec!["--app", "demo", "--gitsha", "abc123", "--repo", repo]
+    vec![
+        "--app",
+        "demo",
+        "--gitsha",
+        "abc123",
+        "--repo",
+        repo,
+        "--tag",
+        "temp_{app}_{service}_{gitsha}",
+    ]
+}
+
+/// A build line without its digest label (checked on its own).
+fn strip_digest_label(line: &str) -> String {
+    const LABEL: &str = " --label com.convox.off-cluster.digest=blake3:";
+    match line.find(LABEL) {
+        Some(i) => format!("{}{}", &line[..i], &line[i + LABEL.len() + 64..]),
+        None => line.to_string(),
+    }
+}
+
+/// The calls that ask the registry whether a tag exists run in parallel:
+/// take them out (sorted) and leave the rest in order.
+fn split_checks(lines: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let (mut checks, rest): (Vec<String>, Vec<String>) = lines
+        .into_iter()
+        .partition(|l| l.contains("describe-images") || l.contains("manifest inspect"));
+    checks.sort();
+    (checks, rest)
 }
 
 #[test]
 fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
     let fakes = Fakes::new(&["docker", "aws"]);
     let dir = fixture("demo");
-    let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
+    let mut args = standard_args(ECR);
+    args.extend(["--jobs", "1"]);
+    let out = run(&fakes, dir.path(), &args, &[]);
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let r = |s: &str| format!("{ECR}:temp_demo_{s}_abc123");
     let labels = "--label org.opencontainers.image.title=demo --label org.opencontainers.image.revision=abc123";
+    let (checks, rest) = split_checks(fakes.call_lines());
+    let check = |s: &str| {
+        format!("aws ecr describe-images --repository-name demo --image-ids imageTag=temp_demo_{s}_abc123 --region us-east-1 --output json")
+    };
+    assert_eq!(checks, vec![check("api"), check("web"), check("worker")]);
+    let web_digest = offcluster::digest::digest(
+        &offcluster::compose::BuildSpec {
+            context: dir.path().join("web").display().to_string(),
+            dockerfile: Some(dir.path().join("web/Dockerfile").display().to_string()),
+            args: vec![],
+            target: None,
+        },
+        &|_| None,
+    )
+    .unwrap();
+    let web_build = &rest[3];
+    assert!(
+        web_build.ends_with(&format!(
+            "--label com.convox.off-cluster.digest=blake3:{web_digest} web"
+        )),
+        "{web_build}"
+    );
+    let rest: Vec<String> = rest.iter().map(|l| strip_digest_label(l)).collect();
     assert_eq!(
-        fakes.call_lines(),
+        rest,
         vec![
             "aws ecr describe-repositories --repository-names demo --region us-east-1 --output json".to_string(),
             "aws ecr get-login-password --region us-east-1".to_string(),
@@ -152,7 +207,12 @@ fn another_registry_runs_no_aws_command_and_no_login() {
             .all(|l| l.starts_with("docker ") && !l.starts_with("docker login")),
         "{lines:?}"
     );
-    assert_eq!(lines.len(), 6);
+    let (checks, rest) = split_checks(lines);
+    assert_eq!(checks.len(), 3);
+    assert!(checks
+        .iter()
+        .all(|c| c.starts_with("docker manifest inspect --insecure 127.0.0.1:5000/demo:")));
+    assert_eq!(rest.len(), 6);
 }
 
 #[test]
@@ -336,10 +396,34 @@ fn the_old_tools_drone_step_runs_unchanged() {
         stderr.contains("warning: -build-id is accepted"),
         "{stderr}"
     );
-    let build = &fakes.calls()[0];
+    let build = fakes.calls().into_iter().find(|c| c[1] == "build").unwrap();
     assert!(build.contains(&"org.opencontainers.image.description=feature/x".to_string()));
+    // The default tag carries the build's content digest; web and worker
+    // share one build, so one digest.
+    let digest = build_digest(&build.join(" "));
     let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
-    assert!(written.contains("image: 127.0.0.1:5000/demo:temp_demo_web_abc123"));
+    assert!(
+        written.contains(&format!(
+            "image: 127.0.0.1:5000/demo:temp_demo_web_{}",
+            &digest[..16]
+        )),
+        "{written}"
+    );
+    assert!(
+        written.contains(&format!(
+            "image: 127.0.0.1:5000/demo:temp_demo_worker_{}",
+            &digest[..16]
+        )),
+        "{written}"
+    );
+}
+
+/// The digest in a build line's label.
+fn build_digest(line: &str) -> String {
+    let (_, rest) = line
+        .split_once("com.convox.off-cluster.digest=blake3:")
+        .expect("a digest label");
+    rest.chars().take(64).collect()
 }
 
 #[test]
@@ -356,8 +440,23 @@ fn drone_variables_supply_the_commit_and_description() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out).1);
-    let build = fakes.call_lines()[0].clone();
-    assert!(build.contains("temp_demo_web_d00dfeed"), "{build}");
+    let build = fakes
+        .call_lines()
+        .into_iter()
+        .find(|l| l.starts_with("docker build"))
+        .unwrap();
+    let digest = build_digest(&build);
+    assert!(
+        build.contains(&format!(
+            "-t 127.0.0.1:5000/demo:temp_demo_web_{} ",
+            &digest[..16]
+        )),
+        "{build}"
+    );
+    assert!(
+        build.contains("org.opencontainers.image.revision=d00dfeed"),
+        "{build}"
+    );
     assert!(
         build.contains("org.opencontainers.image.description=main"),
         "{build}"
@@ -426,7 +525,11 @@ fn build_arg_values_from_the_environment_are_in_no_argv_and_no_output() {
             assert!(fakes.calls().iter().flatten().all(|a| !a.contains(secret)));
         }
     }
-    let build = fakes.call_lines()[0].clone();
+    let build = fakes
+        .call_lines()
+        .into_iter()
+        .find(|l| l.starts_with("docker build"))
+        .unwrap();
     assert!(
         build.contains("--build-arg NPM_TOKEN --build-arg API_KEY "),
         "{build}"
@@ -501,7 +604,10 @@ fn failing(
     let before = fs::read(dir.path().join(FILE)).unwrap();
     let mut env = vec![("FAKE_FAIL", fail), ("FAKE_FAIL_MSG", msg)];
     env.extend_from_slice(extra_env);
-    let out = run(&fakes, dir.path(), &standard_args(ECR), &env);
+    // One build at a time, so the order of the calls is known.
+    let mut args = standard_args(ECR);
+    args.extend(["--jobs", "1"]);
+    let out = run(&fakes, dir.path(), &args, &env);
     (fakes, out, before, dir)
 }
 
@@ -723,4 +829,205 @@ fn the_rewrite_keeps_permissions_and_writes_through_a_symlink() {
         fs::metadata(&real).unwrap().permissions().mode() & 0o777,
         0o640
     );
+}
+
+const ALL_TAGS: &str = "temp_demo_web_abc123 temp_demo_worker_abc123 temp_demo_api_abc123";
+
+fn calls_starting(fakes: &Fakes, prefix: &str) -> Vec<String> {
+    fakes
+        .call_lines()
+        .into_iter()
+        .filter(|l| l.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args(ECR),
+        &[("FAKE_EXISTING", ALL_TAGS)],
+    );
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(calls_starting(&fakes, "docker build").is_empty());
+    assert!(calls_starting(&fakes, "docker push").is_empty());
+    assert!(calls_starting(&fakes, "docker tag").is_empty());
+    assert_eq!(calls_starting(&fakes, "aws ecr describe-images").len(), 3);
+    let summary = stderr.split("done:\n").nth(1).unwrap_or("");
+    assert_eq!(
+        summary
+            .lines()
+            .filter(|l| l.contains(" up to date "))
+            .count(),
+        3,
+        "{summary}"
+    );
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(
+        written.contains(&format!("image: {ECR}:temp_demo_worker_abc123\n")),
+        "{written}"
+    );
+}
+
+#[test]
+fn missing_tags_of_an_image_that_is_here_are_tagged_and_pushed_without_a_build() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let env = [
+        ("FAKE_EXISTING", "temp_demo_web_abc123 temp_demo_api_abc123"),
+        ("FAKE_LOCAL", "temp_demo_web_abc123"),
+    ];
+    let out = run(&fakes, dir.path(), &standard_args(ECR), &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        calls_starting(&fakes, "docker build").is_empty(),
+        "{:?}",
+        fakes.call_lines()
+    );
+    assert_eq!(
+        calls_starting(&fakes, "docker tag"),
+        [format!(
+            "docker tag {ECR}:temp_demo_web_abc123 {ECR}:temp_demo_worker_abc123"
+        )]
+    );
+    assert_eq!(
+        calls_starting(&fakes, "docker push"),
+        [format!("docker push {ECR}:temp_demo_worker_abc123")]
+    );
+    assert!(stderr.contains("pushed (image was here)"), "{stderr}");
+}
+
+#[test]
+fn missing_tags_of_an_image_that_is_not_here_are_built_and_only_they_pushed() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args(ECR),
+        &[("FAKE_EXISTING", "temp_demo_web_abc123")],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(calls_starting(&fakes, "docker build").len(), 2);
+    let mut pushes = calls_starting(&fakes, "docker push");
+    pushes.sort();
+    assert_eq!(
+        pushes,
+        [
+            format!("docker push {ECR}:temp_demo_api_abc123"),
+            format!("docker push {ECR}:temp_demo_worker_abc123")
+        ]
+    );
+}
+
+#[test]
+fn force_builds_and_pushes_everything_without_asking() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let mut args = standard_args(ECR);
+    args.push("--force");
+    let out = run(&fakes, dir.path(), &args, &[("FAKE_EXISTING", ALL_TAGS)]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(calls_starting(&fakes, "aws ecr describe-images").is_empty());
+    assert_eq!(calls_starting(&fakes, "docker build").len(), 2);
+    assert_eq!(calls_starting(&fakes, "docker push").len(), 3);
+}
+
+#[test]
+fn a_plain_http_loopback_registry_is_asked_with_insecure_and_others_without() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args("127.0.0.1:5000/demo"),
+        &[],
+    );
+    assert!(out.status.success());
+    assert!(
+        calls_starting(
+            &fakes,
+            "docker manifest inspect --insecure 127.0.0.1:5000/demo:"
+        )
+        .len()
+            == 3
+    );
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args("ghcr.io/org/demo"),
+        &[("FAKE_EXISTING", ALL_TAGS)],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        calls_starting(&fakes, "docker manifest inspect ghcr.io/org/demo:").len(),
+        3
+    );
+}
+
+#[test]
+fn distinct_builds_run_at_the_same_time() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let mut args = standard_args(ECR);
+    args.extend(["--jobs", "2"]);
+    // Each build waits until both have started: only parallel builds pass.
+    let env = [("FAKE_BARRIER", "2"), ("FAKE_BARRIER_ON", "docker build")];
+    let out = run(&fakes, dir.path(), &args, &env);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(calls_starting(&fakes, "docker build").len(), 2);
+}
+
+#[test]
+fn the_first_failure_stops_the_other_builds_and_nothing_is_pushed() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let before = fs::read(dir.path().join(FILE)).unwrap();
+    let mut args = standard_args(ECR);
+    args.extend(["--jobs", "2"]);
+    let env = [
+        ("FAKE_SLEEP", "docker build -f web/Dockerfile"),
+        ("FAKE_FAIL", "docker build -f api/Dockerfile.api"),
+        ("FAKE_FAIL_MSG", "COPY failed: file not found"),
+    ];
+    let out = run(&fakes, dir.path(), &args, &env);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("docker build -f api/Dockerfile.api"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
+    assert!(calls_starting(&fakes, "docker push").is_empty());
+    assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
+    // The sleeping web build, if it got started, was stopped with its group.
+    if let Ok(pid) = fs::read_to_string(fakes.dir.path().join("grandchild.pid")) {
+        let pid: i32 = pid.trim().parse().unwrap();
+        let gone = || {
+            let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            state.is_empty()
+                || state
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+        };
+        // Poll (a bound against a hang, not a timing goal).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !gone() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sleeping build {pid} was not stopped"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }

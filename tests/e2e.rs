@@ -36,6 +36,7 @@ fn image_ids() -> Vec<String> {
 
 const FILE: &str = "docker-compose.convox.yml";
 const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo";
+const GITSHA_TAG: &str = "temp_{app}_{service}_{gitsha}";
 
 /// Skip (or, under E2E_REQUIRED=1, fail) when something is missing.
 fn missing(what: &str) -> Option<Stack> {
@@ -296,8 +297,46 @@ fn ok(out: &Output) -> String {
     stderr
 }
 
+/// The first 16 hex digits of the content digest of a demo service's build.
+fn demo_hash(dir: &Path, service: &str) -> String {
+    use offcluster::compose::{ArgValue, BuildArg, BuildSpec};
+    let (dockerfile, args) = match service {
+        "api" => (
+            "api/Dockerfile.api",
+            vec![
+                BuildArg {
+                    name: "RELEASE".into(),
+                    value: ArgValue::Literal("dev".into()),
+                },
+                BuildArg {
+                    name: "NPM_TOKEN".into(),
+                    value: ArgValue::Inherit,
+                },
+            ],
+        ),
+        _ => ("web/Dockerfile", vec![]),
+    };
+    let spec = BuildSpec {
+        context: dir.join(service).display().to_string(),
+        dockerfile: Some(dir.join(dockerfile).display().to_string()),
+        args,
+        target: None,
+    };
+    let digest = offcluster::digest::digest(&spec, &|k| std::env::var(k).ok()).expect("digest");
+    digest[..16].to_string()
+}
+
 /// What the demo fixture must read after a run that pushed to `host`.
 fn expected_demo(host: &str, sha: &str) -> String {
+    expected_demo_tags(
+        host,
+        &format!("temp_demo_web_{sha}"),
+        &format!("temp_demo_worker_{sha}"),
+        &format!("temp_demo_api_{sha}"),
+    )
+}
+
+fn expected_demo_tags(host: &str, web: &str, worker: &str, api: &str) -> String {
     let original = fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/demo")
@@ -307,12 +346,12 @@ fn expected_demo(host: &str, sha: &str) -> String {
     original
         .replace(
             "  build: ./web              # the app",
-            &format!("  image: {host}/demo:temp_demo_web_{sha}              # the app"),
+            &format!("  image: {host}/demo:{web}              # the app"),
         )
-        .replace("  build: ./web\n", &format!("  image: {host}/demo:temp_demo_worker_{sha}\n"))
+        .replace("  build: ./web\n", &format!("  image: {host}/demo:{worker}\n"))
         .replace(
             "  build:\n    context: ./api\n    dockerfile: Dockerfile.api\n    args:\n      - RELEASE=${GIT_TAG:-dev}\n      - NPM_TOKEN\n",
-            &format!("  image: {host}/demo:temp_demo_api_{sha}\n"),
+            &format!("  image: {host}/demo:{api}\n"),
         )
 }
 
@@ -332,6 +371,8 @@ fn ecr_pipeline_creates_the_repository_logs_in_builds_pushes_and_rewrites() {
             ECR,
             "--registry-host",
             &host,
+            "--tag",
+            GITSHA_TAG,
         ],
     );
     let stderr = ok(&out);
@@ -367,6 +408,8 @@ fn ecr_pipeline_creates_the_repository_logs_in_builds_pushes_and_rewrites() {
             ECR,
             "--registry-host",
             &host,
+            "--tag",
+            GITSHA_TAG,
         ],
     );
     let stderr = ok(&again);
@@ -388,19 +431,57 @@ fn the_old_drone_step_against_a_plain_registry() {
         !stderr.contains("ECR"),
         "no aws step for a plain registry: {stderr}"
     );
-    assert_eq!(
-        stack.tags("demo"),
-        [
-            "temp_demo_api_abc",
-            "temp_demo_web_abc",
-            "temp_demo_worker_abc"
-        ]
+    let (web, api) = (demo_hash(app.path(), "web"), demo_hash(app.path(), "api"));
+    let (web, worker, api) = (
+        format!("temp_demo_web_{web}"),
+        format!("temp_demo_worker_{web}"),
+        format!("temp_demo_api_{api}"),
     );
+    let mut want = vec![web.clone(), worker.clone(), api.clone()];
+    want.sort();
+    assert_eq!(stack.tags("demo"), want);
     assert_eq!(
         fs::read_to_string(app.path().join(FILE)).expect("file"),
-        expected_demo(&stack.host(), "abc")
+        expected_demo_tags(&stack.host(), &web, &worker, &api)
     );
     assert!(stack.moto_repositories().is_empty(), "no ECR call was made");
+}
+
+#[test]
+fn a_second_run_on_an_unchanged_tree_pushes_nothing_and_one_change_builds_once() {
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("demo");
+    let original = fs::read(app.path().join(FILE)).expect("file");
+    let repo = format!("{}/demo", stack.host());
+    let args = ["--app", "demo", "--gitsha", "one", "--repo", &repo, "-v"];
+    let first = ok(&stack.run(app.path(), &args));
+    assert_eq!(first.matches("+ docker build").count(), 2, "{first}");
+    let rewritten = fs::read_to_string(app.path().join(FILE)).expect("file");
+    let tags = stack.tags("demo");
+
+    // Same tree, another commit: nothing is built or pushed.
+    fs::write(app.path().join(FILE), &original).expect("restore");
+    let args = ["--app", "demo", "--gitsha", "two", "--repo", &repo, "-v"];
+    let second = ok(&stack.run(app.path(), &args));
+    assert!(
+        !second.contains("+ docker build") && !second.contains("+ docker push"),
+        "{second}"
+    );
+    let summary = second.split("done:\n").nth(1).unwrap_or("");
+    assert_eq!(summary.matches(" up to date ").count(), 3, "{summary}");
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("file"),
+        rewritten
+    );
+    assert_eq!(stack.tags("demo"), tags);
+
+    // One file of one service changed: exactly one build.
+    fs::write(app.path().join(FILE), &original).expect("restore");
+    fs::write(app.path().join("web/hello.txt"), "changed\n").expect("change");
+    let third = ok(&stack.run(app.path(), &args));
+    assert_eq!(third.matches("+ docker build").count(), 1, "{third}");
+    assert!(third.contains("[web] + docker build"), "{third}");
+    assert_eq!(stack.tags("demo").len(), 5, "new web and worker tags");
 }
 
 #[test]
@@ -419,6 +500,8 @@ fn a_compose_v3_file_with_flow_style_and_targets_reads_back_in_docker_compose() 
             &repo,
             "-f",
             "docker-compose.yml",
+            "--tag",
+            GITSHA_TAG,
         ],
     );
     ok(&out);
@@ -480,7 +563,9 @@ fn a_failing_build_leaves_the_file_untouched_and_pushes_nothing() {
     let repo = format!("{}/demo", stack.host());
     let out = stack.run(
         app.path(),
-        &["--app", "demo", "--gitsha", "bad", "--repo", &repo],
+        &[
+            "--app", "demo", "--gitsha", "bad", "--repo", &repo, "--tag", GITSHA_TAG,
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

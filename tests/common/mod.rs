@@ -22,6 +22,17 @@ if [[ -n "$FAKE_SLEEP" && "$line" == *"$FAKE_SLEEP"* ]]; then
   echo $$ > "$FAKE_DIR/child.pid"
   wait
 fi
+# A barrier: each matching call waits until FAKE_BARRIER of them have
+# started, so it only passes when they run at the same time.
+if [[ -n "$FAKE_BARRIER" && "$line" == *"$FAKE_BARRIER_ON"* ]]; then
+  : > "$FAKE_DIR/started.$$"
+  for _ in $(seq 1 400); do
+    n=0; for f in "$FAKE_DIR"/started.*; do n=$((n + 1)); done
+    (( n >= FAKE_BARRIER )) && break
+    sleep 0.05
+  done
+  (( n >= FAKE_BARRIER )) || { echo "fake $name: barrier not reached: the calls did not overlap" >&2; exit 1; }
+fi
 fail=
 if [[ -n "$FAKE_FAIL" && "$line" == *"$FAKE_FAIL"* ]]; then
   fail=1
@@ -47,6 +58,19 @@ case "$name $1 $2" in
     echo '{"repositories":[{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}]}' ;;
   "aws ecr create-repository")
     echo '{"repository":{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}}' ;;
+  "aws ecr describe-images")
+    if [[ " $FAKE_EXISTING " == *" ${6#imageTag=} "* ]]; then
+      echo '{"imageDetails":[{"imageTags":["'"${6#imageTag=}"'"]}]}'
+    else
+      echo "An error occurred (ImageNotFoundException) when calling the DescribeImages operation: The image with imageId {imageTag:'${6#imageTag=}'} does not exist" >&2
+      exit 254
+    fi ;;
+  "docker manifest inspect")
+    ref=${!#}
+    if [[ " $FAKE_EXISTING " == *" ${ref##*:} "* ]]; then echo '{"schemaVersion": 2}'; else echo "no such manifest: $ref" >&2; exit 1; fi ;;
+  "docker image inspect")
+    ref=${!#}
+    if [[ " $FAKE_LOCAL " == *" ${ref##*:} "* ]]; then echo "sha256:0123"; else echo "Error: No such image: $ref" >&2; exit 1; fi ;;
   "aws ecr get-login-password")
     printf '%s\n' "$FAKE_PASSWORD" ;;
   "docker build"*)
@@ -79,7 +103,7 @@ impl Fakes {
         // program without a fake is then really missing.
         let sys = dir.path().join("sys");
         fs::create_dir(&sys).expect("sys dir");
-        for tool in ["bash", "cat", "sh", "env", "sleep"] {
+        for tool in ["bash", "cat", "sh", "env", "sleep", "seq"] {
             if let Some(p) = which_in_path(tool) {
                 std::os::unix::fs::symlink(p, sys.join(tool)).expect("symlink");
             }
