@@ -266,9 +266,12 @@ impl<'s> Builder<'s> {
                     }
                     _ => {}
                 }
-                if start == end {
-                    // An empty value sits at its key's end, before the `:`;
-                    // move it after the `:` so the entry's range covers it.
+                if value.is_empty() && style == ScalarStyle::Plain {
+                    // An empty plain scalar has no text, whatever its span
+                    // says (in flow style it can cover the next `, `). As a
+                    // value it sits at its key's end, before the `:`; move it
+                    // after the `:` so the entry's range covers that.
+                    end = start;
                     if let Some(after) = self.after_pending_colon() {
                         start = after;
                         end = after;
@@ -560,6 +563,16 @@ mod tests {
         assert_eq!(text(src, &doc, a), "{b: 1, c: [2, 3,],  }");
         let c = doc.get(a, "c").unwrap().value;
         assert_eq!(text(src, &doc, c), "[2, 3,]");
+    }
+
+    #[test]
+    fn an_empty_flow_value_covers_no_text() {
+        let src = "a: {image, \"q\", k: v}\n";
+        let doc = Doc::parse(src).unwrap();
+        let a = doc.get(doc.root.unwrap(), "a").unwrap().value;
+        let image = doc.get(a, "image").unwrap().value;
+        assert_eq!(doc.node(image).start, doc.node(image).end);
+        assert_eq!(doc.node(image).start, src.find("image").unwrap() + 5);
     }
 
     #[test]
