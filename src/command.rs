@@ -14,6 +14,15 @@ pub struct Cmd {
     program: String,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    stdin: Option<Stdin>,
+}
+
+/// What a command reads on stdin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stdin {
+    /// A file, then a line break and more text (a Dockerfile with a LABEL
+    /// line added). Shown as `{ cat FILE; printf '\n%s\n' TEXT; } | ...`.
+    FileThen { path: String, then: String },
 }
 
 impl Cmd {
@@ -22,6 +31,7 @@ impl Cmd {
             program: program.into(),
             args: Vec::new(),
             envs: Vec::new(),
+            stdin: None,
         }
     }
 
@@ -43,6 +53,29 @@ impl Cmd {
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.envs.push((key.into(), value.into()));
         self
+    }
+
+    /// Feed this file and then `then` on stdin.
+    pub fn stdin_file_then(mut self, path: impl Into<String>, then: impl Into<String>) -> Self {
+        self.stdin = Some(Stdin::FileThen {
+            path: path.into(),
+            then: then.into(),
+        });
+        self
+    }
+
+    /// The bytes for stdin, read now; None for a command that reads none.
+    pub fn stdin_bytes(&self) -> std::io::Result<Option<Vec<u8>>> {
+        match &self.stdin {
+            None => Ok(None),
+            Some(Stdin::FileThen { path, then }) => {
+                let mut bytes = std::fs::read(path)?;
+                bytes.push(b'\n');
+                bytes.extend_from_slice(then.as_bytes());
+                bytes.push(b'\n');
+                Ok(Some(bytes))
+            }
+        }
     }
 
     pub fn program(&self) -> &str {
@@ -71,6 +104,14 @@ impl Cmd {
 
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(Stdin::FileThen { path, then }) = &self.stdin {
+            write!(
+                f,
+                "{{ cat {}; printf '\\n%s\\n' {}; }} | ",
+                quote(path),
+                quote(then)
+            )?;
+        }
         f.write_str(&quote(&self.program))?;
         for a in &self.args {
             f.write_str(" ")?;
@@ -115,6 +156,35 @@ mod tests {
             .env("TOKEN", "s3cret");
         assert!(!c.to_string().contains("s3cret"));
         assert_eq!(c.get_envs(), &[("TOKEN".into(), "s3cret".into())]);
+    }
+
+    #[test]
+    fn stdin_from_a_file_is_shown_as_a_pipeline_and_read_with_its_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let df = dir.path().join("Dockerfile");
+        std::fs::write(&df, "FROM scratch").unwrap();
+        let path = df.display().to_string();
+        let c = Cmd::new("docker")
+            .args(["build", "-f", "-", "."])
+            .stdin_file_then(&path, "LABEL \"a\"=\"b\"");
+        assert_eq!(
+            c.to_string(),
+            format!(
+                "{{ cat {}; printf '\\n%s\\n' 'LABEL \"a\"=\"b\"'; }} | docker build -f - .",
+                quote(&path)
+            )
+        );
+        let bytes = c.stdin_bytes().unwrap().unwrap();
+        assert_eq!(bytes, b"FROM scratch\nLABEL \"a\"=\"b\"\n");
+        // And a shell given the displayed pipeline feeds the same bytes.
+        let shown = c.to_string().replace("| docker build -f - .", "| cat");
+        if let Ok(out) = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&shown)
+            .output()
+        {
+            assert_eq!(out.stdout, bytes);
+        }
     }
 
     #[test]

@@ -318,7 +318,15 @@ pub fn plan(
                     checks: vec![check_for(&reference, &tag)],
                     at: format!("{}:{}", compose.path.display(), svc.pos),
                     services: vec![svc.name.clone()],
-                    build: docker::build(&spec, &reference, &labels),
+                    build: docker::build(
+                        &spec,
+                        &reference,
+                        &labels,
+                        spec.dockerfile
+                            .as_deref()
+                            .and_then(|d| std::fs::read_to_string(d).ok())
+                            .as_deref(),
+                    ),
                     spec,
                     refs: vec![reference.clone()],
                     tags: Vec::new(),

@@ -110,12 +110,20 @@ pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
     if opts.verbose {
         log(&format!("+ {cmd}"));
     }
-    let expr = interrupt::own_group(cmd.to_duct())
-        .stdin_null()
+    let expr = with_stdin(cmd, interrupt::own_group(cmd.to_duct()))?
         .stdout_capture()
         .stderr_capture()
         .unchecked();
     wait_for(cmd, &expr)
+}
+
+/// The command's own stdin (e.g. a Dockerfile), else none at all.
+fn with_stdin(cmd: &Cmd, expr: duct::Expression) -> Result<duct::Expression> {
+    match cmd.stdin_bytes() {
+        Ok(Some(bytes)) => Ok(expr.stdin_bytes(bytes)),
+        Ok(None) => Ok(expr.stdin_null()),
+        Err(e) => Err(anyhow!("cannot read the input of `{cmd}`: {e}")),
+    }
 }
 
 /// Start under the interrupt handler's eye and wait for the output.
@@ -222,8 +230,7 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
     if opts.verbose {
         log(&format!("[{prefix}] + {cmd}"));
     }
-    let expr = interrupt::own_group(cmd.to_duct())
-        .stdin_null()
+    let expr = with_stdin(cmd, interrupt::own_group(cmd.to_duct()))?
         .stderr_to_stdout()
         .unchecked();
     let reader =

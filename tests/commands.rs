@@ -38,15 +38,6 @@ fn standard_args(repo: &str) -> Vec<&str> {
     ]
 }
 
-/// A build line without its digest label (checked on its own).
-fn strip_digest_label(line: &str) -> String {
-    const LABEL: &str = " --label com.convox.off-cluster.digest=blake3:";
-    match line.find(LABEL) {
-        Some(i) => format!("{}{}", &line[..i], &line[i + LABEL.len() + 64..]),
-        None => line.to_string(),
-    }
-}
-
 /// The calls that ask the registry whether a tag exists run in parallel:
 /// take them out (sorted) and leave the rest in order.
 fn split_checks(lines: Vec<String>) -> (Vec<String>, Vec<String>) {
@@ -67,7 +58,6 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let r = |s: &str| format!("{ECR}:temp_demo_{s}_abc123");
-    let labels = "--label org.opencontainers.image.title=demo --label org.opencontainers.image.revision=abc123";
     let (checks, rest) = split_checks(fakes.call_lines());
     let check = |s: &str| {
         format!("aws ecr describe-images --repository-name demo --image-ids imageTag=temp_demo_{s}_abc123 --region us-east-1 --output json")
@@ -83,26 +73,24 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
         &|_| None,
     )
     .unwrap();
-    let web_build = &rest[3];
-    assert!(
-        web_build.ends_with(&format!(
-            "--label com.convox.off-cluster.digest=blake3:{web_digest} web"
-        )),
-        "{web_build}"
+    // The labels go on one LABEL line added to the Dockerfile on stdin.
+    let original = fs::read_to_string(dir.path().join("web/Dockerfile")).unwrap();
+    assert_eq!(
+        fakes.dockerfile("temp_demo_web_abc123").unwrap(),
+        format!("{original}\nLABEL \"org.opencontainers.image.title\"=\"demo\" \"org.opencontainers.image.revision\"=\"abc123\" \"com.convox.off-cluster.digest\"=\"blake3:{web_digest}\"\n")
     );
-    let rest: Vec<String> = rest.iter().map(|l| strip_digest_label(l)).collect();
     assert_eq!(
         rest,
         vec![
             "aws ecr describe-repositories --repository-names demo --region us-east-1 --output json".to_string(),
             "aws ecr get-login-password --region us-east-1".to_string(),
             format!("docker login --username AWS --password-stdin {HOST}"),
-            format!("docker build -f web/Dockerfile -t {} {labels} web", r("web")),
+            format!("docker build -f - -t {} web", r("web")),
             format!("docker tag {} {}", r("web"), r("worker")),
             format!("docker push {}", r("web")),
             format!("docker push {}", r("worker")),
             format!(
-                "docker build -f api/Dockerfile.api -t {} --build-arg RELEASE=dev --build-arg NPM_TOKEN {labels} api",
+                "docker build -f - -t {} --build-arg RELEASE=dev --build-arg NPM_TOKEN api",
                 r("api")
             ),
             format!("docker push {}", r("api")),
@@ -277,12 +265,12 @@ fn a_failure_at_each_step_exits_1_names_the_command_and_leaves_the_file_untouche
             "docker login",
             "docker login --username AWS --password-stdin",
         ),
-        ("docker build -f web", "docker build -f web/Dockerfile"),
+        ("temp_demo_web_abc123 web", "{ cat web/Dockerfile; printf"),
         ("docker tag", "docker tag"),
         ("docker push", "docker push"),
         (
             "temp_demo_api_abc123 --build-arg",
-            "docker build -f api/Dockerfile.api",
+            "{ cat api/Dockerfile.api; printf",
         ),
         (
             "push 123456789012.dkr.ecr.us-east-1.amazonaws.com/demo:temp_demo_api",
@@ -396,11 +384,14 @@ fn the_old_tools_drone_step_runs_unchanged() {
         stderr.contains("warning: -build-id is accepted"),
         "{stderr}"
     );
-    let build = fakes.calls().into_iter().find(|c| c[1] == "build").unwrap();
-    assert!(build.contains(&"org.opencontainers.image.description=feature/x".to_string()));
+    let dockerfile = fakes.dockerfile(&fakes.built_tag("web").unwrap()).unwrap();
+    assert!(
+        dockerfile.contains(r#""org.opencontainers.image.description"="feature/x""#),
+        "{dockerfile}"
+    );
     // The default tag carries the build's content digest; web and worker
     // share one build, so one digest.
-    let digest = build_digest(&build.join(" "));
+    let digest = build_digest(&dockerfile);
     let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
     assert!(
         written.contains(&format!(
@@ -418,10 +409,10 @@ fn the_old_tools_drone_step_runs_unchanged() {
     );
 }
 
-/// The digest in a build line's label.
-fn build_digest(line: &str) -> String {
-    let (_, rest) = line
-        .split_once("com.convox.off-cluster.digest=blake3:")
+/// The digest in a Dockerfile's label line.
+fn build_digest(dockerfile: &str) -> String {
+    let (_, rest) = dockerfile
+        .split_once("\"com.convox.off-cluster.digest\"=\"blake3:")
         .expect("a digest label");
     rest.chars().take(64).collect()
 }
@@ -440,25 +431,16 @@ fn drone_variables_supply_the_commit_and_description() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out).1);
-    let build = fakes
-        .call_lines()
-        .into_iter()
-        .find(|l| l.starts_with("docker build"))
-        .unwrap();
+    let tag = fakes.built_tag("web").unwrap();
+    let build = fakes.dockerfile(&tag).unwrap();
     let digest = build_digest(&build);
+    assert_eq!(tag, format!("temp_demo_web_{}", &digest[..16]));
     assert!(
-        build.contains(&format!(
-            "-t 127.0.0.1:5000/demo:temp_demo_web_{} ",
-            &digest[..16]
-        )),
+        build.contains(r#""org.opencontainers.image.revision"="d00dfeed""#),
         "{build}"
     );
     assert!(
-        build.contains("org.opencontainers.image.revision=d00dfeed"),
-        "{build}"
-    );
-    assert!(
-        build.contains("org.opencontainers.image.description=main"),
+        build.contains(r#""org.opencontainers.image.description"="main""#),
         "{build}"
     );
 }
@@ -634,7 +616,7 @@ fn an_unreachable_docker_daemon_is_named_with_a_hint() {
         &before,
         dir.path(),
         &[
-            "docker build -f web/Dockerfile",
+            "{ cat web/Dockerfile; printf",
             msg,
             "start it, or point DOCKER_HOST",
         ],
@@ -993,15 +975,15 @@ fn the_first_failure_stops_the_other_builds_and_nothing_is_pushed() {
     let mut args = standard_args(ECR);
     args.extend(["--jobs", "2"]);
     let env = [
-        ("FAKE_SLEEP", "docker build -f web/Dockerfile"),
-        ("FAKE_FAIL", "docker build -f api/Dockerfile.api"),
+        ("FAKE_SLEEP", "temp_demo_web_abc123 web"),
+        ("FAKE_FAIL", "temp_demo_api_abc123 --build-arg"),
         ("FAKE_FAIL_MSG", "COPY failed: file not found"),
     ];
     let out = run(&fakes, dir.path(), &args, &env);
     let stderr = text(&out).1;
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("docker build -f api/Dockerfile.api"),
+        stderr.contains("{ cat api/Dockerfile.api; printf"),
         "{stderr}"
     );
     assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");

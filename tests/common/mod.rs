@@ -15,6 +15,10 @@ name=${0##*/}
 { printf '%s' "$name"; for a in "$@"; do printf '\x1f%s' "$a"; done; printf '\n'; } >> "$FAKE_DIR/argv.log"
 line="$name $*"
 if [[ " $* " == *" --password-stdin "* ]]; then /bin/cat > "$FAKE_DIR/login.stdin"; fi
+if [[ "$1" == build && " $* " == *" -f - "* ]]; then
+  prev=; tag=; for a in "$@"; do [[ "$prev" == -t ]] && tag=${a##*:}; prev=$a; done
+  /bin/cat > "$FAKE_DIR/dockerfile.$tag"
+fi
 for v in $FAKE_RECORD_ENV; do printf '%s %s=%s\n' "$name" "$v" "${!v}" >> "$FAKE_DIR/env.log"; done
 if [[ -n "$FAKE_SLEEP" && "$line" == *"$FAKE_SLEEP"* ]]; then
   sleep 60 &
@@ -131,6 +135,21 @@ impl Fakes {
 
     pub fn login_stdin(&self) -> Option<String> {
         fs::read_to_string(self.dir.path().join("login.stdin")).ok()
+    }
+
+    /// The Dockerfile that `docker build -f -` read on stdin, for a tag.
+    pub fn dockerfile(&self, tag: &str) -> Option<String> {
+        fs::read_to_string(self.dir.path().join(format!("dockerfile.{tag}"))).ok()
+    }
+
+    /// The tag that `docker build` was given (`-t`) for a service's build.
+    pub fn built_tag(&self, service: &str) -> Option<String> {
+        self.calls().into_iter().find_map(|c| {
+            let i = c.iter().position(|a| a == "-t")?;
+            let tag = c.get(i + 1)?.rsplit(':').next()?.to_string();
+            (c.get(1).is_some_and(|a| a == "build") && tag.contains(&format!("_{service}_")))
+                .then_some(tag)
+        })
     }
 
     pub fn env_log(&self) -> String {
