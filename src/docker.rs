@@ -121,38 +121,6 @@ fn last_stage_name(text: &str) -> Option<String> {
     last
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_go_last_unless_a_target_or_escape_directive_says_otherwise() {
-        let df = "FROM scratch AS build\nCOPY a /a\n\nfrom   --platform=linux/amd64 scratch   as Prod\nCOPY b /b\n";
-        assert!(labels_can_go_last(df, None));
-        assert!(labels_can_go_last(df, Some("prod")));
-        assert!(!labels_can_go_last(df, Some("build")));
-        assert!(!labels_can_go_last("# escape=`\nFROM scratch\n", None));
-        assert!(!labels_can_go_last("FROM scratch\n", Some("x")));
-        let cont = "FROM scratch \\\n  AS one\nFROM scratch \\\n  AS two\n";
-        assert!(labels_can_go_last(cont, Some("two")));
-    }
-
-    #[test]
-    fn the_label_line_quotes_what_a_dockerfile_would_read() {
-        let line = label_line(&[
-            (
-                "org.opencontainers.image.description".into(),
-                "say \"hi\" $HOME \\ x\ny".into(),
-            ),
-            ("k".into(), "v".into()),
-        ]);
-        assert_eq!(
-            line,
-            r#"LABEL "org.opencontainers.image.description"="say \"hi\" \$HOME \\ x y" "k"="v""#
-        );
-    }
-}
-
 /// Answers whether a tag exists in a registry; `--insecure` for a
 /// plain-HTTP registry on a loopback address.
 pub fn manifest_inspect(reference: &str, insecure: bool) -> Cmd {
@@ -189,4 +157,36 @@ pub fn push(reference: &str) -> Cmd {
 /// stdin, never in argv.
 pub fn login(host: &str) -> Cmd {
     Cmd::new("docker").args(["login", "--username", "AWS", "--password-stdin", host])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_go_last_unless_a_target_or_escape_directive_says_otherwise() {
+        let df = "FROM scratch AS build\nCOPY a /a\n\nfrom   --platform=linux/amd64 scratch   as Prod\nCOPY b /b\n";
+        assert!(labels_can_go_last(df, None));
+        assert!(labels_can_go_last(df, Some("prod")));
+        assert!(!labels_can_go_last(df, Some("build")));
+        assert!(!labels_can_go_last("# escape=`\nFROM scratch\n", None));
+        assert!(!labels_can_go_last("FROM scratch\n", Some("x")));
+        let cont = "FROM scratch \\\n  AS one\nFROM scratch \\\n  AS two\n";
+        assert!(labels_can_go_last(cont, Some("two")));
+    }
+
+    #[test]
+    fn the_label_line_quotes_what_a_dockerfile_would_read() {
+        let line = label_line(&[
+            (
+                "org.opencontainers.image.description".into(),
+                "say \"hi\" $HOME \\ x\ny".into(),
+            ),
+            ("k".into(), "v".into()),
+        ]);
+        assert_eq!(
+            line,
+            r#"LABEL "org.opencontainers.image.description"="say \"hi\" \$HOME \\ x y" "k"="v""#
+        );
+    }
 }
