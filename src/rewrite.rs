@@ -32,6 +32,14 @@ pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
             BuildSite::AliasedService => None,
             _ => doc.get(svc.value, "image").and_then(|f| f.own),
         };
+        if let Some(e) = empty_image {
+            if anchors_used_outside(doc, doc.node(e.key).start, doc.node(e.value).end) {
+                bail!(
+                    "{}: service `{name}`: its empty `image:` carries an anchor that is used elsewhere, so it cannot be filled in; remove the anchor",
+                    c.path.display()
+                );
+            }
+        }
         let fill_image = |e: Entry| Edit {
             start: doc.node(e.key).start,
             end: doc.node(e.value).end,

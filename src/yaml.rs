@@ -266,7 +266,12 @@ impl<'s> Builder<'s> {
                     }
                     _ => {}
                 }
-                if value.is_empty() && style == ScalarStyle::Plain {
+                let has_properties = self.src[start..end].starts_with(['&', '!']);
+                if value.is_empty() && style == ScalarStyle::Plain && has_properties {
+                    // `key: &anchor` with no value: the node is its anchor
+                    // (or tag) text.
+                    end = start + self.src[start..end].trim_end().len();
+                } else if value.is_empty() && style == ScalarStyle::Plain {
                     // An empty plain scalar has no text, whatever its span
                     // says (in flow style it can cover the next `, `). As a
                     // value it sits at its key's end, before the `:`; move it
@@ -563,6 +568,16 @@ mod tests {
         assert_eq!(text(src, &doc, a), "{b: 1, c: [2, 3,],  }");
         let c = doc.get(a, "c").unwrap().value;
         assert_eq!(text(src, &doc, c), "[2, 3,]");
+    }
+
+    #[test]
+    fn an_empty_value_with_an_anchor_covers_the_anchor() {
+        let src = "w:\n  image: &a   # c\n  command: x\n";
+        let doc = Doc::parse(src).unwrap();
+        let w = doc.get(doc.root.unwrap(), "w").unwrap().value;
+        let image = doc.get(w, "image").unwrap().value;
+        assert_eq!(text(src, &doc, image), "&a");
+        assert!(doc.is_null(image));
     }
 
     #[test]
