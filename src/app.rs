@@ -9,6 +9,10 @@ use anyhow::Result;
 use std::io::Write;
 
 pub fn run(cli: &Cli) -> Result<()> {
+    if let Some(shell) = cli.completions {
+        std::io::stdout().write_all(&Cli::completions(shell))?;
+        return Ok(());
+    }
     let env = |k: &str| std::env::var(k).ok();
     let resolved = cli.resolve(&env);
     let opts = RunOptions {

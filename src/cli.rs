@@ -22,6 +22,9 @@ Examples:
 
 Exit status: 0 done, 1 failure, 2 bad usage.";
 
+/// Every option can also come from a Drone plugin setting: `settings: {app: x}`
+/// arrives as `PLUGIN_APP=x`. A flag wins over its `PLUGIN_*` variable, which
+/// wins over the `DRONE_*` defaults.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "convox-build-off-cluster",
@@ -39,61 +42,85 @@ pub struct Cli {
         short = 'f',
         long = "compose-file",
         value_name = "PATH",
-        default_value = "docker-compose.convox.yml"
+        default_value = "docker-compose.convox.yml",
+        env = "PLUGIN_COMPOSE_FILE"
     )]
     pub compose_file: PathBuf,
 
     /// Where to write the rewritten file; `-` for stdout. [default: the compose file itself]
-    #[arg(short = 'o', long = "output-compose-file", value_name = "PATH")]
+    #[arg(
+        short = 'o',
+        long = "output-compose-file",
+        value_name = "PATH",
+        env = "PLUGIN_OUTPUT_COMPOSE_FILE"
+    )]
     pub output_compose_file: Option<String>,
 
     /// The Convox app name (for the tag).
-    #[arg(long, value_name = "NAME")]
-    pub app: String,
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PLUGIN_APP",
+        required_unless_present = "completions"
+    )]
+    pub app: Option<String>,
 
     /// The git commit, for the tag and the image label. [default: $DRONE_COMMIT_SHA, else the checkout's HEAD]
-    #[arg(long, value_name = "SHA")]
+    #[arg(long, value_name = "SHA", env = "PLUGIN_GITSHA")]
     pub gitsha: Option<String>,
 
     /// A description, e.g. the branch, for the image label and {description}. [default: $DRONE_COMMIT_BRANCH]
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", env = "PLUGIN_DESCRIPTION")]
     pub description: Option<String>,
 
     /// Where to push: an ECR repository URI, a bare ECR repository name, or any other registry's repository (HOST/PATH).
-    #[arg(long, value_name = "REPO")]
-    pub repo: String,
+    #[arg(
+        long,
+        value_name = "REPO",
+        env = "PLUGIN_REPO",
+        required_unless_present = "completions"
+    )]
+    pub repo: Option<String>,
 
     /// The AWS region for the ECR calls. [default: $AWS_REGION, $AWS_DEFAULT_REGION, then the region in the ECR URI]
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, value_name = "REGION", env = "PLUGIN_REGION")]
     pub region: Option<String>,
 
     /// Push to this host instead of the ECR URI's (a dual-stack or FIPS endpoint, a local registry); it is written into the file.
-    #[arg(long = "registry-host", value_name = "HOST[:PORT]")]
+    #[arg(
+        long = "registry-host",
+        value_name = "HOST[:PORT]",
+        env = "PLUGIN_REGISTRY_HOST"
+    )]
     pub registry_host: Option<String>,
 
     /// The tag template; placeholders {app}, {service}, {hash} (the build's content digest, 16 hex digits), {gitsha}, {description}. Disallowed characters become `-`. The old tool's tag is temp_{app}_{service}_{gitsha}.
-    #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_TEMPLATE)]
+    #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_TEMPLATE, env = "PLUGIN_TAG")]
     pub tag: String,
 
     /// Print the commands and the rewritten file; run nothing, write nothing.
-    #[arg(long = "dry-run")]
+    #[arg(long = "dry-run", env = "PLUGIN_DRY_RUN")]
     pub dry_run: bool,
 
     /// Build and push even when the registry has every tag already.
-    #[arg(long)]
+    #[arg(long, env = "PLUGIN_FORCE")]
     pub force: bool,
 
     /// How many builds run at once. [default: the number of CPUs, at most 4]
-    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64), env = "PLUGIN_JOBS")]
     pub jobs: Option<u16>,
 
     /// Echo every command line before it runs.
-    #[arg(short, long, conflicts_with = "quiet")]
+    #[arg(short, long, conflicts_with = "quiet", env = "PLUGIN_VERBOSE")]
     pub verbose: bool,
 
     /// Print only errors and the summary.
-    #[arg(short, long)]
+    #[arg(short, long, env = "PLUGIN_QUIET")]
     pub quiet: bool,
+
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell) and exit.
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
 
     /// Accepted for the old tool's command line, and ignored.
     #[arg(long = "build-id", hide = true)]
@@ -122,6 +149,7 @@ const LONG_NAMES: &[&str] = &[
     "repo",
     "tag",
     "verbose",
+    "completions",
     "help",
     "version",
 ];
@@ -158,6 +186,21 @@ pub struct Resolved {
 }
 
 impl Cli {
+    /// Shell completions for `shell`.
+    pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "convox-build-off-cluster", &mut out);
+        out
+    }
+
+    /// The man page, in roff.
+    pub fn man_page() -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+        Ok(out)
+    }
+
     pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(normalize_legacy_args(args))
     }
@@ -203,10 +246,10 @@ impl Cli {
         };
         Resolved {
             options: Options {
-                app: self.app.clone(),
+                app: self.app.clone().unwrap_or_default(),
                 gitsha,
                 description,
-                repo: self.repo.clone(),
+                repo: self.repo.clone().unwrap_or_default(),
                 region,
                 registry_host: self.registry_host.clone().filter(|h| !h.is_empty()),
                 tag: self.tag.clone(),
@@ -295,10 +338,10 @@ mod tests {
             "1",
         ])
         .unwrap();
-        assert_eq!(cli.app, "demo");
+        assert_eq!(cli.app.as_deref(), Some("demo"));
         assert_eq!(cli.description.as_deref(), Some("feature/x"));
         assert_eq!(cli.gitsha.as_deref(), Some("abc"));
-        assert_eq!(cli.repo, "r/x");
+        assert_eq!(cli.repo.as_deref(), Some("r/x"));
         assert_eq!(cli.compose_file, PathBuf::from("c.yml"));
         assert_eq!(cli.output_compose_file.as_deref(), Some("o.yml"));
         assert_eq!(cli.region.as_deref(), Some("eu-west-1"));

@@ -1013,3 +1013,50 @@ fn the_first_failure_stops_the_other_builds_and_nothing_is_pushed() {
         }
     }
 }
+
+#[test]
+fn a_drone_plugin_step_runs_from_plugin_and_drone_variables_alone() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let env = [
+        ("PLUGIN_APP", "demo"),
+        ("PLUGIN_REPO", ECR),
+        ("PLUGIN_TAG", "temp_{app}_{service}_{gitsha}"),
+        ("PLUGIN_JOBS", "1"),
+        ("PLUGIN_COMPOSE_FILE", FILE),
+        ("DRONE_COMMIT_SHA", "feedbeef"),
+        ("DRONE_COMMIT_BRANCH", "main"),
+    ];
+    let out = run(&fakes, dir.path(), &[], &env);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(
+        written.contains(&format!("image: {ECR}:temp_demo_web_feedbeef")),
+        "{written}"
+    );
+    let df = fakes.dockerfile("temp_demo_web_feedbeef").unwrap();
+    assert!(
+        df.contains(r#""org.opencontainers.image.description"="main""#),
+        "{df}"
+    );
+}
+
+#[test]
+fn flags_win_over_plugin_variables_which_win_over_drone_variables() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let env = [
+        ("PLUGIN_APP", "fromplugin"),
+        ("PLUGIN_REPO", "127.0.0.1:5000/demo"),
+        ("PLUGIN_GITSHA", "pluginsha"),
+        ("PLUGIN_TAG", "{app}-{gitsha}-{service}"),
+        ("DRONE_COMMIT_SHA", "dronesha"),
+    ];
+    let out = run(&fakes, dir.path(), &["--app", "fromflag", "-o", "-"], &env);
+    let stdout = text(&out).0;
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(
+        stdout.contains("image: 127.0.0.1:5000/demo:fromflag-pluginsha-web"),
+        "{stdout}"
+    );
+}
