@@ -3,7 +3,10 @@
 
 use crate::cli::Cli;
 use crate::compose::Compose;
+use crate::execute;
+use crate::plan::UsageError;
 use crate::plan::{self, Target};
+use crate::report;
 use crate::run::{self, RunOptions};
 use anyhow::Result;
 use std::io::Write;
@@ -31,6 +34,11 @@ pub fn run(cli: &Cli) -> Result<()> {
         if let plan::Output::File(path) = &resolved.options.output {
             _lock = Some(crate::lock::lock(path)?);
         }
+    }
+    if cli.json && resolved.options.output == plan::Output::Stdout {
+        return Err(anyhow::Error::new(UsageError(
+            "--json and -o - both want stdout; write the file elsewhere with -o PATH".into(),
+        )));
     }
     let compose = Compose::load(&resolved.compose_file, &env)?;
     let target = Target::new(&resolved.options)?;
@@ -72,7 +80,58 @@ pub fn run(cli: &Cli) -> Result<()> {
         out.flush()?;
         return Ok(());
     }
-    let outcomes = run::execute(&plan, opts)?;
-    eprintln!("done:\n{}", run::summary(&plan, &outcomes));
+    let started = std::time::Instant::now();
+    let mut results = execute::execute(&plan, opts)?;
+    let text = if cli.pin_digest {
+        execute::complete_digests(&plan, &mut results, opts)?;
+        plan::rewritten_text(&compose, &pinned_refs(&plan, &results))?
+    } else {
+        plan.rewritten.clone()
+    };
+    execute::write_output(&plan.output, &text)?;
+    eprintln!("done:\n{}", report::summary(&plan, &results));
+    if cli.json {
+        let report = report::json(
+            &plan,
+            &results,
+            &resolved.options.app,
+            &resolved.options.repo,
+            started.elapsed().as_secs_f64(),
+            None,
+        );
+        println!("{report:#}");
+    }
     Ok(())
+}
+
+/// Each built service's reference with `@sha256:…` of what was pushed.
+fn pinned_refs(plan: &plan::Plan, results: &[execute::BuildResult]) -> Vec<(String, String)> {
+    let mut refs = Vec::new();
+    for (b, r) in plan.builds.iter().zip(results) {
+        for s in &b.services {
+            let Some(reference) =
+                plan.services
+                    .iter()
+                    .find(|p| &p.name == s)
+                    .and_then(|p| match &p.action {
+                        plan::Action::Built { reference }
+                        | plan::Action::Shared { reference, .. } => Some(reference),
+                        plan::Action::Kept { .. } => None,
+                    })
+            else {
+                continue;
+            };
+            let digest = b
+                .refs
+                .iter()
+                .position(|x| x == reference)
+                .and_then(|i| r.digests.get(i).cloned().flatten());
+            let pinned = match digest {
+                Some(d) => format!("{reference}@{d}"),
+                None => reference.clone(),
+            };
+            refs.push((s.clone(), pinned));
+        }
+    }
+    refs
 }

@@ -102,6 +102,14 @@ pub struct Cli {
     #[arg(long = "dry-run", env = "PLUGIN_DRY_RUN")]
     pub dry_run: bool,
 
+    /// Print a JSON report on stdout (human text stays on stderr).
+    #[arg(long, env = "PLUGIN_JSON", conflicts_with = "dry_run")]
+    pub json: bool,
+
+    /// Write `image: REF@sha256:…`, so the file names an immutable image.
+    #[arg(long = "pin-digest", env = "PLUGIN_PIN_DIGEST")]
+    pub pin_digest: bool,
+
     /// Build and push even when the registry has every tag already.
     #[arg(long, env = "PLUGIN_FORCE")]
     pub force: bool,
@@ -150,6 +158,8 @@ const LONG_NAMES: &[&str] = &[
     "tag",
     "verbose",
     "completions",
+    "json",
+    "pin-digest",
     "help",
     "version",
 ];

@@ -123,8 +123,9 @@ fn last_stage_name(text: &str) -> Option<String> {
 
 /// Answers whether a tag exists in a registry; `--insecure` for a
 /// plain-HTTP registry on a loopback address.
+/// `--verbose` makes it print the manifest's digest too.
 pub fn manifest_inspect(reference: &str, insecure: bool) -> Cmd {
-    let mut c = Cmd::new("docker").args(["manifest", "inspect"]);
+    let mut c = Cmd::new("docker").args(["manifest", "inspect", "--verbose"]);
     if insecure {
         c = c.arg("--insecure");
     }
@@ -134,6 +135,17 @@ pub fn manifest_inspect(reference: &str, insecure: bool) -> Cmd {
 /// Answers whether an image is present in the local engine.
 pub fn image_present(reference: &str) -> Cmd {
     Cmd::new("docker").args(["image", "inspect", "--format", "{{.Id}}", reference])
+}
+
+/// The registry digests of a local image, as a JSON list of `REPO@sha256:…`.
+pub fn repo_digests(reference: &str) -> Cmd {
+    Cmd::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        reference,
+    ])
 }
 
 /// A registry host that docker reaches over plain HTTP: a loopback address.

@@ -342,9 +342,7 @@ pub fn plan(
 
     // Nothing to build: nothing to set up or log in to.
     let ecr = if builds.is_empty() { None } else { ecr };
-    let edits = rewrite::edits(compose, &refs)?;
-    let rewritten = rewrite::apply(&compose.text, &edits)?;
-    verify(compose, &rewritten, &refs)?;
+    let rewritten = rewritten_text(compose, &refs)?;
 
     Ok(Plan {
         compose_file: compose.path.clone(),
@@ -358,6 +356,15 @@ pub fn plan(
         rewritten,
         warnings,
     })
+}
+
+/// The file with each named service's `build:` replaced by `image: REF`,
+/// read back and checked.
+pub fn rewritten_text(compose: &Compose, refs: &[(String, String)]) -> Result<String> {
+    let edits = rewrite::edits(compose, refs)?;
+    let rewritten = rewrite::apply(&compose.text, &edits)?;
+    verify(compose, &rewritten, refs)?;
+    Ok(rewritten)
 }
 
 fn with_default_dockerfile(spec: &BuildSpec) -> BuildSpec {

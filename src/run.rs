@@ -5,8 +5,6 @@
 use crate::command::Cmd;
 use crate::ecr;
 use crate::interrupt;
-use crate::output;
-use crate::plan::{Action, Check, Output, Plan};
 use anyhow::{anyhow, bail, Result};
 use std::collections::VecDeque;
 use std::fmt;
@@ -63,19 +61,7 @@ pub fn default_jobs() -> u16 {
     u16::try_from(cpus.clamp(1, 4)).unwrap_or(1)
 }
 
-/// What happened to one build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Built, and its missing tags pushed.
-    Built,
-    /// Every tag was in the registry: neither built nor pushed.
-    UpToDate,
-    /// Some tags were there; the image was present locally, so the missing
-    /// tags were tagged and pushed without a build.
-    Completed,
-}
-
-fn log(line: &str) {
+pub(crate) fn log(line: &str) {
     let stderr = std::io::stderr();
     let mut lock = stderr.lock();
     let _ = writeln!(lock, "{line}");
@@ -92,7 +78,7 @@ fn spawn_error(cmd: &Cmd, e: &std::io::Error) -> anyhow::Error {
     }
 }
 
-fn tail_of(text: &str) -> Vec<String> {
+pub(crate) fn tail_of(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let skip = lines.len().saturating_sub(TAIL_LINES);
     lines[skip..].iter().map(|l| l.to_string()).collect()
@@ -135,7 +121,7 @@ fn wait_for(cmd: &Cmd, expr: &duct::Expression) -> Result<std::process::Output> 
     out.map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))
 }
 
-fn failed(cmd: &Cmd, out: &std::process::Output, hint: Option<String>) -> anyhow::Error {
+pub(crate) fn failed(cmd: &Cmd, out: &std::process::Output, hint: Option<String>) -> anyhow::Error {
     let tail = tail_of(&String::from_utf8_lossy(&out.stderr));
     let hint = hint.or_else(|| hint_for(&tail));
     anyhow::Error::new(CmdError {
@@ -180,6 +166,15 @@ fn is_permanent(tail: &[String]) -> bool {
     .any(|n| text.contains(n))
 }
 
+/// The digest in `docker push`'s last lines: `TAG: digest: sha256:… size: N`.
+pub fn pushed_digest(tail: &[String]) -> Option<String> {
+    tail.iter().rev().find_map(|l| {
+        let (_, rest) = l.split_once("digest: ")?;
+        let d = rest.split_whitespace().next()?;
+        (d.starts_with("sha256:") && d.len() == 71).then(|| d.to_string())
+    })
+}
+
 /// Waits before each retry of a push.
 pub const PUSH_BACKOFF: [std::time::Duration; 3] = [
     std::time::Duration::from_secs(1),
@@ -189,14 +184,15 @@ pub const PUSH_BACKOFF: [std::time::Duration; 3] = [
 
 /// Push, retrying a transient failure up to three times (after 1 s, 2 s and
 /// 4 s). A permanent failure (denied, unknown repository) is not retried.
-pub fn push(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
+/// Returns the image digest that docker reports, when it does.
+pub fn push(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Option<String>> {
     let mut attempt = 0;
     loop {
         if interrupt::cancelled() {
             bail!("`{cmd}` not started: another step failed");
         }
         let err = match stream(cmd, prefix, opts) {
-            Ok(()) => return Ok(()),
+            Ok(tail) => return Ok(pushed_digest(&tail)),
             Err(e) => e,
         };
         let retry = match err.downcast_ref::<CmdError>() {
@@ -225,8 +221,9 @@ pub fn check(cmd: &Cmd, opts: RunOptions, hint: Option<&str>) -> Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Run with stdout and stderr streamed to our stderr, each line prefixed.
-pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
+/// Run with stdout and stderr streamed to our stderr, each line prefixed;
+/// returns the last lines.
+pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> {
     if opts.verbose {
         log(&format!("[{prefix}] + {cmd}"));
     }
@@ -261,7 +258,7 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<()> {
         .map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))?;
     interrupt::forget(&reader.pids());
     match out {
-        Some(o) if o.status.success() => Ok(()),
+        Some(o) if o.status.success() => Ok(tail.into_iter().collect()),
         Some(o) => {
             let tail: Vec<String> = tail.into_iter().collect();
             Err(anyhow::Error::new(CmdError {
@@ -335,246 +332,4 @@ pub fn require_program(program: &str, why: &str) -> Result<()> {
     which::which(program).map(drop).map_err(|_| {
         anyhow!("`{program}` is not on PATH; it is needed {why}. Install it or fix PATH")
     })
-}
-
-/// Does the registry have this reference? A clear "no" and an unclear
-/// answer both mean build (the latter with a warning).
-fn exists(check: &Check, who: &str, opts: RunOptions) -> Result<bool> {
-    let out = capture(&check.cmd, opts)?;
-    if out.status.success() {
-        return Ok(true);
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let missing = [
-        "no such manifest",
-        "manifest unknown",
-        "ImageNotFoundException",
-        "RepositoryNotFoundException",
-        "not found",
-    ];
-    if !missing.iter().any(|m| stderr.contains(m)) {
-        log(&format!(
-            "[{who}] warning: cannot tell whether the tag exists ({}); building it. Command: {}",
-            tail_of(&stderr).last().map_or("no output", String::as_str),
-            check.cmd
-        ));
-    }
-    Ok(false)
-}
-
-/// Run `f` over `0..n` on up to `workers` threads. The first error cancels
-/// the rest: no new item starts, and running children are stopped.
-fn parallel<T: Send>(
-    n: usize,
-    workers: usize,
-    f: impl Fn(usize) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<T>>> =
-        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
-    let first_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, n.max(1)) {
-            s.spawn(|| loop {
-                if interrupt::cancelled() {
-                    return;
-                }
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= n {
-                    return;
-                }
-                match f(i) {
-                    Ok(v) => {
-                        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
-                    }
-                    Err(e) => {
-                        let mut first = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                        if first.is_none() && !interrupt::cancelled() {
-                            *first = Some(e);
-                            interrupt::cancel_all();
-                        }
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    interrupt::finish_cancel();
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
-    results
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .collect::<Option<Vec<T>>>()
-        .ok_or_else(|| anyhow!("internal error: a step did not finish"))
-}
-
-/// One build: skip it when the registry has every tag; push only the
-/// missing tags, without a build when the image is here already.
-fn run_build(b: &crate::plan::Build, present: &[bool], opts: RunOptions) -> Result<Outcome> {
-    let who = &b.services[0];
-    let started = std::time::Instant::now();
-    if present.iter().all(|&p| p) {
-        if !opts.quiet {
-            log(&format!(
-                "[{who}] up to date: the registry has {}",
-                b.refs.join(", ")
-            ));
-        }
-        return Ok(Outcome::UpToDate);
-    }
-    let missing = |i: &usize| !present.get(*i).copied().unwrap_or(false);
-    if present.iter().any(|&p| p) {
-        let mut local = None;
-        for r in &b.refs {
-            if capture(&crate::docker::image_present(r), opts)?
-                .status
-                .success()
-            {
-                local = Some(r.clone());
-                break;
-            }
-        }
-        if let Some(source) = local {
-            for (i, (service, p)) in b.pushes.iter().enumerate().filter(|(i, _)| missing(i)) {
-                if b.refs[i] != source {
-                    check(&crate::docker::tag(&source, &b.refs[i]), opts, None)?;
-                }
-                push(p, service, opts)?;
-            }
-            return Ok(Outcome::Completed);
-        }
-    }
-    stream(&b.build, who, opts)?;
-    for t in &b.tags {
-        check(t, opts, None)?;
-    }
-    for (_, (service, p)) in b.pushes.iter().enumerate().filter(|(i, _)| missing(i)) {
-        push(p, service, opts)?;
-    }
-    if !opts.quiet {
-        log(&format!(
-            "[{who}] built and pushed in {:.1} s",
-            started.elapsed().as_secs_f64()
-        ));
-    }
-    Ok(Outcome::Built)
-}
-
-/// Run the whole plan: set up and log in to ECR, ask the registry what it
-/// has, build and push the rest in parallel, and only then write the
-/// rewritten file.
-pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<Outcome>> {
-    // Everything that can fail before a build, checked before it (each
-    // context and Dockerfile was read for the digest already).
-    if plan.needs_docker() {
-        require_program("docker", "to build and push the images")?;
-    }
-    if plan.ecr.is_some() {
-        require_program("aws", "to set up and log in to ECR")?;
-    }
-    if let Output::File(path) = &plan.output {
-        output::check_writable(path)?;
-    }
-
-    if let Some(e) = &plan.ecr {
-        let described = capture(&e.describe, opts)?;
-        if !described.status.success() {
-            let stderr = String::from_utf8_lossy(&described.stderr);
-            if !ecr::is_repository_not_found(&stderr) {
-                return Err(failed(&e.describe, &described, None));
-            }
-            if !opts.quiet {
-                log(&format!(
-                    "creating ECR repository {} in {}",
-                    e.name, e.region
-                ));
-            }
-            let json = check(
-                &e.create,
-                opts,
-                Some("the credentials need ecr:CreateRepository, or create the repository first"),
-            )?;
-            ecr::parse_repository_uri(&json)?;
-        }
-        login(&e.password, &e.login, opts)?;
-    }
-
-    // Every check of every build, at once.
-    let checks: Vec<(usize, &Check)> = plan
-        .builds
-        .iter()
-        .enumerate()
-        .flat_map(|(i, b)| b.checks.iter().map(move |c| (i, c)))
-        .collect();
-    let answers = if opts.force {
-        vec![false; checks.len()]
-    } else {
-        parallel(checks.len(), 8, |k| {
-            let (i, c) = checks[k];
-            exists(c, &plan.builds[i].services[0], opts)
-        })?
-    };
-    let present: Vec<Vec<bool>> = plan
-        .builds
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            checks
-                .iter()
-                .zip(&answers)
-                .filter(|((b, _), _)| *b == i)
-                .map(|(_, &a)| a)
-                .collect()
-        })
-        .collect();
-    let outcomes = parallel(plan.builds.len(), usize::from(opts.jobs), |i| {
-        run_build(&plan.builds[i], &present[i], opts)
-    })?;
-
-    match &plan.output {
-        Output::File(path) => output::write_atomic(path, plan.rewritten.as_bytes())?,
-        Output::Stdout => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(plan.rewritten.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| anyhow!("cannot write the rewritten file to stdout: {e}"))?;
-        }
-    }
-    Ok(outcomes)
-}
-
-/// The summary: one line per service.
-pub fn summary(plan: &Plan, outcomes: &[Outcome]) -> String {
-    let width = plan
-        .services
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0);
-    let outcome_of = |name: &str| {
-        plan.builds
-            .iter()
-            .position(|b| b.services.iter().any(|s| s == name))
-            .and_then(|i| outcomes.get(i).copied())
-    };
-    let mut out = String::new();
-    for s in &plan.services {
-        let (what, reference) = match (&s.action, outcome_of(&s.name)) {
-            (
-                Action::Built { reference } | Action::Shared { reference, .. },
-                Some(Outcome::UpToDate),
-            ) => ("up to date".to_string(), reference),
-            (
-                Action::Built { reference } | Action::Shared { reference, .. },
-                Some(Outcome::Completed),
-            ) => ("pushed (image was here)".to_string(), reference),
-            (Action::Built { reference }, _) => ("built".to_string(), reference),
-            (Action::Shared { with, reference }, _) => (format!("shared with {with}"), reference),
-            (Action::Kept { image }, _) => ("kept (has image)".to_string(), image),
-        };
-        out.push_str(&format!("  {:width$}  {what:<24} {reference}\n", s.name));
-    }
-    out
 }

@@ -197,9 +197,9 @@ fn another_registry_runs_no_aws_command_and_no_login() {
     );
     let (checks, rest) = split_checks(lines);
     assert_eq!(checks.len(), 3);
-    assert!(checks
-        .iter()
-        .all(|c| c.starts_with("docker manifest inspect --insecure 127.0.0.1:5000/demo:")));
+    assert!(checks.iter().all(
+        |c| c.starts_with("docker manifest inspect --verbose --insecure 127.0.0.1:5000/demo:")
+    ));
     assert_eq!(rest.len(), 6);
 }
 
@@ -934,7 +934,7 @@ fn a_plain_http_loopback_registry_is_asked_with_insecure_and_others_without() {
     assert!(
         calls_starting(
             &fakes,
-            "docker manifest inspect --insecure 127.0.0.1:5000/demo:"
+            "docker manifest inspect --verbose --insecure 127.0.0.1:5000/demo:"
         )
         .len()
             == 3
@@ -949,7 +949,11 @@ fn a_plain_http_loopback_registry_is_asked_with_insecure_and_others_without() {
     );
     assert!(out.status.success());
     assert_eq!(
-        calls_starting(&fakes, "docker manifest inspect ghcr.io/org/demo:").len(),
+        calls_starting(
+            &fakes,
+            "docker manifest inspect --verbose ghcr.io/org/demo:"
+        )
+        .len(),
         3
     );
 }
@@ -1059,4 +1063,103 @@ fn flags_win_over_plugin_variables_which_win_over_drone_variables() {
         stdout.contains("image: 127.0.0.1:5000/demo:fromflag-pluginsha-web"),
         "{stdout}"
     );
+}
+
+fn is_sha256(d: &serde_json::Value) -> bool {
+    d.as_str().is_some_and(|s| {
+        s.len() == 71 && s.starts_with("sha256:") && s[7..].chars().all(|c| c.is_ascii_hexdigit())
+    })
+}
+
+#[test]
+fn json_report_on_stdout_with_every_service_and_no_secret() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let mut args = standard_args(ECR);
+    args.push("--json");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &args,
+        &[("FAKE_EXISTING", "temp_demo_api_abc123")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    assert_eq!(report["app"], "demo");
+    assert_eq!(report["repo"], ECR);
+    assert_eq!(report["registry"], HOST);
+    assert_eq!(report["repository"], "demo");
+    assert_eq!(report["output"], FILE);
+    assert!(report["total_seconds"].as_f64().is_some_and(|s| s >= 0.0));
+    let services = report["services"].as_array().expect("services");
+    let by_name = |n: &str| services.iter().find(|s| s["name"] == n).expect(n).clone();
+    let web = by_name("web");
+    assert_eq!(web["action"], "built");
+    assert_eq!(web["ref"], format!("{ECR}:temp_demo_web_abc123"));
+    assert!(is_sha256(&web["digest"]), "{web}");
+    assert!(web["content_digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("blake3:")));
+    for k in ["check", "build", "push"] {
+        assert!(web["seconds"][k].as_f64().is_some(), "{web}");
+    }
+    let worker = by_name("worker");
+    assert_eq!(worker["action"], "shared");
+    assert_eq!(worker["shared_with"], "web");
+    assert!(is_sha256(&worker["digest"]));
+    let api = by_name("api");
+    assert_eq!(api["action"], "up-to-date");
+    assert!(is_sha256(&api["digest"]), "the digest ECR gave: {api}");
+    let redis = by_name("redis");
+    assert_eq!(redis["action"], "kept");
+    assert_eq!(redis["ref"], "convox/redis");
+    assert!(stderr.contains("done:"), "human text goes to stderr");
+}
+
+#[test]
+fn json_cannot_share_stdout_with_the_file_or_a_dry_run() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    for extra in [&["--json", "-o", "-"][..], &["--json", "--dry-run"][..]] {
+        let mut args = standard_args(ECR);
+        args.extend(extra);
+        let out = run(&fakes, dir.path(), &args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", text(&out).1);
+    }
+    assert!(fakes.calls().is_empty());
+}
+
+#[test]
+fn pin_digest_writes_the_pushed_and_the_existing_digests() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let mut args = standard_args(ECR);
+    args.extend(["--pin-digest", "--json"]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &args,
+        &[("FAKE_EXISTING", "temp_demo_api_abc123")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    for s in report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] != "kept")
+    {
+        let pinned = format!(
+            "image: {}@{}",
+            s["ref"].as_str().unwrap(),
+            s["digest"].as_str().unwrap()
+        );
+        assert!(written.contains(&pinned), "{pinned} in\n{written}");
+    }
+    assert!(written.contains("image: convox/redis "), "kept as it was");
 }

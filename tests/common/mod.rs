@@ -11,8 +11,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_convox-build-off-cluster");
 pub const PASSWORD: &str = "hunter2-ecr-password-XYZ";
 
 const FAKE: &str = r#"#!/bin/bash
+# A digest that each reference (or tag) always gets, different for each.
+fake_digest() { printf 'sha256:%s' "$(printf '%s' "${1##*:}" | sha256sum | cut -c1-64)"; }
 name=${0##*/}
-{ printf '%s' "$name"; for a in "$@"; do printf '\x1f%s' "$a"; done; printf '\n'; } >> "$FAKE_DIR/argv.log"
+# One write per call, so that calls running at once do not mix their lines.
+rec=$name; for a in "$@"; do rec+=$'\x1f'"$a"; done
+printf '%s\n' "$rec" >> "$FAKE_DIR/argv.log"
 line="$name $*"
 if [[ " $* " == *" --password-stdin "* ]]; then /bin/cat > "$FAKE_DIR/login.stdin"; fi
 if [[ "$1" == build && " $* " == *" -f - "* ]]; then
@@ -64,14 +68,16 @@ case "$name $1 $2" in
     echo '{"repository":{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}}' ;;
   "aws ecr describe-images")
     if [[ " $FAKE_EXISTING " == *" ${6#imageTag=} "* ]]; then
-      echo '{"imageDetails":[{"imageTags":["'"${6#imageTag=}"'"]}]}'
+      echo '{"imageDetails":[{"imageDigest":"'"$(fake_digest "${6#imageTag=}")"'","imageTags":["'"${6#imageTag=}"'"]}]}'
     else
       echo "An error occurred (ImageNotFoundException) when calling the DescribeImages operation: The image with imageId {imageTag:'${6#imageTag=}'} does not exist" >&2
       exit 254
     fi ;;
   "docker manifest inspect")
     ref=${!#}
-    if [[ " $FAKE_EXISTING " == *" ${ref##*:} "* ]]; then echo '{"schemaVersion": 2}'; else echo "no such manifest: $ref" >&2; exit 1; fi ;;
+    if [[ " $FAKE_EXISTING " == *" ${ref##*:} "* ]]; then
+      echo '{"Ref": "'"$ref"'", "Descriptor": {"digest": "'"$(fake_digest "$ref")"'"}}'
+    else echo "no such manifest: $ref" >&2; exit 1; fi ;;
   "docker image inspect")
     ref=${!#}
     if [[ " $FAKE_LOCAL " == *" ${ref##*:} "* ]]; then echo "sha256:0123"; else echo "Error: No such image: $ref" >&2; exit 1; fi ;;
@@ -80,7 +86,7 @@ case "$name $1 $2" in
   "docker build"*)
     echo "Step 1/2 : FROM scratch"; echo "Successfully built 0123456789ab" ;;
   "docker push"*)
-    echo "The push refers to repository [${2%:*}]"; echo "${2##*:}: digest: sha256:0123 size: 528" ;;
+    echo "The push refers to repository [${2%:*}]"; echo "${2##*:}: digest: $(fake_digest "$2") size: 528" ;;
   "docker login"*)
     echo "Login Succeeded" ;;
 esac
@@ -107,7 +113,16 @@ impl Fakes {
         // program without a fake is then really missing.
         let sys = dir.path().join("sys");
         fs::create_dir(&sys).expect("sys dir");
-        for tool in ["bash", "cat", "sh", "env", "sleep", "seq"] {
+        for tool in [
+            "bash",
+            "cat",
+            "sh",
+            "env",
+            "sleep",
+            "seq",
+            "sha256sum",
+            "cut",
+        ] {
             if let Some(p) = which_in_path(tool) {
                 std::os::unix::fs::symlink(p, sys.join(tool)).expect("symlink");
             }

@@ -1,0 +1,335 @@
+//! Executing a plan: set up and log in to ECR, ask the registry which tags
+//! it has, build and push the rest in parallel, and write the file only when
+//! everything has succeeded.
+
+use crate::docker;
+use crate::ecr;
+use crate::interrupt;
+use crate::output;
+use crate::plan::{Build, Check, Output, Plan};
+use crate::run::{self, capture, check, log, push, stream, tail_of, RunOptions};
+use anyhow::{anyhow, bail, Result};
+use std::io::Write;
+use std::time::Instant;
+
+/// What happened to one build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Built, and its missing tags pushed.
+    Built,
+    /// Every tag was in the registry: neither built nor pushed.
+    UpToDate,
+    /// Some tags were there; the image was present locally, so the missing
+    /// tags were tagged and pushed without a build.
+    Completed,
+}
+
+/// What the registry said of one reference.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    pub exists: bool,
+    /// The image digest, when the answer carries it.
+    pub digest: Option<String>,
+    pub seconds: f64,
+}
+
+/// The result of one build.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub outcome: Outcome,
+    /// Per reference (as `Build::refs`): was it already in the registry?
+    pub existed: Vec<bool>,
+    /// Per reference: its image digest (`sha256:…`), when known.
+    pub digests: Vec<Option<String>>,
+    pub check_seconds: f64,
+    pub build_seconds: f64,
+    /// Per reference: how long its push took (0 when not pushed).
+    pub push_seconds: Vec<f64>,
+}
+
+/// Does the registry have this reference? A clear "no" and an unclear
+/// answer both mean build (the latter with a warning).
+fn ask(check: &Check, who: &str, opts: RunOptions) -> Result<Answer> {
+    let started = Instant::now();
+    let out = capture(&check.cmd, opts)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if out.status.success() {
+        return Ok(Answer {
+            exists: true,
+            digest: answer_digest(&String::from_utf8_lossy(&out.stdout)),
+            seconds,
+        });
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let missing = [
+        "no such manifest",
+        "manifest unknown",
+        "ImageNotFoundException",
+        "RepositoryNotFoundException",
+        "not found",
+    ];
+    if !missing.iter().any(|m| stderr.contains(m)) {
+        log(&format!(
+            "[{who}] warning: cannot tell whether the tag exists ({}); building it. Command: {}",
+            tail_of(&stderr).last().map_or("no output", String::as_str),
+            check.cmd
+        ));
+    }
+    Ok(Answer {
+        exists: false,
+        digest: None,
+        seconds,
+    })
+}
+
+/// The digest in `aws ecr describe-images` JSON (`imageDetails[0].imageDigest`)
+/// or in `docker manifest inspect --verbose` JSON (`Descriptor.digest`).
+pub fn answer_digest(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let found = v
+        .pointer("/imageDetails/0/imageDigest")
+        .or_else(|| v.pointer("/Descriptor/digest"))?;
+    found
+        .as_str()
+        .filter(|d| d.starts_with("sha256:"))
+        .map(String::from)
+}
+
+/// The digest of a local image under `reference`, from its RepoDigests.
+fn local_digest(reference: &str, opts: RunOptions) -> Option<String> {
+    let out = capture(&docker::repo_digests(reference), opts).ok()?;
+    let list: Vec<String> = serde_json::from_slice(&out.stdout).ok()?;
+    let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
+    list.iter()
+        .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(String::from))
+}
+
+/// Run `f` over `0..n` on up to `workers` threads. The first error cancels
+/// the rest: no new item starts, and running children are stopped.
+fn parallel<T: Send>(
+    n: usize,
+    workers: usize,
+    f: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<T>>> =
+        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    let first_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                if interrupt::cancelled() {
+                    return;
+                }
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= n {
+                    return;
+                }
+                match f(i) {
+                    Ok(v) => {
+                        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+                    }
+                    Err(e) => {
+                        let mut first = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                        if first.is_none() && !interrupt::cancelled() {
+                            *first = Some(e);
+                            interrupt::cancel_all();
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    interrupt::finish_cancel();
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect::<Option<Vec<T>>>()
+        .ok_or_else(|| anyhow!("internal error: a step did not finish"))
+}
+
+/// One build: skip it when the registry has every tag; push only the
+/// missing tags, without a build when the image is here already.
+fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildResult> {
+    let who = &b.services[0];
+    let existed: Vec<bool> = answers.iter().map(|a| a.exists).collect();
+    let mut result = BuildResult {
+        outcome: Outcome::Built,
+        existed: existed.clone(),
+        digests: answers.iter().map(|a| a.digest.clone()).collect(),
+        check_seconds: answers.iter().map(|a| a.seconds).fold(0.0, f64::max),
+        build_seconds: 0.0,
+        push_seconds: vec![0.0; b.refs.len()],
+    };
+    if existed.iter().all(|&e| e) {
+        if !opts.quiet {
+            log(&format!(
+                "[{who}] up to date: the registry has {}",
+                b.refs.join(", ")
+            ));
+        }
+        result.outcome = Outcome::UpToDate;
+        return Ok(result);
+    }
+    let push_missing = |result: &mut BuildResult| -> Result<()> {
+        for (i, (service, p)) in b.pushes.iter().enumerate() {
+            if existed[i] {
+                continue;
+            }
+            let started = Instant::now();
+            result.digests[i] = push(p, service, opts)?;
+            result.push_seconds[i] = started.elapsed().as_secs_f64();
+        }
+        Ok(())
+    };
+    if existed.iter().any(|&e| e) {
+        let mut local = None;
+        for r in &b.refs {
+            if capture(&docker::image_present(r), opts)?.status.success() {
+                local = Some(r.clone());
+                break;
+            }
+        }
+        if let Some(source) = local {
+            for (i, r) in b.refs.iter().enumerate() {
+                if !existed[i] && *r != source {
+                    check(&docker::tag(&source, r), opts, None)?;
+                }
+            }
+            push_missing(&mut result)?;
+            result.outcome = Outcome::Completed;
+            return Ok(result);
+        }
+    }
+    let started = Instant::now();
+    stream(&b.build, who, opts)?;
+    for t in &b.tags {
+        check(t, opts, None)?;
+    }
+    result.build_seconds = started.elapsed().as_secs_f64();
+    push_missing(&mut result)?;
+    if !opts.quiet {
+        log(&format!(
+            "[{who}] built in {:.1} s, pushed in {:.1} s",
+            result.build_seconds,
+            result.push_seconds.iter().sum::<f64>()
+        ));
+    }
+    Ok(result)
+}
+
+/// Run the plan up to, not including, the write: set up and log in to ECR,
+/// ask the registry what it has, build and push the rest in parallel.
+pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
+    // Everything that can fail before a build, checked before it (each
+    // context and Dockerfile was read for the digest already).
+    if plan.needs_docker() {
+        run::require_program("docker", "to build and push the images")?;
+    }
+    if plan.ecr.is_some() {
+        run::require_program("aws", "to set up and log in to ECR")?;
+    }
+    if let Output::File(path) = &plan.output {
+        output::check_writable(path)?;
+    }
+
+    if let Some(e) = &plan.ecr {
+        let described = capture(&e.describe, opts)?;
+        if !described.status.success() {
+            let stderr = String::from_utf8_lossy(&described.stderr);
+            if !ecr::is_repository_not_found(&stderr) {
+                return Err(run::failed(&e.describe, &described, None));
+            }
+            if !opts.quiet {
+                log(&format!(
+                    "creating ECR repository {} in {}",
+                    e.name, e.region
+                ));
+            }
+            let json = check(
+                &e.create,
+                opts,
+                Some("the credentials need ecr:CreateRepository, or create the repository first"),
+            )?;
+            ecr::parse_repository_uri(&json)?;
+        }
+        run::login(&e.password, &e.login, opts)?;
+    }
+
+    // Every check of every build, at once.
+    let checks: Vec<(usize, &Check)> = plan
+        .builds
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| b.checks.iter().map(move |c| (i, c)))
+        .collect();
+    let answers = if opts.force {
+        vec![Answer::default(); checks.len()]
+    } else {
+        parallel(checks.len(), 8, |k| {
+            let (i, c) = checks[k];
+            ask(c, &plan.builds[i].services[0], opts)
+        })?
+    };
+    let per_build: Vec<Vec<Answer>> = (0..plan.builds.len())
+        .map(|i| {
+            checks
+                .iter()
+                .zip(&answers)
+                .filter(|((b, _), _)| *b == i)
+                .map(|(_, a)| a.clone())
+                .collect()
+        })
+        .collect();
+    parallel(plan.builds.len(), usize::from(opts.jobs), |i| {
+        run_build(&plan.builds[i], &per_build[i], opts)
+    })
+}
+
+/// Fill in the digests `--pin-digest` needs that no answer or push gave,
+/// from the local image; fail when one stays unknown.
+pub fn complete_digests(plan: &Plan, results: &mut [BuildResult], opts: RunOptions) -> Result<()> {
+    for (b, r) in plan.builds.iter().zip(results.iter_mut()) {
+        for (i, reference) in b.refs.iter().enumerate() {
+            if r.digests[i].is_none() {
+                r.digests[i] = local_digest(reference, opts);
+            }
+            if r.digests[i].is_none() {
+                bail!("--pin-digest: the registry gave no digest for {reference}, and docker has none locally");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write the rewritten file (or stdout): the last step, after every push.
+pub fn write_output(output: &Output, text: &str) -> Result<()> {
+    match output {
+        Output::File(path) => output::write_atomic(path, text.as_bytes()),
+        Output::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| anyhow!("cannot write the rewritten file to stdout: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_from_ecr_and_from_a_verbose_manifest() {
+        let ecr = r#"{"imageDetails":[{"imageDigest":"sha256:abc","imageTags":["t"]}]}"#;
+        assert_eq!(answer_digest(ecr).as_deref(), Some("sha256:abc"));
+        let docker = r#"{"Ref":"r","Descriptor":{"mediaType":"m","digest":"sha256:def","size":1}}"#;
+        assert_eq!(answer_digest(docker).as_deref(), Some("sha256:def"));
+        assert_eq!(answer_digest("[]"), None);
+        assert_eq!(answer_digest("not json"), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! What a run tells its user: the summary table on stderr, and the JSON
+//! report (`--json`) on stdout for scripts.
+
+use crate::execute::{BuildResult, Outcome};
+use crate::plan::{Action, Output, Plan};
+use serde_json::{json, Value};
+
+/// How one service ended.
+struct Row<'a> {
+    name: &'a str,
+    /// `built`, `shared`, `up-to-date`, `pushed` or `kept`.
+    action: &'static str,
+    shared_with: Option<&'a str>,
+    reference: &'a str,
+    digest: Option<&'a str>,
+    content_digest: Option<&'a str>,
+    seconds: (f64, f64, f64),
+}
+
+fn rows<'a>(plan: &'a Plan, results: &'a [BuildResult]) -> Vec<Row<'a>> {
+    plan.services
+        .iter()
+        .map(|s| {
+            let (reference, shared_with) = match &s.action {
+                Action::Built { reference } => (reference.as_str(), None),
+                Action::Shared { with, reference } => (reference.as_str(), Some(with.as_str())),
+                Action::Kept { image } => {
+                    return Row {
+                        name: &s.name,
+                        action: "kept",
+                        shared_with: None,
+                        reference: image,
+                        digest: None,
+                        content_digest: None,
+                        seconds: (0.0, 0.0, 0.0),
+                    }
+                }
+            };
+            let found = plan.builds.iter().zip(results).find_map(|(b, r)| {
+                let i = b.refs.iter().position(|x| x == reference)?;
+                Some((b, r, i))
+            });
+            let Some((b, r, i)) = found else {
+                return Row {
+                    name: &s.name,
+                    action: if shared_with.is_some() {
+                        "shared"
+                    } else {
+                        "built"
+                    },
+                    shared_with,
+                    reference,
+                    digest: None,
+                    content_digest: None,
+                    seconds: (0.0, 0.0, 0.0),
+                };
+            };
+            let first = b.services[0] == s.name;
+            let action = match (r.existed.get(i).copied().unwrap_or(false), r.outcome) {
+                (true, _) => "up-to-date",
+                (false, Outcome::Completed) => "pushed",
+                (false, _) if shared_with.is_some() => "shared",
+                (false, _) => "built",
+            };
+            Row {
+                name: &s.name,
+                action,
+                shared_with: shared_with.filter(|_| action == "shared"),
+                reference,
+                digest: r.digests.get(i).and_then(|d| d.as_deref()),
+                content_digest: Some(&b.digest),
+                seconds: (
+                    r.check_seconds,
+                    if first { r.build_seconds } else { 0.0 },
+                    r.push_seconds.get(i).copied().unwrap_or(0.0),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The summary: one line per service.
+pub fn summary(plan: &Plan, results: &[BuildResult]) -> String {
+    let rows = rows(plan, results);
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for r in &rows {
+        let what = match (r.action, r.shared_with) {
+            ("shared", Some(w)) => format!("shared with {w}"),
+            ("kept", _) => "kept (has image)".to_string(),
+            ("up-to-date", _) => "up to date".to_string(),
+            ("pushed", _) => "pushed (image was here)".to_string(),
+            (a, _) => a.to_string(),
+        };
+        out.push_str(&format!(
+            "  {:width$}  {what:<24} {}\n",
+            r.name, r.reference
+        ));
+    }
+    out
+}
+
+/// The JSON report. Its schema is in the README; no secret is in it.
+pub fn json(
+    plan: &Plan,
+    results: &[BuildResult],
+    app: &str,
+    repo: &str,
+    seconds: f64,
+    release: Option<&str>,
+) -> Value {
+    let services: Vec<Value> = rows(plan, results)
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "action": r.action,
+                "shared_with": r.shared_with,
+                "ref": r.reference,
+                "digest": r.digest,
+                "content_digest": r.content_digest.map(|d| format!("blake3:{d}")),
+                "seconds": {"check": round(r.seconds.0), "build": round(r.seconds.1), "push": round(r.seconds.2)},
+            })
+        })
+        .collect();
+    json!({
+        "app": app,
+        "repo": repo,
+        "registry": plan.registry_host,
+        "repository": plan.repository,
+        "output": match &plan.output {
+            Output::File(p) => Value::String(p.display().to_string()),
+            Output::Stdout => Value::String("-".into()),
+        },
+        "release": release,
+        "total_seconds": round(seconds),
+        "services": services,
+    })
+}
+
+fn round(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
+}
