@@ -258,6 +258,11 @@ impl<'s> Builder<'s> {
                 // A quoted scalar's span can run on over a trailing comment;
                 // end it at its closing quote.
                 match style {
+                    // A block scalar's span runs on over its final line break
+                    // and the next line's indentation: end at its last text.
+                    ScalarStyle::Literal | ScalarStyle::Folded => {
+                        end = start + self.src[start..end].trim_end().len();
+                    }
                     ScalarStyle::DoubleQuoted => {
                         end = quoted_end(self.src, start, '"').unwrap_or(end)
                     }
@@ -568,6 +573,18 @@ mod tests {
         assert_eq!(text(src, &doc, a), "{b: 1, c: [2, 3,],  }");
         let c = doc.get(a, "c").unwrap().value;
         assert_eq!(text(src, &doc, c), "[2, 3,]");
+    }
+
+    #[test]
+    fn a_block_scalar_ends_at_its_last_text() {
+        let src = "a:\n  b: |\n    one\n    two\n\n  c: >-\n    x\n  d: 1\n";
+        let doc = Doc::parse(src).unwrap();
+        let a = doc.get(doc.root.unwrap(), "a").unwrap().value;
+        assert_eq!(
+            text(src, &doc, doc.get(a, "b").unwrap().value),
+            "one\n    two"
+        );
+        assert_eq!(text(src, &doc, doc.get(a, "c").unwrap().value), "x");
     }
 
     #[test]
