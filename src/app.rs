@@ -35,9 +35,10 @@ pub fn run(cli: &Cli) -> Result<()> {
             _lock = Some(crate::lock::lock(path)?);
         }
     }
-    if cli.json && resolved.options.output == plan::Output::Stdout {
+    let stdout_report = cli.json || (cli.convox_build && !resolved.dry_run);
+    if stdout_report && resolved.options.output == plan::Output::Stdout {
         return Err(anyhow::Error::new(UsageError(
-            "--json and -o - both want stdout; write the file elsewhere with -o PATH".into(),
+            "--json or --convox-build and -o - all want stdout; write the file elsewhere with -o PATH".into(),
         )));
     }
     let compose = Compose::load(&resolved.compose_file, &env)?;
@@ -71,6 +72,12 @@ pub fn run(cli: &Cli) -> Result<()> {
             text.push_str(&line);
             text.push('\n');
         }
+        if cli.convox_build {
+            text.push_str(&format!(
+                "# then, in a fresh directory DIR holding only the rewritten file as docker-compose.yml:\n{}\n",
+                crate::convox::build_cmd("DIR", &resolved.options.app, &resolved.options.description)
+            ));
+        }
         text.push_str(&format!(
             "# {}, rewritten:\n{}",
             resolved.compose_file.display(),
@@ -79,6 +86,9 @@ pub fn run(cli: &Cli) -> Result<()> {
         out.write_all(text.as_bytes())?;
         out.flush()?;
         return Ok(());
+    }
+    if cli.convox_build {
+        run::require_program("convox", "for --convox-build")?;
     }
     let started = std::time::Instant::now();
     let mut results = execute::execute(&plan, opts)?;
@@ -90,6 +100,16 @@ pub fn run(cli: &Cli) -> Result<()> {
     };
     execute::write_output(&plan.output, &text)?;
     eprintln!("done:\n{}", report::summary(&plan, &results));
+    let release = if cli.convox_build {
+        Some(crate::convox::build(
+            &text,
+            &resolved.options.app,
+            &resolved.options.description,
+            opts,
+        )?)
+    } else {
+        None
+    };
     if cli.json {
         let report = report::json(
             &plan,
@@ -97,9 +117,11 @@ pub fn run(cli: &Cli) -> Result<()> {
             &resolved.options.app,
             &resolved.options.repo,
             started.elapsed().as_secs_f64(),
-            None,
+            release.as_deref(),
         );
         println!("{report:#}");
+    } else if let Some(r) = &release {
+        println!("{r}");
     }
     Ok(())
 }

@@ -110,6 +110,10 @@ pub struct Cli {
     #[arg(long = "pin-digest", env = "PLUGIN_PIN_DIGEST")]
     pub pin_digest: bool,
 
+    /// Then run `convox build` on the rewritten file alone (in a fresh directory, as docker-compose.yml) and print the release ID.
+    #[arg(long = "convox-build", env = "PLUGIN_CONVOX_BUILD")]
+    pub convox_build: bool,
+
     /// Build and push even when the registry has every tag already.
     #[arg(long, env = "PLUGIN_FORCE")]
     pub force: bool,
@@ -160,6 +164,7 @@ const LONG_NAMES: &[&str] = &[
     "completions",
     "json",
     "pin-digest",
+    "convox-build",
     "help",
     "version",
 ];

@@ -19,12 +19,14 @@
 //! - [`output`]: the atomic write;
 //! - [`interrupt`]: SIGINT and SIGTERM, child process groups;
 //! - [`lock`]: one run at a time per output file;
+//! - [`convox`]: `--convox-build`, the release step;
 //! - [`app`]: one invocation, step by step.
 
 pub mod app;
 pub mod cli;
 pub mod command;
 pub mod compose;
+pub mod convox;
 pub mod digest;
 pub mod docker;
 pub mod ecr;

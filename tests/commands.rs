@@ -1163,3 +1163,92 @@ fn pin_digest_writes_the_pushed_and_the_existing_digests() {
     }
     assert!(written.contains("image: convox/redis "), "kept as it was");
 }
+
+/// A fake `convox` that records what it was given and prints a release ID.
+fn with_fake_convox(fakes: &Fakes) {
+    let path = fakes.bin().join("convox");
+    fs::write(
+        &path,
+        r#"#!/bin/bash
+rec=convox; for a in "$@"; do rec+=$'\x1f'"$a"; done
+printf '%s\n' "$rec" >> "$FAKE_DIR/argv.log"
+(shopt -s dotglob; cd "$2" && printf '%s\n' *) > "$FAKE_DIR/convox.dir"
+cat "$2/docker-compose.yml" > "$FAKE_DIR/convox.yml"
+if [[ -n "$FAKE_CONVOX_FAIL" ]]; then echo "ERROR: app not found" >&2; exit 1; fi
+echo "Building: uploading..." >&2
+echo "RABCDEFGHIJ"
+"#,
+    )
+    .unwrap();
+    common::make_executable(&path);
+}
+
+#[test]
+fn convox_build_runs_on_the_rewritten_file_alone_and_prints_the_release() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    with_fake_convox(&fakes);
+    let dir = fixture("demo");
+    let mut args = standard_args(ECR);
+    args.extend(["--convox-build", "--description", "main"]);
+    let out = run(&fakes, dir.path(), &args, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "RABCDEFGHIJ\n");
+    let call = calls_starting(&fakes, "convox").pop().unwrap();
+    let parts: Vec<&str> = call.split(' ').collect();
+    assert_eq!(parts[..2], ["convox", "build"]);
+    assert_eq!(
+        parts[3..],
+        ["--app", "demo", "--description", "main", "--id"]
+    );
+    assert_eq!(
+        fs::read_to_string(fakes.dir.path().join("convox.dir")).unwrap(),
+        "docker-compose.yml\n"
+    );
+    assert_eq!(
+        fs::read_to_string(fakes.dir.path().join("convox.yml")).unwrap(),
+        fs::read_to_string(dir.path().join(FILE)).unwrap(),
+        "convox builds the rewritten file"
+    );
+    assert!(
+        !std::path::Path::new(parts[2]).exists(),
+        "the temporary directory is removed"
+    );
+
+    // With --json, the release is in the report instead.
+    let fakes = Fakes::new(&["docker", "aws"]);
+    with_fake_convox(&fakes);
+    let dir = fixture("demo");
+    args.push("--json");
+    let out = run(&fakes, dir.path(), &args, &[]);
+    let report: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(report["release"], "RABCDEFGHIJ");
+}
+
+#[test]
+fn a_failing_convox_build_is_named_and_a_missing_convox_is_found_first() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    with_fake_convox(&fakes);
+    let dir = fixture("demo");
+    let mut args = standard_args(ECR);
+    args.push("--convox-build");
+    let out = run(&fakes, dir.path(), &args, &[("FAKE_CONVOX_FAIL", "1")]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("command failed (exit status 1): convox build "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ERROR: app not found"), "{stderr}");
+
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(&fakes, dir.path(), &args, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("`convox` is not on PATH"),
+        "{}",
+        text(&out).1
+    );
+    assert!(fakes.calls().is_empty(), "nothing ran before the check");
+}
