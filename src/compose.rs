@@ -13,6 +13,9 @@ pub enum Format {
     /// `services:` with `version: "2"`, `"2.x"`, `"3.x"`, or none (the
     /// compose spec).
     Compose { version: Option<String> },
+    /// `convox.yml` of current Convox racks: `services:` whose `build:` is a
+    /// path or `{path: DIR, manifest: Dockerfile.x}`.
+    ConvoxYml,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +170,7 @@ impl Compose {
             }
         }
         let (map, format) = match (services, version) {
+            (Some(s), None) if self.is_convox_yml(root, s.value) => (s.value, Format::ConvoxYml),
             (Some(s), v) => {
                 let version = v.and_then(|v| self.doc.scalar(v.value)).map(String::from);
                 (s.value, Format::Compose { version })
@@ -215,6 +219,32 @@ impl Compose {
             bail!("{file}: no services found");
         }
         Ok(())
+    }
+
+    /// Is this a `convox.yml`? By its name, by top-level keys that only it
+    /// has, or by a `build:` with `path:` or `manifest:`.
+    fn is_convox_yml(&self, root: NodeId, services: NodeId) -> bool {
+        let doc = &self.doc;
+        let named = self
+            .path
+            .file_name()
+            .is_some_and(|n| n == "convox.yml" || n == "convox.yaml");
+        let top = [
+            "resources",
+            "environment",
+            "params",
+            "timers",
+            "balancers",
+            "appearance",
+        ]
+        .iter()
+        .any(|k| doc.get(root, k).is_some());
+        let build_keys = doc.entries(services).unwrap_or_default().iter().any(|e| {
+            doc.get(e.value, "build").is_some_and(|b| {
+                doc.get(b.value, "path").is_some() || doc.get(b.value, "manifest").is_some()
+            })
+        });
+        named || top || build_keys
     }
 
     fn read_service(&mut self, name: &str, value: NodeId, env: Env<'_>) -> Result<Source> {
@@ -277,34 +307,33 @@ impl Compose {
             args = Vec::new();
             target = None;
         } else if doc.entries(build.value).is_some() {
-            context = match doc.get(build.value, "context") {
-                Some(f) => match doc.scalar(f.value) {
-                    Some(s) => ip(s)?.value,
-                    None => return Err(bad("`build.context` must be a string")),
-                },
-                None => ".".to_string(),
+            // convox.yml names the context `path` and the Dockerfile `manifest`.
+            let convox_yml = self.format == Format::ConvoxYml;
+            let (context_key, dockerfile_key) = if convox_yml {
+                ("path", "manifest")
+            } else {
+                ("context", "dockerfile")
             };
-            dockerfile = match doc.get(build.value, "dockerfile") {
-                Some(f) => match doc.scalar(f.value) {
-                    Some(s) => Some(ip(s)?.value),
-                    None => return Err(bad("`build.dockerfile` must be a string")),
-                },
-                None => None,
+            let string_field = |key: &str| -> Result<Option<String>> {
+                match doc.get(build.value, key) {
+                    Some(f) => match doc.scalar(f.value) {
+                        Some(s) => Ok(Some(ip(s)?.value)),
+                        None => Err(bad(&format!("`build.{key}` must be a string"))),
+                    },
+                    None => Ok(None),
+                }
             };
-            target = match doc.get(build.value, "target") {
-                Some(f) => match doc.scalar(f.value) {
-                    Some(s) => Some(ip(s)?.value).filter(|t| !t.is_empty()),
-                    None => return Err(bad("`build.target` must be a string")),
-                },
-                None => None,
-            };
+            context = string_field(context_key)?.unwrap_or_else(|| ".".to_string());
+            dockerfile = string_field(dockerfile_key)?;
+            target = string_field("target")?.filter(|t| !t.is_empty());
             args = match doc.get(build.value, "args") {
                 Some(f) => self.read_args(name, f.value, env)?,
                 None => Vec::new(),
             };
             for e in doc.entries(build.value).unwrap_or_default() {
                 let key = doc.scalar(e.key).unwrap_or("");
-                if !matches!(key, "context" | "dockerfile" | "args" | "target" | "<<") {
+                let known = [context_key, dockerfile_key, "args", "target", "<<"];
+                if !known.contains(&key) {
                     warnings.push(format!(
                         "{}: service `{name}`: `build.{key}` is not used by this tool and is ignored",
                         self.at(e.key)
@@ -529,6 +558,30 @@ mod tests {
             .to_string()
             .contains("top level must be a mapping"));
         assert!(load("").unwrap_err().to_string().contains("empty"));
+    }
+
+    #[test]
+    fn convox_yml_is_recognised_and_read_with_path_and_manifest() {
+        let src = "environment:\n  - A=1\nservices:\n  web:\n    build: .\n  worker:\n    build:\n      path: ./w\n      manifest: Dockerfile.worker\n  redis:\n    image: redis\n";
+        let c = load(src).unwrap();
+        assert_eq!(c.format, Format::ConvoxYml);
+        assert_eq!(spec(&c, "web").context, "app");
+        let w = spec(&c, "worker");
+        assert_eq!(w.context, "app/w");
+        assert_eq!(w.dockerfile.as_deref(), Some("app/w/Dockerfile.worker"));
+        // By its name alone, too.
+        let c = Compose::from_bytes(
+            Path::new("convox.yml"),
+            b"services:\n  web:\n    build: .\n".to_vec(),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.format, Format::ConvoxYml);
+        // A compose file with `services:` and no version stays one.
+        assert_eq!(
+            load("services:\n  web:\n    build: .\n").unwrap().format,
+            Format::Compose { version: None }
+        );
     }
 
     #[test]

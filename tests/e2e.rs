@@ -617,3 +617,78 @@ fn paths_resolve_against_the_compose_files_directory_not_the_working_directory()
     ok(&out);
     assert_eq!(stack.tags("demo").len(), 3);
 }
+
+/// The digest the registry serves for a tag (`Docker-Content-Digest`).
+fn registry_digest(port: u16, repo: &str, tag: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "HEAD /v2/{repo}/manifests/{tag} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/vnd.docker.distribution.manifest.v2+json\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    resp.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("Docker-Content-Digest")
+            .then(|| v.trim().to_string())
+    })
+}
+
+#[test]
+fn convox_yml_builds_pushes_and_rewrites_and_json_and_pin_digest_match_the_registry() {
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("convox-yml");
+    let repo = format!("{}/gen2", stack.host());
+    let out = stack.run(
+        app.path(),
+        &[
+            "--app",
+            "gen2",
+            "--repo",
+            &repo,
+            "-f",
+            "convox.yml",
+            "--json",
+            "--pin-digest",
+        ],
+    );
+    ok(&out);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the JSON report on stdout");
+    let tags = stack.tags("gen2");
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    let written = fs::read_to_string(app.path().join("convox.yml")).expect("file");
+    let original = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/convox-yml/convox.yml"),
+    )
+    .expect("fixture");
+    for (name, old) in [
+        ("web", "build: .            # the app's own Dockerfile"),
+        (
+            "worker",
+            "build:\n      path: ./worker\n      manifest: Dockerfile.worker",
+        ),
+    ] {
+        let svc = report["services"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name))
+            .expect(name);
+        assert_eq!(svc["action"], "built", "{svc}");
+        let reference = svc["ref"].as_str().expect("ref");
+        let tag = reference.rsplit(':').next().expect("tag");
+        assert!(tags.contains(&tag.to_string()), "{tag} in {tags:?}");
+        // The digest in the report and in the file is the one the registry serves.
+        let served = registry_digest(stack.registry_port, "gen2", tag).expect("served digest");
+        assert_eq!(svc["digest"], served.as_str());
+        let new = if name == "web" {
+            format!("image: {reference}@{served}            # the app's own Dockerfile")
+        } else {
+            format!("image: {reference}@{served}")
+        };
+        assert!(original.contains(old));
+        assert!(written.contains(&new), "{new} in\n{written}");
+    }
+    assert!(written.contains("    image: redis:7\n"));
+    assert!(written.starts_with("# A current Convox rack's app (generation 2).\nenvironment:"));
+}
