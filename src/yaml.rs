@@ -196,6 +196,28 @@ impl<'s> Builder<'s> {
             .then_some(from + skipped + 1)
     }
 
+    /// The header of an empty block scalar whose span is at `fallback`:
+    /// after its key's `:`, or just before the span.
+    fn block_header(&self, fallback: usize) -> (usize, usize) {
+        let is_header = |c: char| "|>+-0123456789".contains(c);
+        let from = match self.after_pending_colon() {
+            Some(after) => {
+                let rest = &self.src[after..];
+                after + (rest.len() - rest.trim_start_matches([' ', '\t']).len())
+            }
+            None => {
+                let before = self.src[..fallback].trim_end();
+                let header_len = before.len() - before.trim_end_matches(is_header).len();
+                before.len() - header_len
+            }
+        };
+        let header = self.src[from..].len() - self.src[from..].trim_start_matches(is_header).len();
+        if header == 0 {
+            return (fallback, fallback);
+        }
+        (from, from + header)
+    }
+
     fn register_anchor(&mut self, anchor: usize, id: NodeId) {
         if anchor != 0 {
             self.anchors.insert(anchor, id);
@@ -260,6 +282,13 @@ impl<'s> Builder<'s> {
                 match style {
                     // A block scalar's span runs on over its final line break
                     // and the next line's indentation: end at its last text.
+                    ScalarStyle::Literal | ScalarStyle::Folded if value.is_empty() => {
+                        // No content: its span sits somewhere on a later line.
+                        // The node is its header (`|`, `>-`, …) instead.
+                        let (s, e) = self.block_header(start);
+                        start = s;
+                        end = e;
+                    }
                     ScalarStyle::Literal | ScalarStyle::Folded => {
                         end = start + self.src[start..end].trim_end().len();
                     }
@@ -585,6 +614,17 @@ mod tests {
             "one\n    two"
         );
         assert_eq!(text(src, &doc, doc.get(a, "c").unwrap().value), "x");
+    }
+
+    #[test]
+    fn an_empty_block_scalar_is_its_header() {
+        let src = "a:\n  b: >-\n  c: 1\nd:\n  - |\n  - x\n";
+        let doc = Doc::parse(src).unwrap();
+        let a = doc.get(doc.root.unwrap(), "a").unwrap().value;
+        assert_eq!(text(src, &doc, doc.get(a, "b").unwrap().value), ">-");
+        assert_eq!(text(src, &doc, a), "b: >-\n  c: 1");
+        let d = doc.get(doc.root.unwrap(), "d").unwrap().value;
+        assert_eq!(text(src, &doc, doc.items(d).unwrap()[0]), "|");
     }
 
     #[test]
