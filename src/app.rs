@@ -12,6 +12,7 @@ use anyhow::Result;
 use std::io::Write;
 
 pub fn run(cli: &Cli) -> Result<()> {
+    crate::ui::init(cli.quiet, cli.verbose);
     if let Some(shell) = cli.completions {
         std::io::stdout().write_all(&Cli::completions(shell))?;
         return Ok(());
@@ -91,7 +92,9 @@ pub fn run(cli: &Cli) -> Result<()> {
         run::require_program("convox", "for --convox-build")?;
     }
     let started = std::time::Instant::now();
-    let mut results = execute::execute(&plan, opts)?;
+    let results = execute::execute(&plan, opts);
+    crate::ui::finish();
+    let mut results = results?;
     let text = if cli.pin_digest {
         execute::complete_digests(&plan, &mut results, opts)?;
         plan::rewritten_text(&compose, &pinned_refs(&plan, &results))?

@@ -166,11 +166,8 @@ fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildRes
         push_seconds: vec![0.0; b.refs.len()],
     };
     if existed.iter().all(|&e| e) {
-        if !opts.quiet {
-            log(&format!(
-                "[{who}] up to date: the registry has {}",
-                b.refs.join(", ")
-            ));
+        for s in &b.services {
+            crate::ui::done(s, "up to date: the registry has it");
         }
         result.outcome = Outcome::UpToDate;
         return Ok(result);
@@ -180,6 +177,7 @@ fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildRes
             if existed[i] {
                 continue;
             }
+            crate::ui::state(service, "pushing");
             let started = Instant::now();
             result.digests[i] = push(p, service, opts)?;
             result.push_seconds[i] = started.elapsed().as_secs_f64();
@@ -206,18 +204,27 @@ fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildRes
         }
     }
     let started = Instant::now();
+    crate::ui::state(who, "building");
     stream(&b.build, who, opts)?;
     for t in &b.tags {
         check(t, opts, None)?;
     }
     result.build_seconds = started.elapsed().as_secs_f64();
     push_missing(&mut result)?;
-    if !opts.quiet {
-        log(&format!(
-            "[{who}] built in {:.1} s, pushed in {:.1} s",
-            result.build_seconds,
-            result.push_seconds.iter().sum::<f64>()
-        ));
+    crate::ui::done(
+        who,
+        &format!(
+            "built in {:.1} s, pushed in {:.1} s",
+            result.build_seconds, result.push_seconds[0]
+        ),
+    );
+    for (i, s) in b.services.iter().enumerate().skip(1) {
+        let i = b.refs.len().min(i);
+        let pushed = result.push_seconds.get(i).copied().unwrap_or(0.0);
+        crate::ui::done(
+            s,
+            &format!("shares the build of {who}, pushed in {pushed:.1} s"),
+        );
     }
     Ok(result)
 }
@@ -260,6 +267,13 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         run::login(&e.password, &e.login, opts)?;
     }
 
+    let names: Vec<&str> = plan
+        .services
+        .iter()
+        .filter(|s| !matches!(s.action, crate::plan::Action::Kept { .. }))
+        .map(|s| s.name.as_str())
+        .collect();
+    crate::ui::waiting(&names);
     // Every check of every build, at once.
     let checks: Vec<(usize, &Check)> = plan
         .builds

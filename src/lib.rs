@@ -20,6 +20,7 @@
 //! - [`interrupt`]: SIGINT and SIGTERM, child process groups;
 //! - [`lock`]: one run at a time per output file;
 //! - [`convox`]: `--convox-build`, the release step;
+//! - [`ui`]: the terminal: a live view, or plain lines; colour;
 //! - [`app`]: one invocation, step by step.
 
 pub mod app;
@@ -40,4 +41,5 @@ pub mod report;
 pub mod rewrite;
 pub mod run;
 pub mod tag;
+pub mod ui;
 pub mod yaml;

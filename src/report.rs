@@ -85,17 +85,18 @@ pub fn summary(plan: &Plan, results: &[BuildResult]) -> String {
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
     let mut out = String::new();
     for r in &rows {
-        let what = match (r.action, r.shared_with) {
-            ("shared", Some(w)) => format!("shared with {w}"),
-            ("kept", _) => "kept (has image)".to_string(),
-            ("up-to-date", _) => "up to date".to_string(),
-            ("pushed", _) => "pushed (image was here)".to_string(),
-            (a, _) => a.to_string(),
+        let (what, style) = match (r.action, r.shared_with) {
+            ("shared", Some(w)) => (format!("shared with {w}"), console::Style::new().green()),
+            ("kept", _) => ("kept (has image)".to_string(), console::Style::new().dim()),
+            ("up-to-date", _) => ("up to date".to_string(), console::Style::new().cyan()),
+            ("pushed", _) => (
+                "pushed (image was here)".to_string(),
+                console::Style::new().green(),
+            ),
+            (a, _) => (a.to_string(), console::Style::new().green().bold()),
         };
-        out.push_str(&format!(
-            "  {:width$}  {what:<24} {}\n",
-            r.name, r.reference
-        ));
+        let what = crate::ui::paint(&format!("{what:<24}"), &style);
+        out.push_str(&format!("  {:width$}  {what} {}\n", r.name, r.reference));
     }
     out
 }

@@ -8,7 +8,7 @@ use crate::interrupt;
 use anyhow::{anyhow, bail, Result};
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 
 /// How many lines of a failed command's output an error shows.
 const TAIL_LINES: usize = 20;
@@ -62,9 +62,7 @@ pub fn default_jobs() -> u16 {
 }
 
 pub(crate) fn log(line: &str) {
-    let stderr = std::io::stderr();
-    let mut lock = stderr.lock();
-    let _ = writeln!(lock, "{line}");
+    crate::ui::line(line);
 }
 
 fn spawn_error(cmd: &Cmd, e: &std::io::Error) -> anyhow::Error {
@@ -244,9 +242,7 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> 
         }
         let text = String::from_utf8_lossy(&buf);
         for line in text.split(['\r', '\n']).filter(|l| !l.trim().is_empty()) {
-            if !opts.quiet {
-                log(&format!("[{prefix}] {line}"));
-            }
+            crate::ui::output(prefix, line);
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }

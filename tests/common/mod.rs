@@ -183,7 +183,12 @@ impl Fakes {
     /// A command for the binary with only the fakes (and the basic system
     /// directories, which hold no docker or aws of their own here) on PATH.
     pub fn command(&self, cwd: &Path) -> Command {
-        let mut c = Command::new(BIN);
+        self.command_for(BIN, cwd)
+    }
+
+    /// The same environment for another program (e.g. `script`).
+    pub fn command_for(&self, program: &str, cwd: &Path) -> Command {
+        let mut c = Command::new(program);
         c.current_dir(cwd)
             .env_clear()
             .env("PATH", self.path())
