@@ -202,8 +202,20 @@ impl<'s> Builder<'s> {
         let is_header = |c: char| "|>+-0123456789".contains(c);
         let from = match self.after_pending_colon() {
             Some(after) => {
-                let rest = &self.src[after..];
-                after + (rest.len() - rest.trim_start_matches([' ', '\t']).len())
+                // Skip whitespace (line breaks too) and any anchor or tag.
+                let mut at = after;
+                loop {
+                    let rest = &self.src[at..];
+                    let ws = rest.len() - rest.trim_start().len();
+                    at += ws;
+                    let rest = &self.src[at..];
+                    if rest.starts_with(['&', '!']) {
+                        at += rest.find(char::is_whitespace).unwrap_or(rest.len());
+                    } else {
+                        break;
+                    }
+                }
+                at
             }
             None => {
                 let before = self.src[..fallback].trim_end();
@@ -625,6 +637,10 @@ mod tests {
         assert_eq!(text(src, &doc, a), "b: >-\n  c: 1");
         let d = doc.get(doc.root.unwrap(), "d").unwrap().value;
         assert_eq!(text(src, &doc, doc.items(d).unwrap()[0]), "|");
+        let src = "a:\n  b:\n    &x >-\n  c: 1\n";
+        let doc = Doc::parse(src).unwrap();
+        let a = doc.get(doc.root.unwrap(), "a").unwrap().value;
+        assert_eq!(text(src, &doc, a), "b:\n    &x >-\n  c: 1");
     }
 
     #[test]
