@@ -360,21 +360,19 @@ fn ecr_pipeline_creates_the_repository_logs_in_builds_pushes_and_rewrites() {
     let Some(stack) = Stack::start() else { return };
     let app = fixture("demo");
     let host = stack.host();
-    let out = stack.run(
-        app.path(),
-        &[
-            "--app",
-            "demo",
-            "--gitsha",
-            "e2e1",
-            "--repo",
-            ECR,
-            "--registry-host",
-            &host,
-            "--tag",
-            GITSHA_TAG,
-        ],
-    );
+    let args = [
+        "--app",
+        "demo",
+        "--gitsha",
+        "e2e1",
+        "--repo",
+        ECR,
+        "--registry-host",
+        &host,
+        "--tag",
+        GITSHA_TAG,
+    ];
+    let out = stack.run(app.path(), &args);
     let stderr = ok(&out);
     assert!(
         stderr.contains("creating ECR repository demo in us-east-1"),
@@ -397,21 +395,7 @@ fn ecr_pipeline_creates_the_repository_logs_in_builds_pushes_and_rewrites() {
     assert!(config.contains(&host), "{config}");
 
     // A second run on the rewritten file has nothing to build.
-    let again = stack.run(
-        app.path(),
-        &[
-            "--app",
-            "demo",
-            "--gitsha",
-            "e2e1",
-            "--repo",
-            ECR,
-            "--registry-host",
-            &host,
-            "--tag",
-            GITSHA_TAG,
-        ],
-    );
+    let again = stack.run(app.path(), &args);
     let stderr = ok(&again);
     assert!(stderr.contains("kept (has image)"), "{stderr}");
     assert_eq!(
