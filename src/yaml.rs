@@ -295,11 +295,17 @@ impl<'s> Builder<'s> {
                     // A block scalar's span runs on over its final line break
                     // and the next line's indentation: end at its last text.
                     ScalarStyle::Literal | ScalarStyle::Folded if value.is_empty() => {
-                        // No content: its span sits somewhere on a later line.
-                        // The node is its header (`|`, `>-`, …) instead.
-                        let (s, e) = self.block_header(start);
-                        start = s;
-                        end = e;
+                        // No content. Its span is either its properties and
+                        // header (`&a >-`) and what follows them, or empty
+                        // somewhere on a later line; the node is its header.
+                        let text = self.src[start..end].trim_end();
+                        if text.ends_with(|c: char| "|>+-0123456789".contains(c)) {
+                            end = start + text.len();
+                        } else {
+                            let (s, e) = self.block_header(start);
+                            start = s;
+                            end = e;
+                        }
                     }
                     ScalarStyle::Literal | ScalarStyle::Folded => {
                         end = start + self.src[start..end].trim_end().len();
@@ -641,6 +647,10 @@ mod tests {
         let doc = Doc::parse(src).unwrap();
         let a = doc.get(doc.root.unwrap(), "a").unwrap().value;
         assert_eq!(text(src, &doc, a), "b:\n    &x >-\n  c: 1");
+        let src = "a:\n  - &n >-\n  - x\nb: 1\n";
+        let doc = Doc::parse(src).unwrap();
+        let a = doc.get(doc.root.unwrap(), "a").unwrap().value;
+        assert_eq!(text(src, &doc, doc.items(a).unwrap()[0]), "&n >-");
     }
 
     #[test]
