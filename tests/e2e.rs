@@ -676,3 +676,40 @@ fn convox_yml_builds_pushes_and_rewrites_and_json_and_pin_digest_match_the_regis
     assert!(written.contains("    image: redis:7\n"));
     assert!(written.starts_with("# A current Convox rack's app (generation 2).\nenvironment:"));
 }
+
+#[test]
+fn a_drone_plugin_step_from_plugin_and_drone_variables_alone() {
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("demo");
+    let mut c = Command::new(BIN);
+    c.current_dir(app.path());
+    stack.env(&mut c);
+    let out = c
+        .env("PLUGIN_APP", "demo")
+        .env("PLUGIN_REPO", format!("{}/plugin", stack.host()))
+        .env("PLUGIN_TAG", "temp_{app}_{service}_{gitsha}")
+        .env("PLUGIN_JSON", "true")
+        .env("DRONE_COMMIT_SHA", "d0d0")
+        .env("DRONE_COMMIT_BRANCH", "main")
+        .output()
+        .expect("run binary");
+    ok(&out);
+    assert_eq!(
+        stack.tags("plugin"),
+        [
+            "temp_demo_api_d0d0",
+            "temp_demo_web_d0d0",
+            "temp_demo_worker_d0d0"
+        ]
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["app"], "demo");
+    let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+    assert!(
+        written.contains(&format!(
+            "image: {}/plugin:temp_demo_web_d0d0",
+            stack.host()
+        )),
+        "{written}"
+    );
+}
