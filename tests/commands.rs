@@ -25,6 +25,19 @@ fn run(
 
 /// The old tool's tag template, so that tags are readable in assertions;
 /// the default (content digest) template has tests of its own.
+/// Run the binary on a fresh copy of the demo fixture, with fakes for
+/// `programs`.
+fn run_demo(
+    programs: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Fakes, tempfile::TempDir, std::process::Output) {
+    let fakes = Fakes::new(programs);
+    let dir = fixture("demo");
+    let out = run(&fakes, dir.path(), args, env);
+    (fakes, dir, out)
+}
+
 fn standard_args(repo: &str) -> Vec<&str> {
     vec![
         "--app",
@@ -104,11 +117,8 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
 
 #[test]
 fn a_missing_repository_is_created() {
-    let fakes = Fakes::new(&["docker", "aws"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
+    let (fakes, _dir, out) = run_demo(
+        &["docker", "aws"],
         &standard_args(ECR),
         &[("FAKE_NO_REPO", "1")],
     );
@@ -123,11 +133,8 @@ fn a_missing_repository_is_created() {
 
 #[test]
 fn a_bare_name_takes_the_account_from_sts_and_the_region_from_the_environment() {
-    let fakes = Fakes::new(&["docker", "aws"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
+    let (fakes, dir, out) = run_demo(
+        &["docker", "aws"],
         &standard_args("demo"),
         &[("AWS_REGION", "eu-west-1")],
     );
@@ -151,9 +158,7 @@ fn a_bare_name_takes_the_account_from_sts_and_the_region_from_the_environment() 
 
 #[test]
 fn a_bare_name_without_a_region_is_a_usage_error() {
-    let fakes = Fakes::new(&["docker", "aws"]);
-    let dir = fixture("demo");
-    let out = run(&fakes, dir.path(), &standard_args("demo"), &[]);
+    let (fakes, _dir, out) = run_demo(&["docker", "aws"], &standard_args("demo"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("--region"));
     assert!(fakes.calls().is_empty());
@@ -179,14 +184,7 @@ fn registry_host_replaces_the_push_host_but_not_the_ecr_calls() {
 
 #[test]
 fn another_registry_runs_no_aws_command_and_no_login() {
-    let fakes = Fakes::new(&["docker"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
-        &standard_args("127.0.0.1:5000/demo"),
-        &[],
-    );
+    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args("127.0.0.1:5000/demo"), &[]);
     assert!(out.status.success(), "{}", text(&out).1);
     let lines = fakes.call_lines();
     assert!(
@@ -339,9 +337,7 @@ fn dry_run_of_a_bare_name_shows_where_the_account_comes_from() {
 
 #[test]
 fn missing_docker_is_named_before_anything_runs() {
-    let fakes = Fakes::new(&["aws"]);
-    let dir = fixture("demo");
-    let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
+    let (fakes, _dir, out) = run_demo(&["aws"], &standard_args(ECR), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).1.contains("`docker` is not on PATH"),
@@ -353,9 +349,7 @@ fn missing_docker_is_named_before_anything_runs() {
 
 #[test]
 fn missing_aws_is_named_before_anything_runs() {
-    let fakes = Fakes::new(&["docker"]);
-    let dir = fixture("demo");
-    let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
+    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args(ECR), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("`aws` is not on PATH"));
     assert!(fakes.calls().is_empty());
@@ -363,11 +357,8 @@ fn missing_aws_is_named_before_anything_runs() {
 
 #[test]
 fn the_old_tools_drone_step_runs_unchanged() {
-    let fakes = Fakes::new(&["docker"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
+    let (fakes, dir, out) = run_demo(
+        &["docker"],
         &[
             "-app=demo",
             "-description=feature/x",
@@ -419,11 +410,8 @@ fn build_digest(dockerfile: &str) -> String {
 
 #[test]
 fn drone_variables_supply_the_commit_and_description() {
-    let fakes = Fakes::new(&["docker"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
+    let (fakes, _dir, out) = run_demo(
+        &["docker"],
         &["--app", "demo", "--repo", "127.0.0.1:5000/demo"],
         &[
             ("DRONE_COMMIT_SHA", "d00dfeed"),
@@ -825,11 +813,8 @@ fn calls_starting(fakes: &Fakes, prefix: &str) -> Vec<String> {
 
 #[test]
 fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
-    let fakes = Fakes::new(&["docker", "aws"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
+    let (fakes, dir, out) = run_demo(
+        &["docker", "aws"],
         &standard_args(ECR),
         &[("FAKE_EXISTING", ALL_TAGS)],
     );
@@ -886,11 +871,8 @@ fn missing_tags_of_an_image_that_is_here_are_tagged_and_pushed_without_a_build()
 
 #[test]
 fn missing_tags_of_an_image_that_is_not_here_are_built_and_only_they_pushed() {
-    let fakes = Fakes::new(&["docker", "aws"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
+    let (fakes, _dir, out) = run_demo(
+        &["docker", "aws"],
         &standard_args(ECR),
         &[("FAKE_EXISTING", "temp_demo_web_abc123")],
     );
@@ -922,14 +904,7 @@ fn force_builds_and_pushes_everything_without_asking() {
 
 #[test]
 fn a_plain_http_loopback_registry_is_asked_with_insecure_and_others_without() {
-    let fakes = Fakes::new(&["docker"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
-        &standard_args("127.0.0.1:5000/demo"),
-        &[],
-    );
+    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args("127.0.0.1:5000/demo"), &[]);
     assert!(out.status.success());
     assert!(
         calls_starting(
@@ -939,11 +914,8 @@ fn a_plain_http_loopback_registry_is_asked_with_insecure_and_others_without() {
         .len()
             == 3
     );
-    let fakes = Fakes::new(&["docker"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
+    let (fakes, _dir, out) = run_demo(
+        &["docker"],
         &standard_args("ghcr.io/org/demo"),
         &[("FAKE_EXISTING", ALL_TAGS)],
     );
@@ -1241,9 +1213,7 @@ fn a_failing_convox_build_is_named_and_a_missing_convox_is_found_first() {
     );
     assert!(stderr.contains("ERROR: app not found"), "{stderr}");
 
-    let fakes = Fakes::new(&["docker", "aws"]);
-    let dir = fixture("demo");
-    let out = run(&fakes, dir.path(), &args, &[]);
+    let (fakes, _dir, out) = run_demo(&["docker", "aws"], &args, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).1.contains("`convox` is not on PATH"),
