@@ -610,11 +610,7 @@ fn an_unreachable_docker_daemon_is_named_with_a_hint() {
         ],
     );
     assert_eq!(
-        fakes
-            .call_lines()
-            .iter()
-            .filter(|l| l.starts_with("docker build"))
-            .count(),
+        calls_starting(&fakes, "docker build").len(),
         1,
         "builds are never retried"
     );
@@ -697,14 +693,7 @@ fn a_push_that_keeps_failing_gives_up_after_three_retries() {
             "attempt 3 of 4",
         ],
     );
-    assert_eq!(
-        fakes
-            .call_lines()
-            .iter()
-            .filter(|l| l.starts_with("docker push"))
-            .count(),
-        4
-    );
+    assert_eq!(calls_starting(&fakes, "docker push").len(), 4);
 }
 
 #[test]
@@ -712,14 +701,7 @@ fn a_denied_push_fails_at_once() {
     let msg = "denied: requested access to the resource is denied";
     let (fakes, out, before, dir) = failing("docker push", msg, &[]);
     assert_failed_untouched(&out, &before, dir.path(), &[msg, "no permission to push"]);
-    assert_eq!(
-        fakes
-            .call_lines()
-            .iter()
-            .filter(|l| l.starts_with("docker push"))
-            .count(),
-        1
-    );
+    assert_eq!(calls_starting(&fakes, "docker push").len(), 1);
 }
 
 #[test]
@@ -732,14 +714,7 @@ fn a_registry_without_the_repository_is_named() {
         dir.path(),
         &[msg, "the repository does not exist in that registry"],
     );
-    assert_eq!(
-        fakes
-            .call_lines()
-            .iter()
-            .filter(|l| l.starts_with("docker push"))
-            .count(),
-        1
-    );
+    assert_eq!(calls_starting(&fakes, "docker push").len(), 1);
 }
 
 #[test]
