@@ -218,9 +218,14 @@ fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildRes
             result.build_seconds, result.push_seconds[0]
         ),
     );
-    for (i, s) in b.services.iter().enumerate().skip(1) {
-        let i = b.refs.len().min(i);
-        let pushed = result.push_seconds.get(i).copied().unwrap_or(0.0);
+    // The other services of this build; each push names its service (two
+    // services given the same tag share one push).
+    for s in b.services.iter().skip(1) {
+        let pushed = b
+            .pushes
+            .iter()
+            .position(|(p, _)| p == s)
+            .map_or(0.0, |i| result.push_seconds[i]);
         crate::ui::done(
             s,
             &format!("shares the build of {who}, pushed in {pushed:.1} s"),
@@ -232,16 +237,14 @@ fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildRes
 /// Run the plan up to, not including, the write: set up and log in to ECR,
 /// ask the registry what it has, build and push the rest in parallel.
 pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
-    // Everything that can fail before a build, checked before it (each
-    // context and Dockerfile was read for the digest already).
+    // Everything that can fail before a build, checked before it: each
+    // context and Dockerfile was read for the digest, and the output was
+    // found writable when its lock was taken (`lock::lock`).
     if plan.needs_docker() {
         run::require_program("docker", "to build and push the images")?;
     }
     if plan.ecr.is_some() {
         run::require_program("aws", "to set up and log in to ECR")?;
-    }
-    if let Output::File(path) = &plan.output {
-        output::check_writable(path)?;
     }
 
     if let Some(e) = &plan.ecr {
