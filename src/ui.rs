@@ -103,48 +103,35 @@ fn with_bar(prefix: &str, f: impl FnOnce(&ProgressBar, &mut String)) -> bool {
     true
 }
 
-/// A line that a command printed for `prefix`.
-pub fn output(prefix: &str, text: &str) {
-    if ui().quiet {
-        return;
-    }
-    let shown = with_bar(prefix, |b, state| {
-        b.set_message(format!(
-            "{} {}",
-            paint(state, &console::Style::new().bold()),
-            text.trim()
-        ));
-    });
-    if !shown {
+/// Show `text` for `prefix`: on its line of the live view (through `live`),
+/// or as a plain `[prefix] text` line. Nothing with `-q`.
+fn show(prefix: &str, text: &str, live: impl FnOnce(&ProgressBar, &mut String)) {
+    if !ui().quiet && !with_bar(prefix, live) {
         plain(&format!("[{prefix}] {text}"));
     }
+}
+
+/// A line that a command printed for `prefix`.
+pub fn output(prefix: &str, text: &str) {
+    show(prefix, text, |b, state| {
+        let state = paint(state, &console::Style::new().bold());
+        b.set_message(format!("{state} {}", text.trim()));
+    });
 }
 
 /// A service's state: `waiting`, `building`, `pushing`, ….
 pub fn state(prefix: &str, new_state: &str) {
-    if ui().quiet {
-        return;
-    }
-    let shown = with_bar(prefix, |b, state| {
+    show(prefix, new_state, |b, state| {
         *state = new_state.to_string();
         b.set_message(paint(new_state, &console::Style::new().bold()));
     });
-    if !shown {
-        plain(&format!("[{prefix}] {new_state}"));
-    }
 }
 
 /// A service is done.
 pub fn done(prefix: &str, text: &str) {
-    if ui().quiet {
-        return;
-    }
-    let shown = with_bar(prefix, |b, _| {
+    show(prefix, text, |b, _| {
         b.finish_with_message(paint(text, &console::Style::new().green()));
     });
-    if !shown {
-        plain(&format!("[{prefix}] {text}"));
-    }
 }
 
 /// Stop the live view, leaving each line as it last was.
