@@ -118,7 +118,7 @@ pub struct Cli {
     #[arg(long, env = "PLUGIN_FORCE")]
     pub force: bool,
 
-    /// How many builds run at once. [default: the number of CPUs, at most 4]
+    /// How many builds run at once. [default: the number of CPUs, at least 4, at most 8]
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64), env = "PLUGIN_JOBS")]
     pub jobs: Option<u16>,
 
