@@ -119,20 +119,83 @@ pub fn create_repository(name: &str, region: &str) -> Cmd {
     ])
 }
 
-/// Answers whether a tag exists in an ECR repository.
-pub fn describe_image(name: &str, tag: &str, region: &str) -> Cmd {
-    Cmd::new("aws").args([
+/// Asks, in one call, which of these tags exist in an ECR repository (at
+/// most 100 tags, the API's limit). It needs no `docker login`, so it can
+/// run before the repository is set up: when every tag exists, nothing else
+/// is asked of AWS. Every manifest type is accepted so that ECR answers with
+/// the stored manifest's digest, not a converted one's (docker pushes one of
+/// these two).
+pub fn batch_get_images(name: &str, tags: &[&str], region: &str) -> Cmd {
+    let mut c = Cmd::new("aws").args([
         "ecr",
-        "describe-images",
+        "batch-get-image",
         "--repository-name",
         name,
         "--image-ids",
-        &format!("imageTag={tag}"),
+    ]);
+    c = c.args(tags.iter().map(|t| format!("imageTag={t}")));
+    c.args([
+        "--accepted-media-types",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
         "--region",
         region,
         "--output",
         "json",
     ])
+}
+
+/// The most tags one `batch-get-image` call may ask about.
+pub const BATCH_LIMIT: usize = 100;
+
+/// What `batch-get-image` JSON says of one tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagAnswer {
+    /// The tag exists, with its manifest digest when ECR gave one.
+    Found(Option<String>),
+    /// ECR says the tag does not exist.
+    NotFound,
+    /// Neither: a failure other than "not found", or no word on the tag.
+    Unknown(String),
+}
+
+/// Read one tag's answer from `aws ecr batch-get-image --output json`.
+pub fn batch_answer(json: &str, tag: &str) -> TagAnswer {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return TagAnswer::Unknown("the answer is not JSON".into());
+    };
+    let list = |key: &str| {
+        v.get(key)
+            .and_then(|l| l.as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let is_tag = |item: &serde_json::Value| {
+        item.pointer("/imageId/imageTag").and_then(|t| t.as_str()) == Some(tag)
+    };
+    if let Some(image) = list("images").iter().find(|i| is_tag(i)) {
+        let digest = image
+            .pointer("/imageId/imageDigest")
+            .and_then(|d| d.as_str())
+            .filter(|d| d.starts_with("sha256:"))
+            .map(String::from);
+        return TagAnswer::Found(digest);
+    }
+    match list("failures").iter().find(|f| is_tag(f)) {
+        Some(f) => {
+            let code = f.get("failureCode").and_then(|c| c.as_str()).unwrap_or("");
+            if code == "ImageNotFound" {
+                TagAnswer::NotFound
+            } else {
+                let reason = f
+                    .get("failureReason")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("");
+                TagAnswer::Unknown(format!("{code}: {reason}"))
+            }
+        }
+        None => TagAnswer::Unknown("ECR said nothing of this tag".into()),
+    }
 }
 
 /// Prints the password on stdout, which this program pipes to `docker login`.
@@ -172,6 +235,35 @@ pub fn parse_repository_uri(json: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_batch_answer_tells_each_tag_apart() {
+        let json = r#"{"images":[{"imageId":{"imageDigest":"sha256:aa","imageTag":"web"},"imageManifest":"{}"}],
+            "failures":[{"imageId":{"imageTag":"api"},"failureCode":"ImageNotFound","failureReason":"Requested image not found"},
+                        {"imageId":{"imageTag":"jobs"},"failureCode":"KmsError","failureReason":"key disabled"}]}"#;
+        assert_eq!(
+            batch_answer(json, "web"),
+            TagAnswer::Found(Some("sha256:aa".into()))
+        );
+        assert_eq!(batch_answer(json, "api"), TagAnswer::NotFound);
+        assert_eq!(
+            batch_answer(json, "jobs"),
+            TagAnswer::Unknown("KmsError: key disabled".into())
+        );
+        assert!(matches!(batch_answer(json, "other"), TagAnswer::Unknown(_)));
+        assert!(matches!(batch_answer("oops", "web"), TagAnswer::Unknown(_)));
+    }
+
+    #[test]
+    fn a_batch_names_every_tag_and_accepts_the_manifests_docker_pushes() {
+        let line = batch_get_images("demo", &["a", "b"], "us-east-1").to_string();
+        assert_eq!(
+            line,
+            "aws ecr batch-get-image --repository-name demo --image-ids imageTag=a imageTag=b \
+--accepted-media-types application/vnd.docker.distribution.manifest.v2+json \
+application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json"
+        );
+    }
 
     #[test]
     fn reads_the_three_kinds_of_repo() {

@@ -47,48 +47,79 @@ pub struct BuildResult {
     pub push_seconds: Vec<f64>,
 }
 
-/// Does the registry have this reference? A clear "no" and an unclear
-/// answer both mean build (the latter with a warning).
-fn ask(check: &Check, who: &str, opts: RunOptions) -> Result<Answer> {
+/// Does the registry have these references? One answer per `check.asks`.
+/// A clear "no" and an unclear answer both mean build (the latter with a
+/// warning that names the service).
+fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Vec<Answer>> {
+    let who = |&(b, r): &(usize, usize)| -> &str {
+        let build = &plan.builds[b];
+        // The service whose reference this is (a shared build's later refs
+        // belong to later services; the first always to the built one).
+        build
+            .pushes
+            .get(r)
+            .map_or(build.services[0].as_str(), |(s, _)| s.as_str())
+    };
     let started = Instant::now();
     let out = capture(&check.cmd, opts)?;
     let seconds = started.elapsed().as_secs_f64();
+    let answer = |exists: bool, digest: Option<String>| Answer {
+        exists,
+        digest,
+        seconds,
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && check.batch {
+        return Ok(check
+            .asks
+            .iter()
+            .map(|ask| {
+                let reference = &plan.builds[ask.0].refs[ask.1];
+                match ecr::batch_answer(&stdout, crate::plan::tag_of(reference)) {
+                    ecr::TagAnswer::Found(digest) => answer(true, digest),
+                    ecr::TagAnswer::NotFound => answer(false, None),
+                    ecr::TagAnswer::Unknown(why) => {
+                        log(&format!(
+                            "[{}] warning: cannot tell whether {reference} exists ({why}); building it. Command: {}",
+                            who(ask),
+                            check.cmd
+                        ));
+                        answer(false, None)
+                    }
+                }
+            })
+            .collect());
+    }
     if out.status.success() {
-        return Ok(Answer {
-            exists: true,
-            digest: answer_digest(&String::from_utf8_lossy(&out.stdout)),
-            seconds,
-        });
+        let digest = answer_digest(&stdout);
+        return Ok(check
+            .asks
+            .iter()
+            .map(|_| answer(true, digest.clone()))
+            .collect());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let missing = [
         "no such manifest",
         "manifest unknown",
-        "ImageNotFoundException",
         "RepositoryNotFoundException",
         "not found",
     ];
     if !missing.iter().any(|m| stderr.contains(m)) {
         log(&format!(
-            "[{who}] warning: cannot tell whether the tag exists ({}); building it. Command: {}",
+            "[{}] warning: cannot tell whether the tag exists ({}); building it. Command: {}",
+            check.asks.first().map_or("?", who),
             tail_of(&stderr).last().map_or("no output", String::as_str),
             check.cmd
         ));
     }
-    Ok(Answer {
-        exists: false,
-        digest: None,
-        seconds,
-    })
+    Ok(check.asks.iter().map(|_| answer(false, None)).collect())
 }
 
-/// The digest in `aws ecr describe-images` JSON (`imageDetails[0].imageDigest`)
-/// or in `docker manifest inspect --verbose` JSON (`Descriptor.digest`).
+/// The digest in `docker manifest inspect --verbose` JSON (`Descriptor.digest`).
 pub fn answer_digest(json: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    let found = v
-        .pointer("/imageDetails/0/imageDigest")
-        .or_else(|| v.pointer("/Descriptor/digest"))?;
+    let found = v.pointer("/Descriptor/digest")?;
     found
         .as_str()
         .filter(|d| d.starts_with("sha256:"))
@@ -247,29 +278,9 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         run::require_program("aws", "to set up and log in to ECR")?;
     }
 
-    if let Some(e) = &plan.ecr {
-        let described = capture(&e.describe, opts)?;
-        if !described.status.success() {
-            let stderr = String::from_utf8_lossy(&described.stderr);
-            if !ecr::is_repository_not_found(&stderr) {
-                return Err(run::failed(&e.describe, &described, None));
-            }
-            if !opts.quiet {
-                log(&format!(
-                    "creating ECR repository {} in {}",
-                    e.name, e.region
-                ));
-            }
-            let json = check(
-                &e.create,
-                opts,
-                Some("the credentials need ecr:CreateRepository, or create the repository first"),
-            )?;
-            ecr::parse_repository_uri(&json)?;
-        }
-        run::login(&e.password, &e.login, opts)?;
+    if plan.login_first {
+        set_up_ecr(plan, opts)?;
     }
-
     let names: Vec<&str> = plan
         .services
         .iter()
@@ -277,34 +288,55 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         .map(|s| s.name.as_str())
         .collect();
     crate::ui::waiting(&names);
-    // Every check of every build, at once.
-    let checks: Vec<(usize, &Check)> = plan
+    // Every check at once; each answers for one or more references.
+    let mut per_build: Vec<Vec<Answer>> = plan
         .builds
         .iter()
-        .enumerate()
-        .flat_map(|(i, b)| b.checks.iter().map(move |c| (i, c)))
+        .map(|b| vec![Answer::default(); b.refs.len()])
         .collect();
-    let answers = if opts.force {
-        vec![Answer::default(); checks.len()]
-    } else {
-        parallel(checks.len(), 8, |k| {
-            let (i, c) = checks[k];
-            ask(c, &plan.builds[i].services[0], opts)
-        })?
-    };
-    let per_build: Vec<Vec<Answer>> = (0..plan.builds.len())
-        .map(|i| {
-            checks
-                .iter()
-                .zip(&answers)
-                .filter(|((b, _), _)| *b == i)
-                .map(|(_, a)| a.clone())
-                .collect()
-        })
-        .collect();
+    if !opts.force {
+        let answers = parallel(plan.checks.len(), 8, |k| ask(&plan.checks[k], plan, opts))?;
+        for (check, answers) in plan.checks.iter().zip(answers) {
+            for (&(b, r), a) in check.asks.iter().zip(answers) {
+                per_build[b][r] = a;
+            }
+        }
+    }
+    let work = per_build.iter().any(|a| a.iter().any(|a| !a.exists));
+    if !plan.login_first && work {
+        set_up_ecr(plan, opts)?;
+    }
     parallel(plan.builds.len(), usize::from(opts.jobs), |i| {
         run_build(&plan.builds[i], &per_build[i], opts)
     })
+}
+
+/// Make sure the ECR repository exists (create it if not) and log docker in
+/// to its registry: once per run, before the first build.
+fn set_up_ecr(plan: &Plan, opts: RunOptions) -> Result<()> {
+    let Some(e) = &plan.ecr else {
+        return Ok(());
+    };
+    let described = capture(&e.describe, opts)?;
+    if !described.status.success() {
+        let stderr = String::from_utf8_lossy(&described.stderr);
+        if !ecr::is_repository_not_found(&stderr) {
+            return Err(run::failed(&e.describe, &described, None));
+        }
+        if !opts.quiet {
+            log(&format!(
+                "creating ECR repository {} in {}",
+                e.name, e.region
+            ));
+        }
+        let json = check(
+            &e.create,
+            opts,
+            Some("the credentials need ecr:CreateRepository, or create the repository first"),
+        )?;
+        ecr::parse_repository_uri(&json)?;
+    }
+    run::login(&e.password, &e.login, opts)
 }
 
 /// Fill in the digests `--pin-digest` needs that no answer or push gave,
@@ -341,9 +373,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digests_from_ecr_and_from_a_verbose_manifest() {
-        let ecr = r#"{"imageDetails":[{"imageDigest":"sha256:abc","imageTags":["t"]}]}"#;
-        assert_eq!(answer_digest(ecr).as_deref(), Some("sha256:abc"));
+    fn digests_from_a_verbose_manifest() {
         let docker = r#"{"Ref":"r","Descriptor":{"mediaType":"m","digest":"sha256:def","size":1}}"#;
         assert_eq!(answer_digest(docker).as_deref(), Some("sha256:def"));
         assert_eq!(answer_digest("[]"), None);

@@ -60,10 +60,16 @@ pub struct EcrSetup {
     pub login: Cmd,
 }
 
-/// How to ask whether a reference already exists in the registry.
+/// How to ask whether references already exist in the registry: one
+/// `docker manifest inspect` per reference, or one `aws ecr batch-get-image`
+/// for up to 100 of them.
 #[derive(Debug, Clone)]
 pub struct Check {
     pub cmd: Cmd,
+    /// The references it answers for, as (build, index into its `refs`).
+    pub asks: Vec<(usize, usize)>,
+    /// It is an ECR API call, answered in `batch-get-image` JSON.
+    pub batch: bool,
 }
 
 /// The label that carries a build's content digest.
@@ -73,8 +79,6 @@ pub const DIGEST_LABEL: &str = "com.convox.off-cluster.digest";
 pub struct Build {
     /// The content digest (BLAKE3, 64 hex digits).
     pub digest: String,
-    /// For each of `refs`, how to ask whether it exists already.
-    pub checks: Vec<Check>,
     /// Where the first service is in the file (`file:line:col`), for messages.
     pub at: String,
     /// The services that use this image; the first is built, the others share.
@@ -109,6 +113,12 @@ pub struct Plan {
     /// The account id came from a placeholder (dry run of a bare ECR name).
     pub account_placeholder: bool,
     pub ecr: Option<EcrSetup>,
+    /// The checks ask the registry itself, which wants the ECR login first
+    /// (`--registry-host` in front of ECR); else they ask ECR's API and the
+    /// set-up and login wait until a build is known to be needed.
+    pub login_first: bool,
+    /// How to ask whether each reference exists already.
+    pub checks: Vec<Check>,
     pub builds: Vec<Build>,
     pub services: Vec<ServicePlan>,
     pub output: Output,
@@ -233,12 +243,6 @@ pub fn plan(
         }
         _ => None,
     };
-    let check_for = |reference: &str, tag: &str| Check {
-        cmd: match &ecr_check {
-            Some((name, region)) => ecr::describe_image(name, tag, region),
-            None => docker::manifest_inspect(reference, docker::is_loopback(&host)),
-        },
-    };
     let mut digests: Vec<(BuildSpec, String)> = Vec::new();
 
     let mut labels = vec![(
@@ -294,7 +298,6 @@ pub fn plan(
                 let with = b.services[0].clone();
                 b.services.push(svc.name.clone());
                 if !b.refs.contains(&reference) {
-                    b.checks.push(check_for(&reference, &tag));
                     b.tags.push(docker::tag(&b.refs[0], &reference));
                     b.pushes.push((svc.name.clone(), docker::push(&reference)));
                     b.refs.push(reference.clone());
@@ -315,7 +318,6 @@ pub fn plan(
                 labels.push((DIGEST_LABEL.to_string(), format!("blake3:{hash}")));
                 builds.push(Build {
                     digest: hash.clone(),
-                    checks: vec![check_for(&reference, &tag)],
                     at: format!("{}:{}", compose.path.display(), svc.pos),
                     services: vec![svc.name.clone()],
                     build: docker::build(
@@ -342,6 +344,35 @@ pub fn plan(
 
     // Nothing to build: nothing to set up or log in to.
     let ecr = if builds.is_empty() { None } else { ecr };
+    let asks: Vec<(usize, usize)> = builds
+        .iter()
+        .enumerate()
+        .flat_map(|(b, build)| (0..build.refs.len()).map(move |r| (b, r)))
+        .collect();
+    let tag_of = |&(b, r): &(usize, usize)| tag_of(&builds[b].refs[r]).to_string();
+    let checks: Vec<Check> = match &ecr_check {
+        Some((name, region)) => asks
+            .chunks(ecr::BATCH_LIMIT)
+            .map(|chunk| {
+                let tags: Vec<String> = chunk.iter().map(tag_of).collect();
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                Check {
+                    cmd: ecr::batch_get_images(name, &tags, region),
+                    asks: chunk.to_vec(),
+                    batch: true,
+                }
+            })
+            .collect(),
+        None => asks
+            .iter()
+            .map(|&(b, r)| Check {
+                cmd: docker::manifest_inspect(&builds[b].refs[r], docker::is_loopback(&host)),
+                asks: vec![(b, r)],
+                batch: false,
+            })
+            .collect(),
+    };
+    let login_first = ecr.is_some() && ecr_check.is_none();
     let rewritten = rewritten_text(compose, &refs)?;
 
     Ok(Plan {
@@ -350,6 +381,8 @@ pub fn plan(
         repository,
         account_placeholder,
         ecr,
+        login_first,
+        checks,
         builds,
         services,
         output: opts.output.clone(),
@@ -365,6 +398,11 @@ pub fn rewritten_text(compose: &Compose, refs: &[(String, String)]) -> Result<St
     let rewritten = rewrite::apply(&compose.text, &edits)?;
     verify(compose, &rewritten, refs)?;
     Ok(rewritten)
+}
+
+/// The tag of a `HOST[:PORT]/REPOSITORY:TAG` reference.
+pub fn tag_of(reference: &str) -> &str {
+    reference.rsplit_once(':').map_or(reference, |(_, t)| t)
 }
 
 fn with_default_dockerfile(spec: &BuildSpec) -> BuildSpec {
@@ -414,23 +452,30 @@ impl Plan {
     /// Every command in the order it runs, one shell line each.
     pub fn script(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        if let Some(e) = &self.ecr {
-            if self.account_placeholder {
-                lines.push(format!(
-                    "# {ACCOUNT_PLACEHOLDER} is the Account printed by: {}",
-                    ecr::caller_identity()
-                ));
+        if self.ecr.is_some() && self.account_placeholder {
+            lines.push(format!(
+                "# {ACCOUNT_PLACEHOLDER} is the Account printed by: {}",
+                ecr::caller_identity()
+            ));
+        }
+        let setup = |lines: &mut Vec<String>| {
+            if let Some(e) = &self.ecr {
+                lines.push(format!("{} >/dev/null || {}", e.describe, e.create));
+                lines.extend(self.login_line());
             }
-            lines.push(format!("{} >/dev/null || {}", e.describe, e.create));
-            lines.extend(self.login_line());
+        };
+        if self.login_first {
+            setup(&mut lines);
         }
         if !self.builds.is_empty() {
             lines.push(
                 "# a build whose tags all exist already is skipped (--force builds anyway):".into(),
             );
         }
-        for b in &self.builds {
-            lines.extend(b.checks.iter().map(|c| c.cmd.to_string()));
+        lines.extend(self.checks.iter().map(|c| c.cmd.to_string()));
+        if !self.login_first && self.ecr.is_some() {
+            lines.push("# only when something is to be built or pushed:".into());
+            setup(&mut lines);
         }
         for b in &self.builds {
             lines.push(b.build.to_string());

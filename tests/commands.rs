@@ -56,7 +56,7 @@ fn standard_args(repo: &str) -> Vec<&str> {
 fn split_checks(lines: Vec<String>) -> (Vec<String>, Vec<String>) {
     let (mut checks, rest): (Vec<String>, Vec<String>) = lines
         .into_iter()
-        .partition(|l| l.contains("describe-images") || l.contains("manifest inspect"));
+        .partition(|l| l.contains("batch-get-image") || l.contains("manifest inspect"));
     checks.sort();
     (checks, rest)
 }
@@ -72,10 +72,19 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
     assert!(out.status.success(), "{stderr}");
     let r = |s: &str| format!("{ECR}:temp_demo_{s}_abc123");
     let (checks, rest) = split_checks(fakes.call_lines());
-    let check = |s: &str| {
-        format!("aws ecr describe-images --repository-name demo --image-ids imageTag=temp_demo_{s}_abc123 --region us-east-1 --output json")
-    };
-    assert_eq!(checks, vec![check("api"), check("web"), check("worker")]);
+    // One ECR API call asks about every tag, before the set-up and login,
+    // which a run with nothing to build skips.
+    let tag = |s: &str| format!("imageTag=temp_demo_{s}_abc123");
+    assert_eq!(
+        checks,
+        vec![format!(
+            "aws ecr batch-get-image --repository-name demo --image-ids {} {} {} --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json",
+            tag("web"),
+            tag("worker"),
+            tag("api")
+        )]
+    );
+    assert!(fakes.call_lines()[0].starts_with("aws ecr batch-get-image"));
     let web_digest = offcluster::digest::digest(
         &offcluster::compose::BuildSpec {
             context: dir.path().join("web").display().to_string(),
@@ -124,11 +133,16 @@ fn a_missing_repository_is_created() {
     );
     assert!(out.status.success(), "{}", text(&out).1);
     let lines = fakes.call_lines();
+    assert!(lines[0].starts_with("aws ecr batch-get-image"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("aws ecr describe-repositories"),
+        "{lines:?}"
+    );
     assert_eq!(
-        lines[1],
+        lines[2],
         "aws ecr create-repository --repository-name demo --region us-east-1 --output json"
     );
-    assert!(lines[2].starts_with("aws ecr get-login-password"));
+    assert!(lines[3].starts_with("aws ecr get-login-password"));
 }
 
 #[test]
@@ -141,8 +155,9 @@ fn a_bare_name_takes_the_account_from_sts_and_the_region_from_the_environment() 
     assert!(out.status.success(), "{}", text(&out).1);
     let lines = fakes.call_lines();
     assert_eq!(lines[0], "aws sts get-caller-identity --output json");
+    assert!(lines[1].starts_with("aws ecr batch-get-image"), "{lines:?}");
     assert_eq!(
-        lines[1],
+        lines[2],
         "aws ecr describe-repositories --repository-names demo --region eu-west-1 --output json"
     );
     let host = "210987654321.dkr.ecr.eu-west-1.amazonaws.com";
@@ -798,7 +813,13 @@ fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
     assert!(calls_starting(&fakes, "docker build").is_empty());
     assert!(calls_starting(&fakes, "docker push").is_empty());
     assert!(calls_starting(&fakes, "docker tag").is_empty());
-    assert_eq!(calls_starting(&fakes, "aws ecr describe-images").len(), 3);
+    // One question to ECR, and nothing else of AWS or the registry: no
+    // repository set-up, no login.
+    assert_eq!(
+        fakes.call_lines(),
+        ["aws ecr batch-get-image --repository-name demo --image-ids imageTag=temp_demo_web_abc123 imageTag=temp_demo_worker_abc123 imageTag=temp_demo_api_abc123 --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json"]
+    );
+    assert!(fakes.login_stdin().is_none());
     let summary = stderr.split("done:\n").nth(1).unwrap_or("");
     assert_eq!(
         summary
@@ -872,7 +893,7 @@ fn force_builds_and_pushes_everything_without_asking() {
     args.push("--force");
     let out = run(&fakes, dir.path(), &args, &[("FAKE_EXISTING", ALL_TAGS)]);
     assert!(out.status.success(), "{}", text(&out).1);
-    assert!(calls_starting(&fakes, "aws ecr describe-images").is_empty());
+    assert!(calls_starting(&fakes, "aws ecr batch-get-image").is_empty());
     assert_eq!(calls_starting(&fakes, "docker build").len(), 2);
     assert_eq!(calls_starting(&fakes, "docker push").len(), 3);
 }

@@ -713,3 +713,121 @@ fn a_drone_plugin_step_from_plugin_and_drone_variables_alone() {
         "{written}"
     );
 }
+
+/// Put an image under `tag` into moto's ECR repository (a manifest alone:
+/// moto keeps no layers), and give its digest. Each tag gets a manifest of
+/// its own: moto answers a batch for two tags of one image with the last
+/// tag twice (real ECR names the tag asked for; this program builds when a
+/// tag goes unnamed, so the quirk would only cost a build).
+fn moto_put_image(stack: &Stack, tag: &str) -> String {
+    let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+    let config = format!("{hex:0<64.64}");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:{config}"}},"layers":[]}}"#
+    );
+    let mut c = Command::new("aws");
+    c.args([
+        "ecr",
+        "put-image",
+        "--repository-name",
+        "demo",
+        "--image-tag",
+        tag,
+        "--image-manifest",
+        &manifest,
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+    ]);
+    stack.env(&mut c);
+    let out = c.output().expect("aws");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "aws ecr put-image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["image"]["imageId"]["imageDigest"]
+        .as_str()
+        .expect("digest")
+        .to_string()
+}
+
+#[test]
+fn ecrs_own_api_answers_for_every_tag_in_one_call_before_any_login() {
+    let Some(stack) = Stack::start() else { return };
+    // The real aws CLI against moto; a fake docker that records what it is
+    // asked, since moto's ECR takes no pushes.
+    let fakes = common::Fakes::new(&["docker"]);
+    let path = format!(
+        "{}:{}",
+        fakes.bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |app: &Path| {
+        let mut c = Command::new(BIN);
+        c.current_dir(app).args([
+            "--app", "demo", "--gitsha", "e2e5", "--repo", ECR, "--tag", GITSHA_TAG, "--json",
+        ]);
+        stack.env(&mut c);
+        c.env("PATH", &path).env("FAKE_DIR", fakes.dir.path());
+        c.output().expect("run binary")
+    };
+    let mut c = Command::new("aws");
+    c.args([
+        "ecr",
+        "create-repository",
+        "--repository-name",
+        "demo",
+        "--region",
+        "us-east-1",
+    ]);
+    stack.env(&mut c);
+    assert!(c.output().expect("aws").status.success());
+    let web = moto_put_image(&stack, "temp_demo_web_e2e5");
+    moto_put_image(&stack, "temp_demo_worker_e2e5");
+
+    // web and worker are in ECR: only api is built and pushed, after the
+    // login that moto's password went to on stdin.
+    let app = fixture("demo");
+    let out = run(app.path());
+    ok(&out);
+    let calls = fakes.call_lines();
+    let builds: Vec<&String> = calls
+        .iter()
+        .filter(|l| l.starts_with("docker build"))
+        .collect();
+    assert_eq!(builds.len(), 1, "{calls:?}");
+    assert!(builds[0].contains(":temp_demo_api_e2e5"), "{calls:?}");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|l| l.starts_with("docker push"))
+            .collect::<Vec<_>>(),
+        [&format!("docker push {ECR}:temp_demo_api_e2e5")]
+    );
+    assert!(fakes.login_stdin().is_some_and(|p| !p.trim().is_empty()));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let service = |name: &str| {
+        report["services"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(service("web")["action"], "up-to-date", "{report}");
+    assert_eq!(service("web")["digest"], web.as_str(), "{report}");
+    assert_eq!(service("api")["action"], "built", "{report}");
+
+    // Every tag in ECR: one call to ECR answers, and docker is never run.
+    moto_put_image(&stack, "temp_demo_api_e2e5");
+    let before = fakes.calls().len();
+    let app = fixture("demo");
+    ok(&run(app.path()));
+    assert_eq!(fakes.calls().len(), before, "{:?}", fakes.call_lines());
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("file"),
+        expected_demo("123456789012.dkr.ecr.us-east-1.amazonaws.com", "e2e5")
+    );
+}

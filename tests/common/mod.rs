@@ -66,13 +66,22 @@ case "$name $1 $2" in
     echo '{"repositories":[{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}]}' ;;
   "aws ecr create-repository")
     echo '{"repository":{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}}' ;;
-  "aws ecr describe-images")
-    if [[ " $FAKE_EXISTING " == *" ${6#imageTag=} "* ]]; then
-      echo '{"imageDetails":[{"imageDigest":"'"$(fake_digest "${6#imageTag=}")"'","imageTags":["'"${6#imageTag=}"'"]}]}'
-    else
-      echo "An error occurred (ImageNotFoundException) when calling the DescribeImages operation: The image with imageId {imageTag:'${6#imageTag=}'} does not exist" >&2
+  "aws ecr batch-get-image")
+    if [[ -n "$FAKE_NO_REPO" ]]; then
+      echo "An error occurred (RepositoryNotFoundException) when calling the BatchGetImage operation: The repository with name '$4' does not exist in the registry" >&2
       exit 254
-    fi ;;
+    fi
+    images=; failures=
+    for a in "$@"; do
+      [[ "$a" == imageTag=* ]] || continue
+      t=${a#imageTag=}
+      if [[ " $FAKE_EXISTING " == *" $t "* ]]; then
+        images+="${images:+,}"'{"imageId":{"imageDigest":"'"$(fake_digest "$t")"'","imageTag":"'"$t"'"},"imageManifest":"{}"}'
+      else
+        failures+="${failures:+,}"'{"imageId":{"imageTag":"'"$t"'"},"failureCode":"ImageNotFound","failureReason":"Requested image not found"}'
+      fi
+    done
+    echo '{"images":['"$images"'],"failures":['"$failures"']}' ;;
   "docker manifest inspect")
     ref=${!#}
     if [[ " $FAKE_EXISTING " == *" ${ref##*:} "* ]]; then
