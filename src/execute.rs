@@ -106,12 +106,23 @@ fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Vec<Answer>> {
         "not found",
     ];
     if !missing.iter().any(|m| stderr.contains(m)) {
-        log(&format!(
-            "[{}] warning: cannot tell whether the tag exists ({}); building it. Command: {}",
-            check.asks.first().map_or("?", who),
-            tail_of(&stderr).last().map_or("no output", String::as_str),
-            check.cmd
-        ));
+        let why = tail_of(&stderr);
+        let why = why.last().map_or("no output", String::as_str);
+        let line = if check.batch {
+            let names: Vec<&str> = check.asks.iter().map(who).collect();
+            format!(
+                "[{}] warning: cannot tell which tags exist ({why}); building them. Command: {}",
+                names.join(", "),
+                check.cmd
+            )
+        } else {
+            format!(
+                "[{}] warning: cannot tell whether the tag exists ({why}); building it. Command: {}",
+                check.asks.first().map_or("?", who),
+                check.cmd
+            )
+        };
+        log(&line);
     }
     Ok(check.asks.iter().map(|_| answer(false, None)).collect())
 }

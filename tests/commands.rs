@@ -802,6 +802,55 @@ fn calls_starting(fakes: &Fakes, prefix: &str) -> Vec<String> {
 }
 
 #[test]
+fn an_ecr_failure_other_than_not_found_builds_that_tag_with_a_warning() {
+    let (fakes, _dir, out) = run_demo(
+        &["docker", "aws"],
+        &standard_args(ECR),
+        &[
+            (
+                "FAKE_EXISTING",
+                "temp_demo_web_abc123 temp_demo_worker_abc123",
+            ),
+            ("FAKE_ECR_FAILURE", "KmsError"),
+        ],
+    );
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[api] warning: cannot tell whether")
+            && stderr.contains("(KmsError: fake reason); building it"),
+        "{stderr}"
+    );
+    let builds = calls_starting(&fakes, "docker build");
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert!(builds[0].contains("temp_demo_api_abc123"), "{builds:?}");
+}
+
+#[test]
+fn an_ecr_question_that_fails_outright_builds_everything_with_one_warning() {
+    let (fakes, _dir, out) = run_demo(
+        &["docker", "aws"],
+        &standard_args(ECR),
+        &[
+            ("FAKE_EXISTING", ALL_TAGS),
+            ("FAKE_FAIL", "batch-get-image"),
+            ("FAKE_FAIL_MSG", "AccessDeniedException: not allowed"),
+        ],
+    );
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("warning: cannot tell which tags exist")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("[web, worker, api] warning"), "{stderr}");
+    assert_eq!(calls_starting(&fakes, "docker build").len(), 2);
+}
+
+#[test]
 fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
     let (fakes, dir, out) = run_demo(
         &["docker", "aws"],

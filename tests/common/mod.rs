@@ -78,7 +78,7 @@ case "$name $1 $2" in
       if [[ " $FAKE_EXISTING " == *" $t "* ]]; then
         images+="${images:+,}"'{"imageId":{"imageDigest":"'"$(fake_digest "$t")"'","imageTag":"'"$t"'"},"imageManifest":"{}"}'
       else
-        failures+="${failures:+,}"'{"imageId":{"imageTag":"'"$t"'"},"failureCode":"ImageNotFound","failureReason":"Requested image not found"}'
+        failures+="${failures:+,}"'{"imageId":{"imageTag":"'"$t"'"},"failureCode":"'"${FAKE_ECR_FAILURE:-ImageNotFound}"'","failureReason":"fake reason"}'
       fi
     done
     echo '{"images":['"$images"'],"failures":['"$failures"']}' ;;
