@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         dockerfile: Some(dockerfile),
         args: Vec::new(),
         target: None,
+        platform: None,
     };
     match offcluster::digest::digest(&spec, &|k| std::env::var(k).ok()) {
         Ok(d) => {

@@ -74,6 +74,9 @@ pub struct BuildSpec {
     pub dockerfile: Option<String>,
     pub args: Vec<BuildArg>,
     pub target: Option<String>,
+    /// The service's `platform:` (e.g. `linux/amd64`), passed to
+    /// `docker build --platform`.
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -377,12 +380,29 @@ impl Compose {
                 normalize(&Path::new(&context).join(d))
             }
         });
+        // The service's platform is the build's too (as docker-compose has it).
+        let platform = match doc.get(value, "platform").filter(|f| !doc.is_null(f.value)) {
+            Some(f) => match doc.scalar(f.value) {
+                Some(p) => Some(
+                    interpolate(p, env)
+                        .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(f.value)))?
+                        .value,
+                )
+                .filter(|p| !p.is_empty()),
+                None => bail!(
+                    "{}: service `{name}`: `platform:` must be a string such as linux/amd64",
+                    self.at(f.value)
+                ),
+            },
+            None => None,
+        };
         Ok(Source::Build {
             spec: BuildSpec {
                 context,
                 dockerfile,
                 args,
                 target,
+                platform,
             },
             site,
         })
@@ -533,6 +553,23 @@ mod tests {
             Source::Build { spec, .. } => spec.clone(),
             other => panic!("{name} is {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_services_platform_is_its_builds() {
+        let src = "services:\n  web:\n    build: .\n    platform: linux/amd64\n  arm:\n    build: .\n    platform: linux/${TAGDIR}\n  any:\n    build: .\n";
+        let c = load(src).unwrap();
+        assert_eq!(spec(&c, "web").platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(spec(&c, "arm").platform.as_deref(), Some("linux/web"));
+        assert_eq!(spec(&c, "any").platform, None);
+        // Same context, other platform: another build.
+        assert_ne!(spec(&c, "web"), spec(&c, "any"));
+        let e = load("services:\n  web:\n    build: .\n    platform: [a]\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(":4:15: service `web`: `platform:` must be a string"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -438,10 +438,13 @@ pub fn digest(spec: &BuildSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<
     }
     field(&mut h, b"target");
     field(&mut h, spec.target.as_deref().unwrap_or("").as_bytes());
+    // The service's platform, else what docker would take by default.
     field(&mut h, b"platform");
     field(
         &mut h,
-        env("DOCKER_DEFAULT_PLATFORM")
+        spec.platform
+            .clone()
+            .or_else(|| env("DOCKER_DEFAULT_PLATFORM"))
             .unwrap_or_default()
             .as_bytes(),
     );
@@ -561,6 +564,7 @@ mod tests {
                 value: ArgValue::Literal("1".into()),
             }],
             target: None,
+            platform: None,
         }
     }
 
@@ -616,6 +620,12 @@ mod tests {
         );
         let plat = |k: &str| (k == "DOCKER_DEFAULT_PLATFORM").then(|| "linux/arm64".to_string());
         assert_ne!(digest(&s, &plat).unwrap(), base);
+        // The service's platform counts, and wins over docker's default.
+        let mut s5 = s.clone();
+        s5.platform = Some("linux/arm64".into());
+        assert_eq!(digest(&s5, &no_env).unwrap(), digest(&s, &plat).unwrap());
+        let amd = |k: &str| (k == "DOCKER_DEFAULT_PLATFORM").then(|| "linux/amd64".to_string());
+        assert_eq!(digest(&s5, &amd).unwrap(), digest(&s5, &no_env).unwrap());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::command::Cmd;
 use crate::compose::{ArgValue, BuildSpec};
 
-/// `docker build -f DOCKERFILE -t REF [--build-arg ...] [--target T] --label ... CONTEXT`.
+/// `docker build -f DOCKERFILE -t REF [--build-arg ...] [--target T] [--platform P] --label ... CONTEXT`.
 ///
 /// A build arg whose value came from the environment is passed by name only,
 /// with its value in docker's environment, so it is in no argv.
@@ -42,6 +42,9 @@ pub fn build(
     }
     if let Some(t) = &spec.target {
         c = c.args(["--target", t.as_str()]);
+    }
+    if let Some(p) = &spec.platform {
+        c = c.args(["--platform", p.as_str()]);
     }
     if let Some(path) = one_line {
         return c

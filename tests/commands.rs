@@ -23,8 +23,6 @@ fn run(
     c.output().expect("run binary")
 }
 
-/// The old tool's tag template, so that tags are readable in assertions;
-/// the default (content digest) template has tests of its own.
 /// Run the binary on a fresh copy of the demo fixture, with fakes for
 /// `programs`.
 fn run_demo(
@@ -38,6 +36,8 @@ fn run_demo(
     (fakes, dir, out)
 }
 
+/// The old tool's tag template, so that tags are readable in assertions;
+/// the default (content digest) template has tests of its own.
 fn standard_args(repo: &str) -> Vec<&str> {
     vec![
         "--app",
@@ -91,6 +91,7 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
             dockerfile: Some(dir.path().join("web/Dockerfile").display().to_string()),
             args: vec![],
             target: None,
+            platform: None,
         },
         &|_| None,
     )
@@ -799,6 +800,35 @@ fn calls_starting(fakes: &Fakes, prefix: &str) -> Vec<String> {
         .into_iter()
         .filter(|l| l.starts_with(prefix))
         .collect()
+}
+
+#[test]
+fn a_services_platform_goes_to_its_build_and_splits_a_shared_context() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("app")).unwrap();
+    fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    fs::write(
+        dir.path().join(FILE),
+        "services:\n  web:\n    build: ./app\n    platform: linux/amd64\n  worker:\n    build: ./app\n",
+    )
+    .unwrap();
+    let fakes = Fakes::new(&["docker"]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args("127.0.0.1:5000/demo"),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let mut builds = calls_starting(&fakes, "docker build");
+    builds.sort();
+    assert_eq!(
+        builds,
+        [
+            "docker build -f - -t 127.0.0.1:5000/demo:temp_demo_web_abc123 --platform linux/amd64 app",
+            "docker build -f - -t 127.0.0.1:5000/demo:temp_demo_worker_abc123 app",
+        ]
+    );
 }
 
 #[test]

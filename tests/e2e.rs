@@ -321,6 +321,7 @@ fn demo_hash(dir: &Path, service: &str) -> String {
         dockerfile: Some(dir.join(dockerfile).display().to_string()),
         args,
         target: None,
+        platform: None,
     };
     let digest = offcluster::digest::digest(&spec, &|k| std::env::var(k).ok()).expect("digest");
     digest[..16].to_string()
