@@ -47,10 +47,18 @@ pub struct BuildResult {
     pub push_seconds: Vec<f64>,
 }
 
-/// Does the registry have these references? One answer per `check.asks`.
-/// A clear "no" and an unclear answer both mean build (the latter with a
-/// warning that names the service).
-fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Vec<Answer>> {
+/// What one check said: an answer per `check.asks`, and what an ECR
+/// question showed of the repository (it exists when ECR answered, and does
+/// not when ECR said `RepositoryNotFoundException`).
+struct Asked {
+    answers: Vec<Answer>,
+    repository: Option<bool>,
+}
+
+/// Does the registry have these references? A clear "no" and an unclear
+/// answer both mean build (the latter with a warning that names the
+/// service).
+fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Asked> {
     let who = |&(b, r): &(usize, usize)| -> &str {
         let build = &plan.builds[b];
         // The service whose reference this is (a shared build's later refs
@@ -70,7 +78,7 @@ fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Vec<Answer>> {
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.success() && check.batch {
-        return Ok(check
+        let answers = check
             .asks
             .iter()
             .map(|ask| {
@@ -88,15 +96,22 @@ fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Vec<Answer>> {
                     }
                 }
             })
-            .collect());
+            .collect();
+        return Ok(Asked {
+            answers,
+            repository: Some(true),
+        });
     }
     if out.status.success() {
         let digest = answer_digest(&stdout);
-        return Ok(check
-            .asks
-            .iter()
-            .map(|_| answer(true, digest.clone()))
-            .collect());
+        return Ok(Asked {
+            answers: check
+                .asks
+                .iter()
+                .map(|_| answer(true, digest.clone()))
+                .collect(),
+            repository: None,
+        });
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let missing = [
@@ -124,7 +139,10 @@ fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Vec<Answer>> {
         };
         log(&line);
     }
-    Ok(check.asks.iter().map(|_| answer(false, None)).collect())
+    Ok(Asked {
+        answers: check.asks.iter().map(|_| answer(false, None)).collect(),
+        repository: (check.batch && ecr::is_repository_not_found(&stderr)).then_some(false),
+    })
 }
 
 /// The digest in `docker manifest inspect --verbose` JSON (`Descriptor.digest`).
@@ -290,7 +308,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
     }
 
     if plan.login_first {
-        set_up_ecr(plan, opts)?;
+        set_up_ecr(plan, None, opts)?;
     }
     let names: Vec<&str> = plan
         .services
@@ -305,17 +323,19 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         .iter()
         .map(|b| vec![Answer::default(); b.refs.len()])
         .collect();
+    let mut repository = None;
     if !opts.force {
-        let answers = parallel(plan.checks.len(), 8, |k| ask(&plan.checks[k], plan, opts))?;
-        for (check, answers) in plan.checks.iter().zip(answers) {
-            for (&(b, r), a) in check.asks.iter().zip(answers) {
+        let asked = parallel(plan.checks.len(), 8, |k| ask(&plan.checks[k], plan, opts))?;
+        for (check, asked) in plan.checks.iter().zip(asked) {
+            repository = repository.or(asked.repository);
+            for (&(b, r), a) in check.asks.iter().zip(asked.answers) {
                 per_build[b][r] = a;
             }
         }
     }
     let work = per_build.iter().any(|a| a.iter().any(|a| !a.exists));
     if !plan.login_first && work {
-        set_up_ecr(plan, opts)?;
+        set_up_ecr(plan, repository, opts)?;
     }
     parallel(plan.builds.len(), usize::from(opts.jobs), |i| {
         run_build(&plan.builds[i], &per_build[i], opts)
@@ -323,29 +343,46 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
 }
 
 /// Make sure the ECR repository exists (create it if not) and log docker in
-/// to its registry: once per run, before the first build.
-fn set_up_ecr(plan: &Plan, opts: RunOptions) -> Result<()> {
+/// to its registry: once per run, before the first build. `exists` is what
+/// the ECR question already showed of the repository; only when it showed
+/// nothing is ECR asked with `describe-repositories`.
+fn set_up_ecr(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()> {
     let Some(e) = &plan.ecr else {
         return Ok(());
     };
-    let described = capture(&e.describe, opts)?;
-    if !described.status.success() {
-        let stderr = String::from_utf8_lossy(&described.stderr);
-        if !ecr::is_repository_not_found(&stderr) {
-            return Err(run::failed(&e.describe, &described, None));
+    let exists = match exists {
+        Some(known) => known,
+        None => {
+            let described = capture(&e.describe, opts)?;
+            let stderr = String::from_utf8_lossy(&described.stderr);
+            if !described.status.success() && !ecr::is_repository_not_found(&stderr) {
+                return Err(run::failed(&e.describe, &described, None));
+            }
+            described.status.success()
         }
+    };
+    if !exists {
         if !opts.quiet {
             log(&format!(
                 "creating ECR repository {} in {}",
                 e.name, e.region
             ));
         }
-        let json = check(
-            &e.create,
-            opts,
-            Some("the credentials need ecr:CreateRepository, or create the repository first"),
-        )?;
-        ecr::parse_repository_uri(&json)?;
+        let created = capture(&e.create, opts)?;
+        let stderr = String::from_utf8_lossy(&created.stderr);
+        if created.status.success() {
+            ecr::parse_repository_uri(&String::from_utf8_lossy(&created.stdout))?;
+        } else if !stderr.contains("RepositoryAlreadyExistsException") {
+            // (Another run may have created it in the meantime: that is fine.)
+            return Err(run::failed(
+                &e.create,
+                &created,
+                Some(
+                    "the credentials need ecr:CreateRepository, or create the repository first"
+                        .into(),
+                ),
+            ));
+        }
     }
     run::login(&e.password, &e.login, opts)
 }

@@ -104,8 +104,8 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
     );
     assert_eq!(
         rest,
+        // ECR answered, so the repository exists: it is not described.
         vec![
-            "aws ecr describe-repositories --repository-names demo --region us-east-1 --output json".to_string(),
             "aws ecr get-login-password --region us-east-1".to_string(),
             format!("docker login --username AWS --password-stdin {HOST}"),
             format!("docker build -f - -t {} web", r("web")),
@@ -133,17 +133,32 @@ fn a_missing_repository_is_created() {
         &[("FAKE_NO_REPO", "1")],
     );
     assert!(out.status.success(), "{}", text(&out).1);
+    // The ECR question said RepositoryNotFoundException: created at once.
     let lines = fakes.call_lines();
     assert!(lines[0].starts_with("aws ecr batch-get-image"), "{lines:?}");
-    assert!(
-        lines[1].starts_with("aws ecr describe-repositories"),
-        "{lines:?}"
-    );
     assert_eq!(
-        lines[2],
+        lines[1],
         "aws ecr create-repository --repository-name demo --region us-east-1 --output json"
     );
-    assert!(lines[3].starts_with("aws ecr get-login-password"));
+    assert!(lines[2].starts_with("aws ecr get-login-password"));
+}
+
+#[test]
+fn a_repository_another_run_created_meanwhile_is_fine() {
+    let (fakes, _dir, out) = run_demo(
+        &["docker", "aws"],
+        &standard_args(ECR),
+        &[
+            ("FAKE_NO_REPO", "1"),
+            ("FAKE_FAIL", "create-repository"),
+            (
+                "FAKE_FAIL_MSG",
+                "An error occurred (RepositoryAlreadyExistsException) when calling the CreateRepository operation",
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(calls_starting(&fakes, "docker push").len(), 3);
 }
 
 #[test]
@@ -156,10 +171,13 @@ fn a_bare_name_takes_the_account_from_sts_and_the_region_from_the_environment() 
     assert!(out.status.success(), "{}", text(&out).1);
     let lines = fakes.call_lines();
     assert_eq!(lines[0], "aws sts get-caller-identity --output json");
-    assert!(lines[1].starts_with("aws ecr batch-get-image"), "{lines:?}");
-    assert_eq!(
-        lines[2],
-        "aws ecr describe-repositories --repository-names demo --region eu-west-1 --output json"
+    assert!(
+        lines[1].starts_with("aws ecr batch-get-image --repository-name demo "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].ends_with(" --region eu-west-1 --output json"),
+        "{lines:?}"
     );
     let host = "210987654321.dkr.ecr.eu-west-1.amazonaws.com";
     assert!(lines.contains(&format!(
@@ -267,8 +285,9 @@ fn a_failed_login_never_shows_the_password() {
 #[test]
 fn a_failure_at_each_step_exits_1_names_the_command_and_leaves_the_file_untouched() {
     let steps = [
+        // (The ECR question fails too, so the repository is described.)
         (
-            "ecr describe",
+            "--repository-name",
             "aws ecr describe-repositories --repository-names demo",
         ),
         (
