@@ -349,12 +349,12 @@ pub fn plan(
         .enumerate()
         .flat_map(|(b, build)| (0..build.refs.len()).map(move |r| (b, r)))
         .collect();
-    let tag_of = |&(b, r): &(usize, usize)| tag_of(&builds[b].refs[r]).to_string();
+    let tag_at = |&(b, r): &(usize, usize)| tag_of(&builds[b].refs[r]).to_string();
     let checks: Vec<Check> = match &ecr_check {
         Some((name, region)) => asks
             .chunks(ecr::BATCH_LIMIT)
             .map(|chunk| {
-                let tags: Vec<String> = chunk.iter().map(tag_of).collect();
+                let tags: Vec<String> = chunk.iter().map(tag_at).collect();
                 let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
                 Check {
                     cmd: ecr::batch_get_images(name, &tags, region),
