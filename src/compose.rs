@@ -348,21 +348,22 @@ impl Compose {
                 "`build:` must be a path or a mapping with `context`, `dockerfile`, `args`, `target`",
             ));
         }
+        // A string at the service's own level (`dockerfile:` of Convox v1,
+        // `platform:`), interpolated.
+        let service_string = |at: NodeId, key: &str, example: &str| -> Result<String> {
+            let Some(text) = doc.scalar(at) else {
+                bail!(
+                    "{}: service `{name}`: `{key}:` must be a string{example}",
+                    self.at(at)
+                );
+            };
+            Ok(interpolate(text, env)
+                .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(at)))?
+                .value)
+        };
         if dockerfile.is_none() {
             if let Some(d) = v1_dockerfile {
-                match doc.scalar(d.value) {
-                    Some(s) => {
-                        let r = interpolate(s, env)
-                            .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(d.value)))?;
-                        dockerfile = Some(r.value);
-                    }
-                    None => {
-                        bail!(
-                            "{}: service `{name}`: `dockerfile:` must be a string",
-                            self.at(d.value)
-                        )
-                    }
-                }
+                dockerfile = Some(service_string(d.value, "dockerfile", "")?);
             }
         }
         if context.is_empty() {
@@ -382,18 +383,8 @@ impl Compose {
         });
         // The service's platform is the build's too (as docker-compose has it).
         let platform = match doc.get(value, "platform").filter(|f| !doc.is_null(f.value)) {
-            Some(f) => match doc.scalar(f.value) {
-                Some(p) => Some(
-                    interpolate(p, env)
-                        .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(f.value)))?
-                        .value,
-                )
+            Some(f) => Some(service_string(f.value, "platform", " such as linux/amd64")?)
                 .filter(|p| !p.is_empty()),
-                None => bail!(
-                    "{}: service `{name}`: `platform:` must be a string such as linux/amd64",
-                    self.at(f.value)
-                ),
-            },
             None => None,
         };
         Ok(Source::Build {
