@@ -213,24 +213,24 @@ impl Stack {
         tags
     }
 
-    fn moto_repositories(&self) -> Vec<String> {
+    /// `aws ecr ARGS --region us-east-1 --output json` against moto: its JSON.
+    fn aws_ecr(&self, args: &[&str]) -> serde_json::Value {
         let mut c = Command::new("aws");
-        c.args([
-            "ecr",
-            "describe-repositories",
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ]);
+        c.arg("ecr")
+            .args(args)
+            .args(["--region", "us-east-1", "--output", "json"]);
         self.env(&mut c);
         let out = c.output().expect("aws");
         assert!(
             out.status.success(),
-            "{}",
+            "aws ecr {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("aws JSON");
+        serde_json::from_slice(&out.stdout).expect("aws JSON")
+    }
+
+    fn moto_repositories(&self) -> Vec<String> {
+        let v = self.aws_ecr(&["describe-repositories"]);
         v["repositories"]
             .as_array()
             .map(|a| {
@@ -726,9 +726,7 @@ fn moto_put_image(stack: &Stack, tag: &str) -> String {
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:{config}"}},"layers":[]}}"#
     );
-    let mut c = Command::new("aws");
-    c.args([
-        "ecr",
+    let v = stack.aws_ecr(&[
         "put-image",
         "--repository-name",
         "demo",
@@ -736,19 +734,7 @@ fn moto_put_image(stack: &Stack, tag: &str) -> String {
         tag,
         "--image-manifest",
         &manifest,
-        "--region",
-        "us-east-1",
-        "--output",
-        "json",
     ]);
-    stack.env(&mut c);
-    let out = c.output().expect("aws");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "aws ecr put-image: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
     v["image"]["imageId"]["imageDigest"]
         .as_str()
         .expect("digest")
@@ -775,17 +761,7 @@ fn ecrs_own_api_answers_for_every_tag_in_one_call_before_any_login() {
         c.env("PATH", &path).env("FAKE_DIR", fakes.dir.path());
         c.output().expect("run binary")
     };
-    let mut c = Command::new("aws");
-    c.args([
-        "ecr",
-        "create-repository",
-        "--repository-name",
-        "demo",
-        "--region",
-        "us-east-1",
-    ]);
-    stack.env(&mut c);
-    assert!(c.output().expect("aws").status.success());
+    stack.aws_ecr(&["create-repository", "--repository-name", "demo"]);
     let web = moto_put_image(&stack, "temp_demo_web_e2e5");
     moto_put_image(&stack, "temp_demo_worker_e2e5");
 
