@@ -307,7 +307,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         run::require_program("aws", "to set up and log in to ECR")?;
     }
 
-    if plan.login_first {
+    if plan.login_first() {
         set_up_ecr(plan, None, opts)?;
     }
     let names: Vec<&str> = plan
@@ -334,7 +334,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         }
     }
     let work = per_build.iter().any(|a| a.iter().any(|a| !a.exists));
-    if !plan.login_first && work {
+    if !plan.login_first() && work {
         set_up_ecr(plan, repository, opts)?;
     }
     parallel(plan.builds.len(), usize::from(opts.jobs), |i| {

@@ -113,10 +113,6 @@ pub struct Plan {
     /// The account id came from a placeholder (dry run of a bare ECR name).
     pub account_placeholder: bool,
     pub ecr: Option<EcrSetup>,
-    /// The checks ask the registry itself, which wants the ECR login first
-    /// (`--registry-host` in front of ECR); else they ask ECR's API and the
-    /// set-up and login wait until a build is known to be needed.
-    pub login_first: bool,
     /// How to ask whether each reference exists already.
     pub checks: Vec<Check>,
     pub builds: Vec<Build>,
@@ -372,7 +368,6 @@ pub fn plan(
             })
             .collect(),
     };
-    let login_first = ecr.is_some() && ecr_check.is_none();
     let rewritten = rewritten_text(compose, &refs)?;
 
     Ok(Plan {
@@ -381,7 +376,6 @@ pub fn plan(
         repository,
         account_placeholder,
         ecr,
-        login_first,
         checks,
         builds,
         services,
@@ -464,7 +458,7 @@ impl Plan {
                 lines.extend(self.login_line());
             }
         };
-        if self.login_first {
+        if self.login_first() {
             setup(&mut lines);
         }
         if !self.builds.is_empty() {
@@ -473,7 +467,7 @@ impl Plan {
             );
         }
         lines.extend(self.checks.iter().map(|c| c.cmd.to_string()));
-        if !self.login_first && self.ecr.is_some() {
+        if !self.login_first() && self.ecr.is_some() {
             lines.push("# only when something is to be built or pushed:".into());
             setup(&mut lines);
         }
@@ -483,6 +477,13 @@ impl Plan {
             lines.extend(b.pushes.iter().map(|(_, p)| p.to_string()));
         }
         lines
+    }
+
+    /// Do the checks ask the registry itself, which wants the ECR login first
+    /// (`--registry-host` in front of ECR)? Else they ask ECR's API, and the
+    /// set-up and login wait until a build is known to be needed.
+    pub fn login_first(&self) -> bool {
+        self.ecr.is_some() && self.checks.iter().any(|c| !c.batch)
     }
 
     /// Is any `docker` or `aws` command needed at all?
