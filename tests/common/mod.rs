@@ -55,22 +55,20 @@ if [[ -n "$fail" ]]; then
   echo "fake $name: ${FAKE_FAIL_MSG:-failing on purpose}" >&2
   exit "${FAKE_FAIL_CODE:-1}"
 fi
+no_repo() {
+  echo "An error occurred (RepositoryNotFoundException) when calling the $1 operation: The repository with name '$2' does not exist in the registry" >&2
+  exit 254
+}
 case "$name $1 $2" in
   "aws sts get-caller-identity")
     echo '{"UserId":"AIDEXAMPLE","Account":"210987654321","Arn":"arn:aws:iam::210987654321:user/ci"}' ;;
   "aws ecr describe-repositories")
-    if [[ -n "$FAKE_NO_REPO" ]]; then
-      echo "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories operation: The repository with name '$4' does not exist in the registry" >&2
-      exit 254
-    fi
+    [[ -n "$FAKE_NO_REPO" ]] && no_repo DescribeRepositories "$4"
     echo '{"repositories":[{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}]}' ;;
   "aws ecr create-repository")
     echo '{"repository":{"repositoryName":"demo","repositoryUri":"123456789012.dkr.ecr.us-east-1.amazonaws.com/demo"}}' ;;
   "aws ecr batch-get-image")
-    if [[ -n "$FAKE_NO_REPO" ]]; then
-      echo "An error occurred (RepositoryNotFoundException) when calling the BatchGetImage operation: The repository with name '$4' does not exist in the registry" >&2
-      exit 254
-    fi
+    [[ -n "$FAKE_NO_REPO" ]] && no_repo BatchGetImage "$4"
     images=; failures=
     for a in "$@"; do
       [[ "$a" == imageTag=* ]] || continue
