@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         args: Vec::new(),
         target: None,
         platform: None,
+        ..Default::default()
     };
     match offcluster::digest::digest(&spec, &|k| std::env::var(k).ok()) {
         Ok(d) => {

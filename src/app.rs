@@ -1,8 +1,9 @@
 //! One invocation, step by step: read the file, make the plan, then either
 //! print it (dry run) or execute it, and report.
 
+use crate::bases;
 use crate::cli::Cli;
-use crate::compose::Compose;
+use crate::compose::{BuildSpec, Compose, Source};
 use crate::execute;
 use crate::plan::UsageError;
 use crate::plan::{self, Target};
@@ -16,6 +17,10 @@ pub fn run(cli: &Cli) -> Result<()> {
     if let Some(shell) = cli.completions {
         std::io::stdout().write_all(&Cli::completions(shell))?;
         return Ok(());
+    }
+    if let Some(context) = &cli.context {
+        // Every docker command inherits it; nothing else runs yet.
+        std::env::set_var("DOCKER_CONTEXT", context);
     }
     let env = |k: &str| std::env::var(k).ok();
     let resolved = cli.resolve(&env);
@@ -32,6 +37,9 @@ pub fn run(cli: &Cli) -> Result<()> {
     if !resolved.dry_run {
         crate::interrupt::install()
             .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))?;
+        if let Some(limit) = cli.timeout {
+            crate::interrupt::deadline(limit, crate::cli::show_duration(limit));
+        }
         if let plan::Output::File(path) = &resolved.options.output {
             _lock = Some(crate::lock::lock(path)?);
         }
@@ -43,7 +51,27 @@ pub fn run(cli: &Cli) -> Result<()> {
         )));
     }
     let compose = Compose::load(&resolved.compose_file, &env)?;
-    let target = Target::new(&resolved.options)?;
+    let mut target = Target::new(&resolved.options)?;
+    // Usage mistakes (the tag template) show up in a plan made with stand-in
+    // digests, before any process starts or any file is hashed.
+    let stand_in = |spec: &BuildSpec| {
+        Ok(blake3::hash(format!("{spec:?}").as_bytes())
+            .to_hex()
+            .to_string())
+    };
+    let mut permissive = target.clone();
+    permissive.builder = crate::builder::Builder::BuildKit { buildx: true };
+    plan::plan(
+        &compose,
+        &resolved.options,
+        &permissive,
+        Some("000000000000"),
+        &stand_in,
+    )?;
+    let builds_something = compose
+        .services
+        .iter()
+        .any(|s| matches!(s.source, Source::Build { .. }));
     let account = if target.needs_account(&resolved.options) && !resolved.dry_run {
         run::require_program(
             "aws",
@@ -53,7 +81,104 @@ pub fn run(cli: &Cli) -> Result<()> {
     } else {
         None
     };
-    let digest = |spec: &crate::compose::BuildSpec| crate::digest::digest(spec, &env);
+    let bases_of = |spec: &BuildSpec| -> Vec<String> {
+        crate::digest::dockerfile_text(spec)
+            .map(|text| bases::images(&text, spec, &env))
+            .unwrap_or_default()
+    };
+    let specs: Vec<&BuildSpec> = compose
+        .services
+        .iter()
+        .filter_map(|s| match &s.source {
+            Source::Build { spec, .. } => Some(spec),
+            Source::Image(_) => None,
+        })
+        .collect();
+    let mut all_bases: Vec<String> = specs.iter().flat_map(|s| bases_of(s)).collect();
+    all_bases.sort();
+    all_bases.dedup();
+    let look_up_bases = !resolved.dry_run && !cli.no_base_digest && !all_bases.is_empty();
+    // What the engine knows of plain-HTTP registries (a remote engine may
+    // reach one that is not on a loopback address here); asked only when a
+    // registry outside this machine's loopback is involved.
+    let other_host = target
+        .other_host(&resolved.options)
+        .filter(|h| !crate::docker::is_loopback(h))
+        .map(String::from);
+    let remote_base = all_bases
+        .iter()
+        .any(|b| bases::host_of(b).is_some_and(|h| !crate::docker::is_loopback(h)));
+    let need_config = !resolved.dry_run && (other_host.is_some() || (look_up_bases && remote_base));
+    // The questions to docker, at once: which builder, then (what the engine
+    // knows of registries, and) the base images.
+    let (detected, registry_config, identities) = std::thread::scope(|s| {
+        let detect = s.spawn(|| {
+            if resolved.dry_run {
+                Ok((
+                    crate::builder::assume(env("DOCKER_BUILDKIT").as_deref()),
+                    None,
+                ))
+            } else if builds_something {
+                detect_builder(opts, env("DOCKER_BUILDKIT").as_deref())
+            } else {
+                Ok((crate::builder::Builder::Classic, None))
+            }
+        });
+        let config = if need_config {
+            registry_config(opts)
+        } else {
+            None
+        };
+        let identities = if look_up_bases {
+            resolve_bases(&all_bases, config.as_deref(), opts)
+        } else {
+            Vec::new()
+        };
+        let detected = detect
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: asking docker its builder")));
+        (detected, config, identities)
+    });
+    let (builder, engine) = detected?;
+    if let (Some(c), Some(host)) = (&registry_config, &other_host) {
+        target.insecure = crate::docker::insecure_in(c, host);
+    }
+    target.builder = builder;
+    // The classic builder uses a pulled image as its cache on any engine;
+    // BuildKit writes inline cache, which only engines from 23 do safely.
+    target.registry_cache = !cli.no_registry_cache
+        && (!builder.is_buildkit() || crate::builder::inline_cache_safe(engine.as_deref()));
+    if builder.is_buildkit()
+        && !cli.no_registry_cache
+        && !resolved.dry_run
+        && !target.registry_cache
+    {
+        eprintln!(
+            "note: the registry cache is off: this engine ({}) is older than 23, and its BuildKit can crash the whole engine writing inline cache",
+            engine.as_deref().unwrap_or("version unknown")
+        );
+    }
+    if let Some(name) = &cli.builder {
+        if resolved.dry_run {
+            target.builder = crate::builder::Builder::BuildKit { buildx: true };
+        } else if target.builder != (crate::builder::Builder::BuildKit { buildx: true }) {
+            return Err(anyhow::Error::new(UsageError(format!(
+                "--builder {name} is a buildx builder, and the docker here runs {} without buildx",
+                target.builder.name()
+            ))));
+        }
+        target.builder_name = Some(name.clone());
+    }
+    let digest = |spec: &BuildSpec| {
+        let ids: Vec<(String, String)> = bases_of(spec)
+            .into_iter()
+            .filter_map(|image| {
+                let r = identities.iter().find(|r| r.image == image)?;
+                Some((image, r.identity.clone()))
+            })
+            .collect();
+        crate::digest::digest_with_bases(spec, &env, &ids)
+    };
     let plan = plan::plan(
         &compose,
         &resolved.options,
@@ -69,6 +194,14 @@ pub fn run(cli: &Cli) -> Result<()> {
         let mut text = String::from(
             "# dry run: these commands would run; nothing is run and no file is written\n",
         );
+        if !all_bases.is_empty() && !cli.no_base_digest {
+            text.push_str("# first, each base image is looked up (all at once) and its registry digest goes into the tags, which are shown here without it (as --no-base-digest has them):\n");
+            for image in &all_bases {
+                if !image.contains("@sha256:") {
+                    text.push_str(&format!("{}\n", bases::lookups(image, None).0));
+                }
+            }
+        }
         for line in plan.script() {
             text.push_str(&line);
             text.push('\n');
@@ -127,6 +260,70 @@ pub fn run(cli: &Cli) -> Result<()> {
         println!("{r}");
     }
     Ok(())
+}
+
+/// Which builder `docker build` runs here, and the engine's version: ask
+/// docker its versions and whether buildx is there (both at once, a few
+/// seconds at most).
+fn detect_builder(
+    opts: RunOptions,
+    docker_buildkit: Option<&str>,
+) -> Result<(crate::builder::Builder, Option<String>)> {
+    use crate::builder;
+    let limit = std::time::Duration::from_secs(10);
+    let (versions, buildx) = std::thread::scope(|s| {
+        let v = s.spawn(|| run::capture_within(&builder::versions(), opts, limit));
+        let b = s.spawn(|| run::capture_within(&builder::buildx_version(), opts, limit));
+        (v.join().ok().flatten(), b.join().ok().flatten())
+    });
+    let (client, engine) = versions
+        .map(|o| builder::parse_versions(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or((None, None));
+    let buildx = buildx.is_some_and(|o| o.status.success());
+    let b = builder::decide(docker_buildkit, client.as_deref(), buildx)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok((b, engine))
+}
+
+/// The engine's registry configuration (`docker info`), when docker is there
+/// and answers within a few seconds.
+fn registry_config(opts: RunOptions) -> Option<String> {
+    let out = run::capture_within(
+        &crate::docker::registry_config(),
+        opts,
+        std::time::Duration::from_secs(10),
+    )?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Look the base images up; pull the ones whose engine copy is older than
+/// the registry's, so that every build uses the base its digest names.
+fn resolve_bases(
+    images: &[String],
+    config: Option<&str>,
+    opts: RunOptions,
+) -> Vec<bases::Resolved> {
+    let mut resolved = bases::resolve(images, config, opts);
+    for b in &mut resolved {
+        if let Some(w) = &b.warning {
+            eprintln!("warning: {w}");
+        }
+        if !b.pull {
+            continue;
+        }
+        let cmd = bases::pull(&b.image);
+        let ok = run::capture(&cmd, opts).is_ok_and(|o| o.status.success());
+        if !ok {
+            eprintln!(
+                "warning: base image {}: the engine's copy is older than the registry's and `{cmd}` failed; the digest uses the engine's copy",
+                b.image
+            );
+            b.identity = format!("local {}", b.local.clone().unwrap_or_default());
+        }
+    }
+    resolved
 }
 
 /// Each built service's reference with `@sha256:…` of what was pushed.

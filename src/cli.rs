@@ -114,6 +114,26 @@ pub struct Cli {
     #[arg(long = "convox-build", env = "PLUGIN_CONVOX_BUILD")]
     pub convox_build: bool,
 
+    /// Leave the base images' registry digests out of the content digest (no lookups; a base rebuilt under the same tag then causes no rebuild).
+    #[arg(long = "no-base-digest", env = "PLUGIN_NO_BASE_DIGEST")]
+    pub no_base_digest: bool,
+
+    /// Do not keep each service's last image in REPO-cache as the next build's cache source (pulled first under the classic builder, inline cache under BuildKit).
+    #[arg(long = "no-registry-cache", env = "PLUGIN_NO_REGISTRY_CACHE")]
+    pub no_registry_cache: bool,
+
+    /// The buildx builder to build with (one that `docker buildx ls` lists); needs buildx.
+    #[arg(long, value_name = "NAME", env = "PLUGIN_BUILDER")]
+    pub builder: Option<String>,
+
+    /// The docker context to build and push with (as `docker --context`; DOCKER_HOST still wins, as in docker itself).
+    #[arg(long, value_name = "NAME", env = "PLUGIN_CONTEXT")]
+    pub context: Option<String>,
+
+    /// Stop the whole run after this long (90s, 5m, 1h, 1m30s, or seconds): every command is stopped, the file is left as it was, exit 1. [default: no limit]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, env = "PLUGIN_TIMEOUT")]
+    pub timeout: Option<std::time::Duration>,
+
     /// Build and push even when the registry has every tag already.
     #[arg(long, env = "PLUGIN_FORCE")]
     pub force: bool,
@@ -198,6 +218,59 @@ pub struct Resolved {
     pub compose_file: PathBuf,
     pub dry_run: bool,
     pub warnings: Vec<String>,
+}
+
+/// `90s`, `5m`, `1h`, `1m30s`, or plain seconds; more than zero.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let bad =
+        || format!("`{text}` is not a duration: write 90s, 5m, 1h, 1m30s or a number of seconds");
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    if t.chars().all(|c| c.is_ascii_digit()) {
+        total = t.parse().map_err(|_| bad())?;
+    } else {
+        let mut num = String::new();
+        for c in t.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => return Err(bad()),
+            };
+            let n: u64 = num.parse().map_err(|_| bad())?;
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+            num.clear();
+        }
+        if !num.is_empty() {
+            return Err(bad());
+        }
+    }
+    if total == 0 {
+        return Err(format!("`{text}`: the timeout must be more than zero"));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+/// A duration as the user would write it back.
+pub fn show_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, sec) => format!("{h}h{m}m{sec}s"),
+    }
 }
 
 impl Cli {
@@ -326,6 +399,33 @@ fn is_sha(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::{parse_duration, show_duration};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_as_people_write_them() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("5m", 300),
+            ("1h", 3600),
+            ("1m30s", 90),
+            ("45", 45),
+            (" 2h5m ", 7500),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "0", "0s", "5x", "m", "1.5m", "-3", "10s5"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(show_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(show_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(show_duration(Duration::from_secs(5)), "5s");
+    }
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {

@@ -14,6 +14,9 @@ pub struct Cmd {
     program: String,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// Environment settings that are not secret and are part of the command
+    /// line as a user would type it (`DOCKER_BUILDKIT=1 docker build …`).
+    shown: Vec<(String, String)>,
     stdin: Option<Stdin>,
 }
 
@@ -31,6 +34,7 @@ impl Cmd {
             program: program.into(),
             args: Vec::new(),
             envs: Vec::new(),
+            shown: Vec::new(),
             stdin: None,
         }
     }
@@ -52,6 +56,14 @@ impl Cmd {
     /// An environment variable for the child only. Its value is never shown.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// A setting that is not secret, shown before the program (`K=V prog`).
+    pub fn env_shown(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let (k, v) = (key.into(), value.into());
+        self.shown.push((k.clone(), v.clone()));
+        self.envs.push((k, v));
         self
     }
 
@@ -111,6 +123,9 @@ impl fmt::Display for Cmd {
                 quote(path),
                 quote(then)
             )?;
+        }
+        for (k, v) in &self.shown {
+            write!(f, "{k}={} ", quote(v))?;
         }
         f.write_str(&quote(&self.program))?;
         for a in &self.args {

@@ -1,7 +1,8 @@
 //! Reading a compose file: which format it is, its services, and for each
 //! service with `build:` what to build. Nothing here runs a process.
 
-use crate::interpolate::interpolate;
+use crate::interpolate::{interpolate, variables};
+use crate::manifest::{self, Rules};
 use crate::yaml::{Doc, Entry, NodeId, Pos};
 use anyhow::{anyhow, bail, Result};
 use std::path::{Component, Path, PathBuf};
@@ -27,6 +28,9 @@ pub struct Compose {
     pub format: Format,
     pub services: Vec<Service>,
     pub warnings: Vec<String>,
+    /// The value of every variable the file names, as it was read, so that
+    /// the rewritten file can be read back in the same environment.
+    pub vars: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +42,8 @@ pub struct Service {
     pub source: Source,
 }
 
+// A file has a handful of services: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// It names an image: left exactly as it is.
@@ -45,6 +51,8 @@ pub enum Source {
     Build {
         spec: BuildSpec,
         site: BuildSite,
+        /// It has no `build:`: Convox builds it from the app root.
+        implicit: bool,
     },
 }
 
@@ -62,9 +70,12 @@ pub enum BuildSite {
     Merged,
     /// The whole service is an alias of another mapping.
     AliasedService,
+    /// The service has no `build:` (nor `image:`): Convox builds it from the
+    /// app's root, and the rewrite adds `image:` to it.
+    Implicit,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BuildSpec {
     /// The context directory (joined to the compose file's directory), or a
     /// URL that docker fetches itself.
@@ -77,6 +88,28 @@ pub struct BuildSpec {
     /// The service's `platform:` (e.g. `linux/amd64`), passed to
     /// `docker build --platform`.
     pub platform: Option<String>,
+    /// `build.secrets`: BuildKit secrets, by id and where the value comes
+    /// from (never the value itself).
+    pub secrets: Vec<BuildSecret>,
+    /// `build.ssh`: `default` or `ID=PATH`, as `docker build --ssh` takes it.
+    pub ssh: Vec<String>,
+    /// `build.cache_from`, as written.
+    pub cache_from: Vec<String>,
+}
+
+/// A build secret: the id the Dockerfile mounts, and its source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BuildSecret {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecretSource {
+    /// The value is in this environment variable (`--secret id=…,env=VAR`).
+    Env(String),
+    /// The value is in this file (`--secret id=…,src=PATH`).
+    File(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,6 +127,19 @@ pub enum ArgValue {
     Secret(String),
     /// `NAME` alone: docker takes it from the environment it inherits.
     Inherit,
+}
+
+/// A build as written (or implied), before its paths are resolved.
+struct RawBuild {
+    context: String,
+    dockerfile: Option<String>,
+    args: Vec<BuildArg>,
+    target: Option<String>,
+    secrets: Vec<BuildSecret>,
+    ssh: Vec<String>,
+    cache_from: Vec<String>,
+    /// The service has no `build:`; Convox builds it from the app root.
+    implicit: bool,
 }
 
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -134,9 +180,37 @@ impl Compose {
             format: Format::ConvoxV1,
             services: Vec::new(),
             warnings: Vec::new(),
+            vars: Vec::new(),
         };
+        c.vars = c.variables_in(env);
         c.read_services(env)?;
         Ok(c)
+    }
+
+    /// The set variables that the file's scalars name, with their values.
+    fn variables_in(&self, env: Env<'_>) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = Vec::new();
+        for n in &self.doc.nodes {
+            let crate::yaml::Kind::Scalar { value, .. } = &n.kind else {
+                continue;
+            };
+            for name in variables(value) {
+                if vars.iter().all(|(v, _)| *v != name) {
+                    if let Some(val) = env(&name) {
+                        vars.push((name, val));
+                    }
+                }
+            }
+        }
+        vars
+    }
+
+    /// The environment the file was read in, as far as the file names it.
+    pub fn env(&self, name: &str) -> Option<String> {
+        self.vars
+            .iter()
+            .find(|(v, _)| v == name)
+            .map(|(_, val)| val.clone())
     }
 
     fn dir(&self) -> PathBuf {
@@ -201,16 +275,21 @@ impl Compose {
             let Some(name) = self.doc.scalar(e.key).map(String::from) else {
                 bail!("{}: a service name must be a string", self.at(e.key));
             };
-            if self.format == Format::ConvoxV1 && name.starts_with("x-") {
-                continue;
+            let x_key = self.format == Format::ConvoxV1 && name.starts_with("x-");
+            if x_key {
+                self.check_v1_extension_key(&name, e.value)?;
             }
-            if !valid_service_name(&name) {
+            // Convox takes a v1 `x-` key as it is, whatever compose allows.
+            if !x_key && !valid_service_name(&name) {
                 bail!(
                     "{}: service `{name}`: invalid name; compose allows letters, digits, `_`, `.` and `-`, starting with a letter or digit",
                     self.at(e.key)
                 );
             }
             let source = self.read_service(&name, e.value, env)?;
+            if x_key {
+                self.v1_extension_key_is_a_service(&name, e.key, &source)?;
+            }
             self.services.push(Service {
                 name,
                 value: e.value,
@@ -221,11 +300,60 @@ impl Compose {
         if self.services.is_empty() {
             bail!("{file}: no services found");
         }
+        if let Some(w) = manifest::version_warning(&self.format) {
+            self.warnings.push(format!("{file}: {w}"));
+        }
+        Ok(())
+    }
+
+    /// Convox gen1 reads every top-level key of a v1 file as a service, so an
+    /// `x-` key there must be something it can load as one.
+    fn check_v1_extension_key(&self, name: &str, value: NodeId) -> Result<()> {
+        if self.doc.entries(value).is_none() && !self.doc.is_null(value) {
+            bail!(
+                "{}: `{name}`: Convox reads every top-level key of a file without `version:` as a service, `x-` keys included, and this one is not a mapping, so Convox cannot load the file; {}",
+                self.at(value),
+                X_KEY_HINT
+            );
+        }
+        Ok(())
+    }
+
+    /// Warn that Convox deploys a v1 `x-` key as a service; refuse when its
+    /// implicit build has no Dockerfile (the deploy would fail on the
+    /// cluster).
+    fn v1_extension_key_is_a_service(
+        &mut self,
+        name: &str,
+        key: NodeId,
+        source: &Source,
+    ) -> Result<()> {
+        if let Source::Build {
+            spec,
+            implicit: true,
+            ..
+        } = source
+        {
+            let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
+            if !Path::new(dockerfile).is_file() {
+                bail!(
+                    "{}: `{name}`: Convox reads every top-level key of a file without `version:` as a service, `x-` keys included, and would build this one from the app root with {dockerfile}, which does not exist, so the deploy would fail; {}",
+                    self.at(key),
+                    X_KEY_HINT
+                );
+            }
+        }
+        self.warnings.push(format!(
+            "{}: `{name}`: Convox reads every top-level key of a file without `version:` as a service, `x-` keys included, so it deploys `{name}` as a service; {}",
+            self.at(key),
+            X_KEY_HINT
+        ));
         Ok(())
     }
 
     /// Is this a `convox.yml`? By its name, by top-level keys that only it
-    /// has, or by a `build:` with `path:` or `manifest:`.
+    /// has, by a `build:` with `path:` or `manifest:`, or by a service key
+    /// that only it has (`port:`, `scale:`, `health:`, …).
     fn is_convox_yml(&self, root: NodeId, services: NodeId) -> bool {
         let doc = &self.doc;
         let named = self
@@ -242,10 +370,25 @@ impl Compose {
         ]
         .iter()
         .any(|k| doc.get(root, k).is_some());
+        // Service keys that only convox.yml has (compose says `ports:`,
+        // `healthcheck:`, `deploy:`).
+        let service_keys = [
+            "port",
+            "scale",
+            "health",
+            "domain",
+            "agent",
+            "singleton",
+            "termination",
+            "sticky",
+            "drain",
+            "internal",
+            "whitelist",
+        ];
         let build_keys = doc.entries(services).unwrap_or_default().iter().any(|e| {
             doc.get(e.value, "build").is_some_and(|b| {
                 doc.get(b.value, "path").is_some() || doc.get(b.value, "manifest").is_some()
-            })
+            }) || service_keys.iter().any(|k| doc.get(e.value, k).is_some())
         });
         named || top || build_keys
     }
@@ -265,77 +408,202 @@ impl Compose {
         warnings: &mut Vec<String>,
     ) -> Result<Source> {
         let doc = &self.doc;
-        if doc.entries(value).is_none() {
+        let rules = manifest::rules(&self.format);
+        if doc.entries(value).is_none() && !doc.is_null(value) {
             bail!(
                 "{}: service `{name}`: must be a mapping with `build:` or `image:`",
                 self.at(value)
             );
         }
-        if let Some(img) = doc.get(value, "image").filter(|f| !doc.is_null(f.value)) {
-            let Some(image) = doc.scalar(img.value) else {
-                bail!(
-                    "{}: service `{name}`: `image:` must be a string",
-                    self.at(img.value)
-                );
-            };
-            return Ok(Source::Image(image.to_string()));
+        if let Some(image) = self.read_image(name, value, env)? {
+            return Ok(Source::Image(image));
         }
-        let Some(build) = doc.get(value, "build").filter(|f| !doc.is_null(f.value)) else {
+        let site = |own: Option<Entry>, dockerfile: Option<Entry>| {
+            if doc.is_alias(value) {
+                BuildSite::AliasedService
+            } else {
+                match own {
+                    Some(build) => BuildSite::Own { build, dockerfile },
+                    None => BuildSite::Merged,
+                }
+            }
+        };
+        let service_dockerfile = doc
+            .get(value, "dockerfile")
+            .filter(|f| !doc.is_null(f.value));
+        let (mut raw, site) = match doc.get(value, "build").filter(|f| !doc.is_null(f.value)) {
+            Some(build) => {
+                let raw = self.read_build(name, build.value, env, warnings)?;
+                (raw, site(build.own, service_dockerfile.and_then(|d| d.own)))
+            }
+            None => {
+                let raw = self.implicit_build(name, value, rules)?;
+                let site = match site(None, None) {
+                    BuildSite::Merged => BuildSite::Implicit,
+                    other => other,
+                };
+                (raw, site)
+            }
+        };
+        if let (Some(d), Rules::Gen1 | Rules::Compose) = (service_dockerfile, rules) {
+            if raw.dockerfile.is_some() && rules == Rules::Gen1 && !raw.implicit {
+                bail!(
+                    "{}: service `{name}`: `dockerfile:` and `build.dockerfile` are both set; Convox refuses that (\"dockerfile specified twice\"); keep one",
+                    self.at(d.value)
+                );
+            }
+            if raw.dockerfile.is_none() || raw.implicit {
+                raw.dockerfile = Some(self.service_string(name, d.value, "dockerfile", "", env)?);
+            }
+        }
+        let context = if is_remote_context(&raw.context) {
+            raw.context
+        } else {
+            normalize(&self.dir().join(&raw.context))
+        };
+        let dockerfile = raw.dockerfile.filter(|d| !d.is_empty()).map(|d| {
+            if is_remote_context(&context) {
+                d
+            } else {
+                normalize(&Path::new(&context).join(d))
+            }
+        });
+        // The service's platform is the build's too (as docker-compose has it).
+        let platform = match doc.get(value, "platform").filter(|f| !doc.is_null(f.value)) {
+            Some(f) => {
+                Some(self.service_string(name, f.value, "platform", " such as linux/amd64", env)?)
+                    .filter(|p| !p.is_empty())
+            }
+            None => None,
+        };
+        Ok(Source::Build {
+            spec: BuildSpec {
+                context,
+                dockerfile,
+                args: raw.args,
+                target: raw.target,
+                platform,
+                secrets: raw.secrets,
+                ssh: raw.ssh,
+                cache_from: raw.cache_from,
+            },
+            site,
+            implicit: raw.implicit,
+        })
+    }
+
+    /// The service's image, interpolated the way Convox interpolates the
+    /// file, when there is one; None when Convox would build the service
+    /// (no `image:`, or an empty one).
+    fn read_image(&self, name: &str, value: NodeId, env: Env<'_>) -> Result<Option<String>> {
+        let doc = &self.doc;
+        let Some(img) = doc.get(value, "image").filter(|f| !doc.is_null(f.value)) else {
+            return Ok(None);
+        };
+        let Some(image) = doc.scalar(img.value) else {
             bail!(
-                "{}: service `{name}` has neither `build:` nor `image:`; add one of them",
-                self.at(value)
+                "{}: service `{name}`: `image:` must be a string",
+                self.at(img.value)
             );
         };
-        let v1_dockerfile = doc.get(value, "dockerfile");
-        let site = if doc.is_alias(value) {
-            BuildSite::AliasedService
-        } else if let Some(entry) = build.own {
-            BuildSite::Own {
-                build: entry,
-                dockerfile: v1_dockerfile.and_then(|d| d.own),
-            }
-        } else {
-            BuildSite::Merged
-        };
+        let interpolated = interpolate(image, env)
+            .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(img.value)))?;
+        if !interpolated.value.is_empty() {
+            return Ok(Some(image.to_string()));
+        }
+        let vars = variables(image);
+        if let Some(first) = vars.first() {
+            let names = vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>();
+            bail!(
+                "{}: service `{name}`: `image: {image}` comes out empty because {} {} not set, and Convox would then build this service on the cluster; set it, or give a default (`${{{first}:-IMAGE}}`)",
+                self.at(img.value),
+                names.join(", "),
+                if vars.len() == 1 { "is" } else { "are" },
+            );
+        }
+        // `image: ""`: Convox builds the service, and so does this program.
+        Ok(None)
+    }
+
+    /// What a `build:` entry says: a path, or a mapping.
+    fn read_build(
+        &self,
+        name: &str,
+        build: NodeId,
+        env: Env<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<RawBuild> {
+        let doc = &self.doc;
         let bad = |what: &str| -> anyhow::Error {
-            anyhow!("{}: service `{name}`: {what}", self.at(build.value))
+            anyhow!("{}: service `{name}`: {what}", self.at(build))
         };
-        let ip = |text: &str| -> Result<crate::interpolate::Interpolated> {
-            interpolate(text, env).map_err(|e| bad(&e))
+        let ip = |text: &str| -> Result<String> {
+            Ok(interpolate(text, env).map_err(|e| bad(&e))?.value)
         };
-        let (context, mut dockerfile, args, target);
-        if let Some(path) = doc.scalar(build.value) {
-            context = ip(path)?.value;
-            dockerfile = None;
-            args = Vec::new();
-            target = None;
-        } else if doc.entries(build.value).is_some() {
+        let mut raw = RawBuild {
+            context: String::new(),
+            dockerfile: None,
+            args: Vec::new(),
+            target: None,
+            secrets: Vec::new(),
+            ssh: Vec::new(),
+            cache_from: Vec::new(),
+            implicit: false,
+        };
+        if let Some(path) = doc.scalar(build) {
+            raw.context = ip(path)?;
+        } else if doc.entries(build).is_some() {
             // convox.yml names the context `path` and the Dockerfile `manifest`.
-            let convox_yml = self.format == Format::ConvoxYml;
-            let (context_key, dockerfile_key) = if convox_yml {
+            let (context_key, dockerfile_key) = if self.format == Format::ConvoxYml {
                 ("path", "manifest")
             } else {
                 ("context", "dockerfile")
             };
             let string_field = |key: &str| -> Result<Option<String>> {
-                match doc.get(build.value, key) {
+                match doc.get(build, key) {
                     Some(f) => match doc.scalar(f.value) {
-                        Some(s) => Ok(Some(ip(s)?.value)),
+                        Some(s) => Ok(Some(ip(s)?)),
                         None => Err(bad(&format!("`build.{key}` must be a string"))),
                     },
                     None => Ok(None),
                 }
             };
-            context = string_field(context_key)?.unwrap_or_else(|| ".".to_string());
-            dockerfile = string_field(dockerfile_key)?;
-            target = string_field("target")?.filter(|t| !t.is_empty());
-            args = match doc.get(build.value, "args") {
-                Some(f) => self.read_args(name, f.value, env)?,
-                None => Vec::new(),
-            };
-            for e in doc.entries(build.value).unwrap_or_default() {
+            raw.context = string_field(context_key)?.unwrap_or_else(|| ".".to_string());
+            raw.dockerfile = string_field(dockerfile_key)?.filter(|d| !d.is_empty());
+            raw.target = string_field("target")?.filter(|t| !t.is_empty());
+            if let Some(f) = doc.get(build, "args") {
+                raw.args = self.read_args(name, f.value, env)?;
+                for a in raw.args.iter().filter(|a| looks_secret(&a.name)) {
+                    warnings.push(format!(
+                        "{}: service `{name}`: build arg `{}` looks like a secret: its value is written into the image, where anyone who can pull it reads it (`docker history`); pass it as a build secret instead (BuildKit): `build: {{secrets: [{id}]}}` with top-level `secrets: {{{id}: {{environment: {}}}}}`, and `RUN --mount=type=secret,id={id} …` in the Dockerfile",
+                        self.at(f.value),
+                        a.name,
+                        a.name,
+                        id = a.name.to_lowercase(),
+                    ));
+                }
+            }
+            if let Some(f) = doc.get(build, "secrets") {
+                raw.secrets = self.read_secrets(name, f.value, env)?;
+            }
+            if let Some(f) = doc.get(build, "ssh") {
+                raw.ssh = self.string_list(name, f.value, "build.ssh", env)?;
+            }
+            if let Some(f) = doc.get(build, "cache_from") {
+                raw.cache_from = self.string_list(name, f.value, "build.cache_from", env)?;
+            }
+            for e in doc.entries(build).unwrap_or_default() {
                 let key = doc.scalar(e.key).unwrap_or("");
-                let known = [context_key, dockerfile_key, "args", "target", "<<"];
+                let known = [
+                    context_key,
+                    dockerfile_key,
+                    "args",
+                    "target",
+                    "secrets",
+                    "ssh",
+                    "cache_from",
+                    "<<",
+                ];
                 if !known.contains(&key) {
                     warnings.push(format!(
                         "{}: service `{name}`: `build.{key}` is not used by this tool and is ignored",
@@ -348,55 +616,164 @@ impl Compose {
                 "`build:` must be a path or a mapping with `context`, `dockerfile`, `args`, `target`",
             ));
         }
-        // A string at the service's own level (`dockerfile:` of Convox v1,
-        // `platform:`), interpolated.
-        let service_string = |at: NodeId, key: &str, example: &str| -> Result<String> {
-            let Some(text) = doc.scalar(at) else {
-                bail!(
-                    "{}: service `{name}`: `{key}:` must be a string{example}",
-                    self.at(at)
-                );
-            };
-            Ok(interpolate(text, env)
-                .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(at)))?
-                .value)
-        };
-        if dockerfile.is_none() {
-            if let Some(d) = v1_dockerfile {
-                dockerfile = Some(service_string(d.value, "dockerfile", "")?);
-            }
-        }
-        if context.is_empty() {
+        if raw.context.is_empty() {
             return Err(bad("the build context is empty"));
         }
-        let context = if is_remote_context(&context) {
-            context
-        } else {
-            normalize(&self.dir().join(&context))
-        };
-        let dockerfile = dockerfile.filter(|d| !d.is_empty()).map(|d| {
-            if is_remote_context(&context) {
-                d
-            } else {
-                normalize(&Path::new(&context).join(d))
-            }
-        });
-        // The service's platform is the build's too (as docker-compose has it).
-        let platform = match doc.get(value, "platform").filter(|f| !doc.is_null(f.value)) {
-            Some(f) => Some(service_string(f.value, "platform", " such as linux/amd64")?)
-                .filter(|p| !p.is_empty()),
-            None => None,
-        };
-        Ok(Source::Build {
-            spec: BuildSpec {
-                context,
-                dockerfile,
-                args,
-                target,
-                platform,
-            },
-            site,
+        Ok(raw)
+    }
+
+    /// The build Convox gives a service without `build:` or `image:`: the
+    /// app's root with `Dockerfile` (gen1's service-level `dockerfile:` is
+    /// applied by the caller). The compose spec and version 3 have none.
+    fn implicit_build(&self, name: &str, value: NodeId, rules: Rules) -> Result<RawBuild> {
+        if rules == Rules::Compose {
+            let kind = match &self.format {
+                Format::Compose { version: Some(v) } => format!("a `version: \"{v}\"` file"),
+                _ => "a compose-spec file (`services:` without `version:`)".to_string(),
+            };
+            bail!(
+                "{}: service `{name}` has neither `build:` nor `image:`; docker compose needs one of them in {kind}, so add one of them",
+                self.at(value)
+            );
+        }
+        Ok(RawBuild {
+            context: ".".to_string(),
+            dockerfile: Some("Dockerfile".to_string()),
+            args: Vec::new(),
+            target: None,
+            secrets: Vec::new(),
+            ssh: Vec::new(),
+            cache_from: Vec::new(),
+            implicit: true,
         })
+    }
+
+    /// A string at the service's own level (`dockerfile:` of Convox gen1,
+    /// `platform:`), interpolated.
+    fn service_string(
+        &self,
+        name: &str,
+        at: NodeId,
+        key: &str,
+        example: &str,
+        env: Env<'_>,
+    ) -> Result<String> {
+        let Some(text) = self.doc.scalar(at) else {
+            bail!(
+                "{}: service `{name}`: `{key}:` must be a string{example}",
+                self.at(at)
+            );
+        };
+        Ok(interpolate(text, env)
+            .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(at)))?
+            .value)
+    }
+
+    /// A list of strings (or a mapping, for `build.ssh`: `ID: PATH`),
+    /// interpolated.
+    fn string_list(
+        &self,
+        name: &str,
+        node: NodeId,
+        key: &str,
+        env: Env<'_>,
+    ) -> Result<Vec<String>> {
+        let doc = &self.doc;
+        let bad = |at: NodeId, what: &str| anyhow!("{}: service `{name}`: {what}", self.at(at));
+        let ip = |at: NodeId, t: &str| -> Result<String> {
+            Ok(interpolate(t, env).map_err(|e| bad(at, &e))?.value)
+        };
+        let mut out = Vec::new();
+        if let Some(items) = doc.items(node) {
+            for &i in items {
+                let Some(t) = doc.scalar(i) else {
+                    return Err(bad(i, &format!("`{key}` must list strings")));
+                };
+                out.push(ip(i, t)?);
+            }
+        } else if let Some(entries) = doc.entries(node) {
+            for e in entries {
+                let (Some(k), Some(v)) = (doc.scalar(e.key), doc.scalar(e.value)) else {
+                    return Err(bad(e.key, &format!("`{key}` must map names to strings")));
+                };
+                out.push(format!("{k}={}", ip(e.value, v)?));
+            }
+        } else if let Some(t) = doc.scalar(node).filter(|_| !doc.is_null(node)) {
+            out.push(ip(node, t)?);
+        }
+        Ok(out)
+    }
+
+    /// `build.secrets` (short: `- NAME`; long: `- {source: NAME, target:
+    /// ID}`), each resolved through the top-level `secrets:` to an
+    /// environment variable or a file that must exist now.
+    fn read_secrets(&self, name: &str, node: NodeId, env: Env<'_>) -> Result<Vec<BuildSecret>> {
+        let doc = &self.doc;
+        let bad = |at: NodeId, what: &str| anyhow!("{}: service `{name}`: {what}", self.at(at));
+        let Some(items) = doc.items(node) else {
+            if doc.is_null(node) {
+                return Ok(Vec::new());
+            }
+            return Err(bad(node, "`build.secrets` must be a list"));
+        };
+        let top = self
+            .doc
+            .root
+            .and_then(|r| doc.get(r, "secrets"))
+            .map(|f| f.value);
+        let mut out = Vec::new();
+        for &item in items {
+            let (source, target) = match doc.scalar(item) {
+                Some(s) => (s.to_string(), None),
+                None => {
+                    let Some(src) = doc.get(item, "source").and_then(|f| doc.scalar(f.value))
+                    else {
+                        return Err(bad(item, "a build secret needs `source:`"));
+                    };
+                    let target = doc.get(item, "target").and_then(|f| doc.scalar(f.value));
+                    (src.to_string(), target.map(String::from))
+                }
+            };
+            let Some(def) = top.and_then(|t| doc.get(t, &source)) else {
+                return Err(bad(
+                    item,
+                    &format!(
+                        "build secret `{source}` is not defined under the top-level `secrets:`"
+                    ),
+                ));
+            };
+            let from = if let Some(v) = doc
+                .get(def.value, "environment")
+                .and_then(|f| doc.scalar(f.value))
+            {
+                if env(v).is_none_or(|x| x.is_empty()) {
+                    return Err(bad(
+                        item,
+                        &format!("build secret `{source}` comes from the environment variable {v}, which is not set"),
+                    ));
+                }
+                SecretSource::Env(v.to_string())
+            } else if let Some(f) = doc.get(def.value, "file").and_then(|f| doc.scalar(f.value)) {
+                let path = normalize(&self.dir().join(f));
+                if !Path::new(&path).is_file() {
+                    return Err(bad(
+                        item,
+                        &format!("build secret `{source}` comes from the file {path}, which does not exist"),
+                    ));
+                }
+                SecretSource::File(path)
+            } else {
+                return Err(bad(
+                    def.value,
+                    &format!("build secret `{source}`: give `environment: VAR` or `file: PATH`"),
+                ));
+            };
+            out.push(BuildSecret {
+                id: target.unwrap_or(source),
+                source: from,
+            });
+        }
+        Ok(out)
     }
 
     fn read_args(&self, name: &str, node: NodeId, env: Env<'_>) -> Result<Vec<BuildArg>> {
@@ -456,6 +833,9 @@ impl Compose {
     }
 }
 
+/// How to keep a shared anchor out of a v1 file's services.
+const X_KEY_HINT: &str = "put the anchor on the first service that uses it (`web: &common`, or `environment: &env` inside it), or use `version: \"2\"` with `services:`, where top-level `x-` keys are not services";
+
 /// What to do about a YAML error.
 fn yaml_hint(message: &str) -> &'static str {
     if message.contains("tab") {
@@ -478,6 +858,22 @@ fn is_known_version(v: &str) -> bool {
         .next()
         .is_none_or(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()));
     matches!(major, "2" | "3") && minor_ok
+}
+
+/// Does a build arg's name say it holds a secret?
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "KEY",
+        "CREDENTIAL",
+        "AUTH",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
 }
 
 /// Compose's rule for service names.
@@ -597,6 +993,11 @@ mod tests {
         let w = spec(&c, "worker");
         assert_eq!(w.context, "app/w");
         assert_eq!(w.dockerfile.as_deref(), Some("app/w/Dockerfile.worker"));
+        // By a service key only convox.yml has (the getting-started file).
+        assert_eq!(
+            load("services:\n  web:\n    port: 3000\n").unwrap().format,
+            Format::ConvoxYml
+        );
         // By its name alone, too.
         let c = Compose::from_bytes(
             Path::new("convox.yml"),
@@ -658,15 +1059,160 @@ mod tests {
     }
 
     #[test]
-    fn image_wins_over_build_and_neither_is_an_error_naming_the_service() {
+    fn image_wins_over_build() {
         let c = load("web:\n  build: .\n  image: nginx\n").unwrap();
         assert_eq!(c.services[0].source, Source::Image("nginx".into()));
-        let e = load("web:\n  build: .\nworker:\n  command: x\n").unwrap_err();
+    }
+
+    fn implicit(c: &Compose, name: &str) -> (BuildSpec, BuildSite) {
+        match &c.services.iter().find(|s| s.name == name).unwrap().source {
+            Source::Build {
+                spec,
+                site,
+                implicit: true,
+            } => (spec.clone(), *site),
+            other => panic!("{name} is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gen1_builds_a_service_without_build_from_the_app_root() {
+        for src in [
+            "web:\n  command: bin/web\nworker:\n  ports: [\"80:80\"]\n  dockerfile: Dockerfile.w\nflow: {labels: {a: b}}\nempty: {}\nnull:\n",
+            "version: \"2\"\nservices:\n  web:\n    command: bin/web\n  worker:\n    ports: [\"80:80\"]\n    dockerfile: Dockerfile.w\n  flow: {labels: {a: b}}\n  empty: {}\n  null:\n",
+        ] {
+            let c = load(src).unwrap();
+            let (web, site) = implicit(&c, "web");
+            assert_eq!(web.context, "app");
+            assert_eq!(web.dockerfile.as_deref(), Some("app/Dockerfile"));
+            assert_eq!(site, BuildSite::Implicit);
+            let (worker, _) = implicit(&c, "worker");
+            assert_eq!(worker.dockerfile.as_deref(), Some("app/Dockerfile.w"));
+            for n in ["flow", "empty", "null"] {
+                assert_eq!(implicit(&c, n).0, web, "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn convox_yml_builds_a_service_without_build_from_the_app_root() {
+        let c = Compose::from_bytes(
+            Path::new("app/convox.yml"),
+            b"services:\n  web:\n    port: 3000\n".to_vec(),
+            &env,
+        )
+        .unwrap();
+        let (web, _) = implicit(&c, "web");
+        assert_eq!(web.context, "app");
+        assert_eq!(web.dockerfile.as_deref(), Some("app/Dockerfile"));
+    }
+
+    #[test]
+    fn the_compose_spec_and_version_3_still_need_build_or_image() {
+        for (src, kind) in [
+            ("services:\n  web:\n    command: x\n", "compose-spec file"),
+            (
+                "version: \"3.8\"\nservices:\n  web:\n    command: x\n",
+                "`version: \"3.8\"` file",
+            ),
+            ("services:\n  web:\n", "compose-spec file"),
+        ] {
+            let e = load(src).unwrap_err().to_string();
+            assert!(e.contains("service `web` has neither"), "{e}");
+            assert!(
+                e.contains(&format!("docker compose needs one of them in a {kind}")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_image_is_interpolated_before_deciding() {
+        let c = load("web:\n  image: r/${TAGDIR}\n").unwrap();
+        assert_eq!(c.services[0].source, Source::Image("r/${TAGDIR}".into()));
+        let e = load("web:\n  image: ${REGISTRY}${NOPE}\n")
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.to_string().contains("service `worker` has neither"),
+            e.contains("app/docker-compose.yml:2:10: service `web`"),
             "{e}"
         );
-        assert!(e.to_string().contains("app/docker-compose.yml:4:3"), "{e}");
+        assert!(e.contains("`REGISTRY`, `NOPE` are not set"), "{e}");
+        assert!(e.contains("Convox would then build this service"), "{e}");
+        // Written empty: Convox builds it, and so does this program.
+        let c = load("web:\n  image: \"\"\n").unwrap();
+        assert_eq!(implicit(&c, "web").1, BuildSite::Implicit);
+    }
+
+    #[test]
+    fn secret_looking_build_args_are_warned_about_and_show_the_safe_form() {
+        for n in [
+            "NPM_TOKEN",
+            "db_password",
+            "Api_Key",
+            "AWS_SECRET_ACCESS_KEY",
+            "GH_AUTH",
+            "PASSWD",
+            "credentials",
+        ] {
+            assert!(looks_secret(n), "{n}");
+        }
+        for n in ["RELEASE", "NODE_ENV", "GIT_TAG", "VERSION"] {
+            assert!(!looks_secret(n), "{n}");
+        }
+        let c = load("web:\n  build:\n    context: .\n    args: [NPM_TOKEN, RELEASE=1]\n").unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let w = &c.warnings[0];
+        assert!(
+            w.contains("build arg `NPM_TOKEN` looks like a secret"),
+            "{w}"
+        );
+        assert!(w.contains("docker history"), "{w}");
+        assert!(
+            w.contains("secrets: {npm_token: {environment: NPM_TOKEN}}"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn gen1_refuses_a_dockerfile_given_twice() {
+        let e = load("web:\n  dockerfile: A\n  build:\n    context: .\n    dockerfile: B\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dockerfile specified twice"), "{e}");
+    }
+
+    #[test]
+    fn a_v1_x_key_is_a_service_with_a_warning_or_an_error_without_a_dockerfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("docker-compose.yml");
+        let src = b"x-common: &c\n  labels: {a: b}\nweb:\n  <<: *c\n  build: .\n".to_vec();
+        let e = Compose::from_bytes(&file, src.clone(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":1:1: `x-common`: Convox reads every top-level key"),
+            "{e}"
+        );
+        assert!(e.contains("Dockerfile, which does not exist"), "{e}");
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let c = Compose::from_bytes(&file, src, &env).unwrap();
+        assert_eq!(implicit(&c, "x-common").1, BuildSite::Implicit);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("it deploys `x-common` as a service")
+                    && w.contains("web: &common")),
+            "{:?}",
+            c.warnings
+        );
+        let e = load("x-list: [1]\nweb:\n  build: .\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`x-list`") && e.contains("cannot load the file"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -688,7 +1234,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(c.services.len(), 3, "x- keys are not services in v1");
+        assert_eq!(c.services.len(), 4, "x- keys are services in v1");
     }
 
     #[test]

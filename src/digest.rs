@@ -1,14 +1,17 @@
 //! The content digest of a build: one BLAKE3 hash over exactly what the build
 //! depends on, so that an unchanged build keeps its tag and is never rebuilt.
 //!
-//! It covers every file of the context that docker would send (after
-//! `.dockerignore`), with its relative path, type, executable bit and content
-//! (a symlink by its target text); the Dockerfile's content, wherever it is;
+//! It covers every entry of the context that docker would send (after
+//! `.dockerignore`, see [`crate::dockerignore`]), with its relative path,
+//! type, permission bits and content (a symlink by its target text, never
+//! what it points at, as docker sends it; a fifo or socket by its type);
+//! the Dockerfile's content, wherever it is;
 //! the resolved build args; the target; the platform; and the version of this
 //! format. Image labels (the commit, the branch) are left out on purpose: they
 //! change on every commit and would defeat the digest.
 
 use crate::compose::{is_remote_context, ArgValue, BuildSpec};
+use crate::dockerignore::{Ignore, Which};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::fs;
@@ -16,239 +19,25 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Bump when what goes into the digest changes, so old tags stop matching.
-pub const FORMAT: &str = "convox-off-cluster-build digest v1";
+pub const FORMAT: &str = "convox-off-cluster-build digest v2";
 
-/// One `.dockerignore` pattern, compiled.
-#[derive(Debug, Clone)]
-struct Pattern {
-    tokens: Vec<Token>,
-    exclusion: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Char(char),
-    /// `*`: any run of characters but `/`.
-    Star,
-    /// `?`: one character but `/`.
-    Any,
-    /// `**/` in the middle: any number of whole directories, none included.
-    Dirs,
-    /// `**` at the end: anything at all.
-    Rest,
-    /// `[...]`: a class of characters, maybe negated with `^` or `!`.
-    Class(Vec<(char, char)>, bool),
-}
-
-/// The rules of a `.dockerignore` file, as docker applies them: patterns are
-/// anchored at the context root, `*` and `?` stop at `/`, `**` spans
-/// directories, `!` re-includes, the last matching pattern wins, and a
-/// pattern that matches a directory matches everything below it.
-#[derive(Debug, Clone, Default)]
-pub struct Ignore {
-    patterns: Vec<Pattern>,
-}
-
-impl Ignore {
-    pub fn parse(text: &str) -> Ignore {
-        let mut patterns = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = if i == 0 {
-                line.trim_start_matches('\u{feff}')
-            } else {
-                line
-            };
-            if line.starts_with('#') {
-                continue;
-            }
-            let mut p = line.trim();
-            if p.is_empty() {
-                continue;
-            }
-            let exclusion = p.starts_with('!');
-            if exclusion {
-                p = p[1..].trim();
-            }
-            let cleaned = clean(p);
-            let cleaned = match cleaned.strip_prefix('/') {
-                Some(rest) if !rest.is_empty() => rest.to_string(),
-                _ => cleaned,
-            };
-            patterns.push(Pattern {
-                tokens: compile(&cleaned),
-                exclusion,
-            });
-        }
-        Ignore { patterns }
-    }
-
-    /// Is this path (relative to the context, `/`-separated) left out?
-    pub fn excludes(&self, path: &str) -> bool {
-        let parents: Vec<&str> = match path.rsplit_once('/') {
-            Some((dir, _)) => dir.split('/').collect(),
-            None => Vec::new(),
-        };
-        let mut matched = false;
-        for p in &self.patterns {
-            // An inclusion cannot change an unmatched path, nor an exclusion a
-            // matched one.
-            if p.exclusion != matched {
-                continue;
-            }
-            let mut hit = matches(&p.tokens, path);
-            for i in 0..parents.len() {
-                if hit {
-                    break;
-                }
-                hit = matches(&p.tokens, &parents[..=i].join("/"));
-            }
-            if hit {
-                matched = !p.exclusion;
-            }
-        }
-        matched
-    }
-
-    /// Could an exception re-include something below an excluded directory?
-    fn has_exceptions(&self) -> bool {
-        self.patterns.iter().any(|p| p.exclusion)
-    }
-}
-
-/// Go's `filepath.Clean`, for `/`-separated paths.
-fn clean(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut out: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if out.last().is_some_and(|l| *l != "..") {
-                    out.pop();
-                } else if !rooted {
-                    out.push("..");
-                }
-            }
-            _ => out.push(part),
-        }
-    }
-    let body = out.join("/");
-    match (rooted, body.is_empty()) {
-        (true, _) => format!("/{body}"),
-        (false, true) => ".".to_string(),
-        (false, false) => body,
-    }
-}
-
-fn compile(p: &str) -> Vec<Token> {
-    let chars: Vec<char> = p.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '*' if chars.get(i + 1) == Some(&'*') => {
-                i += 2;
-                if chars.get(i) == Some(&'/') {
-                    i += 1;
-                }
-                tokens.push(if i >= chars.len() {
-                    Token::Rest
-                } else {
-                    Token::Dirs
-                });
-                continue;
-            }
-            '*' => tokens.push(Token::Star),
-            '?' => tokens.push(Token::Any),
-            '\\' if i + 1 < chars.len() => {
-                i += 1;
-                tokens.push(Token::Char(chars[i]));
-            }
-            '[' => {
-                if let Some((class, negated, next)) = class(&chars, i + 1) {
-                    tokens.push(Token::Class(class, negated));
-                    i = next;
-                    continue;
-                }
-                tokens.push(Token::Char('['));
-            }
-            c => tokens.push(Token::Char(c)),
-        }
-        i += 1;
-    }
-    tokens
-}
-
-/// Read a `[...]` class starting after the `[`; returns it and the index
-/// after the `]`.
-type Class = (Vec<(char, char)>, bool, usize);
-
-fn class(chars: &[char], mut i: usize) -> Option<Class> {
-    let negated = matches!(chars.get(i), Some('^') | Some('!'));
-    if negated {
-        i += 1;
-    }
-    let mut ranges = Vec::new();
-    let mut first = true;
-    while i < chars.len() {
-        let mut c = chars[i];
-        if c == ']' && !first {
-            return Some((ranges, negated, i + 1));
-        }
-        if c == '\\' && i + 1 < chars.len() {
-            i += 1;
-            c = chars[i];
-        }
-        if chars.get(i + 1) == Some(&'-') && chars.get(i + 2).is_some_and(|&e| e != ']') {
-            ranges.push((c, chars[i + 2]));
-            i += 3;
-        } else {
-            ranges.push((c, c));
-            i += 1;
-        }
-        first = false;
-    }
-    None
-}
-
-fn matches(tokens: &[Token], path: &str) -> bool {
-    let chars: Vec<char> = path.chars().collect();
-    match_at(tokens, &chars)
-}
-
-fn match_at(tokens: &[Token], s: &[char]) -> bool {
-    let Some((t, rest)) = tokens.split_first() else {
-        return s.is_empty();
-    };
-    match t {
-        Token::Char(c) => s.first() == Some(c) && match_at(rest, &s[1..]),
-        Token::Any => s.first().is_some_and(|&c| c != '/') && match_at(rest, &s[1..]),
-        Token::Class(ranges, negated) => {
-            s.first().is_some_and(|&c| {
-                c != '/' && ranges.iter().any(|&(a, b)| a <= c && c <= b) != *negated
-            }) && match_at(rest, &s[1..])
-        }
-        Token::Star => {
-            let run = s.iter().take_while(|&&c| c != '/').count();
-            (0..=run).any(|n| match_at(rest, &s[n..]))
-        }
-        Token::Rest => true,
-        Token::Dirs => {
-            // Zero directories, or any prefix that ends at a `/`.
-            match_at(rest, s)
-                || s.iter()
-                    .enumerate()
-                    .filter(|(_, &c)| c == '/')
-                    .any(|(i, _)| match_at(rest, &s[i + 1..]))
-        }
-    }
-}
-
+/// What an entry of the context is, with its permission bits (docker sends
+/// them; owners and times it does not keep).
 #[derive(Debug)]
 enum Kind {
-    File { exec: bool },
-    Dir,
+    File {
+        mode: u32,
+    },
+    Dir {
+        mode: u32,
+    },
     Symlink(Vec<u8>),
+    /// A fifo (the classic builder sends it), a socket (BuildKit sends an
+    /// empty file), a device: by its type and mode.
+    Special {
+        what: &'static str,
+        mode: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -258,24 +47,51 @@ struct Item {
     kind: Kind,
 }
 
-/// The `.dockerignore` that applies: `<Dockerfile>.dockerignore` beside the
-/// Dockerfile wins over the context's own.
-pub fn ignore_file(context: &Path, dockerfile: Option<&Path>) -> Option<PathBuf> {
+/// The ignore rules of a context: its `.dockerignore`, and a
+/// `<Dockerfile>.dockerignore` beside the Dockerfile when there is one
+/// (BuildKit reads that instead when it is given the Dockerfile's path; the
+/// classic builder, and BuildKit with the Dockerfile on stdin, read the
+/// context's). A file counts when any of them lets it through. A line docker
+/// refuses is an error naming the file, the line and the pattern.
+pub fn context_ignore(context: &Path, dockerfile: Option<&Path>) -> Result<Ignore> {
+    let read = |p: &Path| -> Result<Option<String>> {
+        if !p.is_file() {
+            return Ok(None);
+        }
+        let bytes = fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    let context_file = context.join(".dockerignore");
     let beside = dockerfile.map(|d| {
         let mut name = d.as_os_str().to_owned();
         name.push(".dockerignore");
         PathBuf::from(name)
     });
-    beside
-        .filter(|p| p.is_file())
-        .or_else(|| Some(context.join(".dockerignore")).filter(|p| p.is_file()))
+    let own = read(&context_file)?;
+    let theirs = match &beside {
+        Some(b) => read(b)?,
+        None => None,
+    };
+    Ignore::for_context(own.as_deref(), theirs.as_deref()).map_err(|(which, e)| {
+        let file = match (which, &beside) {
+            (Which::Dockerfile, Some(b)) => b.clone(),
+            _ => context_file.clone(),
+        };
+        anyhow!(
+            "{}:{}: docker refuses the pattern `{}`: {}",
+            file.display(),
+            e.line,
+            e.pattern,
+            e.message
+        )
+    })
 }
 
 /// Everything of the context that docker would receive, in path order.
 fn walk(context: &Path, ignore: &Ignore) -> Result<Vec<Item>> {
     let mut items = Vec::new();
-    let mut stack = vec![(context.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
+    let mut stack = vec![(context.to_path_buf(), String::new(), ignore.root())];
+    while let Some((dir, prefix, state)) = stack.pop() {
         let entries =
             fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
         for e in entries {
@@ -289,53 +105,85 @@ fn walk(context: &Path, ignore: &Ignore) -> Result<Vec<Item>> {
             let path = e.path();
             let meta = fs::symlink_metadata(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let excluded = ignore.excludes(&rel);
             let ft = meta.file_type();
+            let verdict = ignore.entry(&state, &rel, ft.is_dir());
+            let mode = permissions(&meta);
             if ft.is_dir() {
-                if !excluded || ignore.has_exceptions() {
-                    stack.push((path.clone(), rel.clone()));
+                if let Some(inner) = verdict.enter {
+                    stack.push((path.clone(), rel.clone(), inner));
                 }
-                if !excluded {
+                if verdict.sent {
                     items.push(Item {
                         rel,
                         path,
-                        kind: Kind::Dir,
+                        kind: Kind::Dir { mode },
                     });
                 }
-            } else if excluded {
                 continue;
-            } else if ft.is_symlink() {
+            }
+            if !verdict.sent {
+                continue;
+            }
+            let kind = if ft.is_symlink() {
                 let target = fs::read_link(&path)
                     .with_context(|| format!("cannot read the link {}", path.display()))?;
-                items.push(Item {
-                    rel,
-                    path,
-                    kind: Kind::Symlink(target.as_os_str().as_encoded_bytes().to_vec()),
-                });
+                Kind::Symlink(target.as_os_str().as_encoded_bytes().to_vec())
             } else if ft.is_file() {
-                items.push(Item {
-                    rel,
-                    path,
-                    kind: Kind::File {
-                        exec: is_executable(&meta),
-                    },
-                });
-            }
+                Kind::File { mode }
+            } else {
+                Kind::Special {
+                    what: special(&ft),
+                    mode,
+                }
+            };
+            items.push(Item { rel, path, kind });
         }
     }
     items.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(items)
 }
 
+/// The files of the context that some builder sends, relative and
+/// `/`-separated, in order (for tests and the differential check).
+pub fn sent_files(context: &Path, dockerfile: Option<&Path>) -> Result<Vec<String>> {
+    let ignore = context_ignore(context, dockerfile)?;
+    Ok(walk(context, &ignore)?
+        .into_iter()
+        .filter(|i| !matches!(i.kind, Kind::Dir { .. }))
+        .map(|i| i.rel)
+        .collect())
+}
+
 #[cfg(unix)]
-fn is_executable(meta: &fs::Metadata) -> bool {
+fn permissions(meta: &fs::Metadata) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o111 != 0
+    meta.permissions().mode() & 0o7777
 }
 
 #[cfg(not(unix))]
-fn is_executable(_: &fs::Metadata) -> bool {
-    false
+fn permissions(_: &fs::Metadata) -> u32 {
+    0o644
+}
+
+#[cfg(unix)]
+fn special(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "char"
+    } else if ft.is_block_device() {
+        "block"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(not(unix))]
+fn special(_: &fs::FileType) -> &'static str {
+    "other"
 }
 
 /// BLAKE3 of a file, read in chunks (never whole into memory).
@@ -355,6 +203,17 @@ fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
 
 /// The digest of one build, as 64 hex digits.
 pub fn digest(spec: &BuildSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    digest_with_bases(spec, env, &[])
+}
+
+/// The digest with the identity of each base image the build uses
+/// (`(image, identity)`, see [`crate::bases`]); none adds nothing, so a
+/// `FROM scratch` build's digest is the same either way.
+pub fn digest_with_bases(
+    spec: &BuildSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+    bases: &[(String, String)],
+) -> Result<String> {
     let mut h = blake3::Hasher::new();
     field(&mut h, FORMAT.as_bytes());
     if is_remote_context(&spec.context) {
@@ -377,12 +236,7 @@ pub fn digest(spec: &BuildSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<
                 d.display()
             );
         }
-        let ignore = match ignore_file(context, dockerfile) {
-            Some(p) => Ignore::parse(
-                &fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
-            ),
-            None => Ignore::default(),
-        };
+        let ignore = context_ignore(context, dockerfile)?;
         let items = walk(context, &ignore)?;
         let contents: Vec<Option<blake3::Hash>> = items
             .par_iter()
@@ -395,12 +249,20 @@ pub fn digest(spec: &BuildSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<
         for (it, content) in items.iter().zip(contents) {
             field(&mut h, it.rel.as_bytes());
             match &it.kind {
-                Kind::Dir => field(&mut h, b"d"),
-                Kind::File { exec } => {
-                    field(&mut h, if *exec { b"x" } else { b"f" });
+                Kind::Dir { mode } => {
+                    field(&mut h, b"d");
+                    h.update(&mode.to_le_bytes());
+                }
+                Kind::File { mode } => {
+                    field(&mut h, b"f");
+                    h.update(&mode.to_le_bytes());
                     if let Some(c) = content {
                         h.update(c.as_bytes());
                     }
+                }
+                Kind::Special { what, mode } => {
+                    field(&mut h, what.as_bytes());
+                    h.update(&mode.to_le_bytes());
                 }
                 Kind::Symlink(target) => {
                     field(&mut h, b"l");
@@ -448,102 +310,55 @@ pub fn digest(spec: &BuildSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<
             .unwrap_or_default()
             .as_bytes(),
     );
+    // Which secrets and SSH agents the build mounts (never their values: a
+    // rotated secret rebuilds nothing).
+    if !spec.secrets.is_empty() || !spec.ssh.is_empty() {
+        field(&mut h, b"secrets");
+        for s in &spec.secrets {
+            field(&mut h, s.id.as_bytes());
+            match &s.source {
+                crate::compose::SecretSource::Env(v) => {
+                    field(&mut h, format!("env {v}").as_bytes())
+                }
+                crate::compose::SecretSource::File(p) => {
+                    field(&mut h, format!("file {p}").as_bytes())
+                }
+            }
+        }
+        for s in &spec.ssh {
+            field(&mut h, s.as_bytes());
+        }
+    }
+    if !bases.is_empty() {
+        let mut sorted: Vec<&(String, String)> = bases.iter().collect();
+        sorted.sort();
+        field(&mut h, b"bases");
+        for (image, identity) in sorted {
+            field(&mut h, image.as_bytes());
+            field(&mut h, identity.as_bytes());
+        }
+    }
     Ok(h.finalize().to_hex().to_string())
+}
+
+/// The Dockerfile's text for a build (its own, or the context's
+/// `Dockerfile`); None for a remote context or one that cannot be read.
+pub fn dockerfile_text(spec: &BuildSpec) -> Option<String> {
+    if is_remote_context(&spec.context) {
+        return None;
+    }
+    let path = spec
+        .dockerfile
+        .as_deref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(&spec.context).join("Dockerfile"));
+    fs::read_to_string(path).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::compose::BuildArg;
-
-    fn ig(rules: &str) -> Ignore {
-        Ignore::parse(rules)
-    }
-
-    // Cases from docker's documented .dockerignore rules.
-    #[test]
-    fn patterns_are_anchored_at_the_context_root() {
-        let i = ig("*/temp*\n");
-        assert!(i.excludes("somedir/temporary.txt"));
-        assert!(i.excludes("somedir/temp"));
-        assert!(!i.excludes("temp"));
-        assert!(!i.excludes("a/b/temp"), "`*` stops at `/`");
-        let i = ig("*/*/temp*\n");
-        assert!(i.excludes("somedir/subdir/temporary.txt"));
-        assert!(!i.excludes("somedir/temporary.txt"));
-        let i = ig("/build\n");
-        assert!(i.excludes("build/out.o"), "a leading / is the root");
-        assert!(!i.excludes("src/build"), "not anywhere else");
-    }
-
-    #[test]
-    fn question_mark_is_one_character_but_slash() {
-        let i = ig("temp?\n");
-        assert!(i.excludes("tempa"));
-        assert!(!i.excludes("temp"));
-        assert!(!i.excludes("tempab"));
-        assert!(!ig("a?b\n").excludes("a/b"));
-    }
-
-    #[test]
-    fn double_star_spans_any_number_of_directories() {
-        let i = ig("**/*.go\n");
-        assert!(i.excludes("main.go"), "zero directories");
-        assert!(i.excludes("a/b/c/x.go"));
-        assert!(!i.excludes("a/b/c/x.rs"));
-        let i = ig("a/**/z\n");
-        assert!(i.excludes("a/z"));
-        assert!(i.excludes("a/b/c/z"));
-        assert!(!i.excludes("b/z"));
-        let i = ig("logs/**\n");
-        assert!(i.excludes("logs/x/y.log"));
-    }
-
-    #[test]
-    fn exceptions_re_include_and_the_last_match_wins() {
-        let i = ig("*.md\n!README.md\n");
-        assert!(i.excludes("CHANGES.md"));
-        assert!(!i.excludes("README.md"));
-        let i = ig("*.md\n!README*.md\nREADME-secret.md\n");
-        assert!(!i.excludes("README.md"));
-        assert!(i.excludes("README-secret.md"));
-        let i = ig("!README.md\n*.md\n");
-        assert!(i.excludes("README.md"), "the later exclusion wins");
-    }
-
-    #[test]
-    fn a_matched_directory_takes_everything_below_it() {
-        let i = ig("node_modules\n");
-        assert!(i.excludes("node_modules"));
-        assert!(i.excludes("node_modules/a/b.js"));
-        assert!(!i.excludes("src/node_modules/x"), "anchored at the root");
-        let i = ig("docs\n!docs/keep.txt\n");
-        assert!(i.excludes("docs/other.txt"));
-        assert!(!i.excludes("docs/keep.txt"));
-    }
-
-    #[test]
-    fn comments_blank_lines_whitespace_and_cleaning() {
-        let i = ig("# a comment\n\n   spaced.txt   \n./dir/../x.txt\n#notignored\n\\#hash\n");
-        assert!(i.excludes("spaced.txt"));
-        assert!(i.excludes("x.txt"));
-        assert!(
-            !i.excludes("#notignored"),
-            "a line starting with # is a comment"
-        );
-        assert!(i.excludes("#hash"), "an escaped # is a name");
-        let i = ig("dir/\n");
-        assert!(i.excludes("dir/f"), "a trailing slash is cleaned away");
-    }
-
-    #[test]
-    fn character_classes() {
-        let i = ig("file[0-9].txt\n[!a]b\n");
-        assert!(i.excludes("file7.txt"));
-        assert!(!i.excludes("fileX.txt"));
-        assert!(i.excludes("xb"));
-        assert!(!i.excludes("ab"));
-    }
 
     fn tree() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -565,6 +380,7 @@ mod tests {
             }],
             target: None,
             platform: None,
+            ..Default::default()
         }
     }
 
@@ -639,12 +455,15 @@ mod tests {
         // The mtime is not content.
         fs::write(d.path().join("src/a.txt"), "a").unwrap();
         assert_eq!(digest(&spec(d.path()), &no_env).unwrap(), base);
-        // A Dockerfile-specific ignore file wins over the context's.
+        // A Dockerfile-specific ignore file: BuildKit reads it when given
+        // the Dockerfile's path, the classic builder never, so what either
+        // lets through counts: `*.log` (BuildKit sends it now) and src/deep
+        // (the classic builder still does).
         fs::write(d.path().join("Dockerfile.dockerignore"), "src/deep\n").unwrap();
         let beside = digest(&spec(d.path()), &no_env).unwrap();
-        assert_ne!(beside, base, "*.log counts again, src/deep not");
+        assert_ne!(beside, base, "*.log counts again");
         fs::write(d.path().join("src/deep/b.txt"), "changed").unwrap();
-        assert_eq!(digest(&spec(d.path()), &no_env).unwrap(), beside);
+        assert_ne!(digest(&spec(d.path()), &no_env).unwrap(), beside);
     }
 
     #[test]

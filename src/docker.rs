@@ -1,7 +1,8 @@
 //! The docker command lines this program runs.
 
+use crate::builder::Builder;
 use crate::command::Cmd;
-use crate::compose::{ArgValue, BuildSpec};
+use crate::compose::{ArgValue, BuildSpec, SecretSource};
 
 /// `docker build -f DOCKERFILE -t REF [--build-arg ...] [--target T] [--platform P] --label ... CONTEXT`.
 ///
@@ -19,7 +20,12 @@ pub fn build(
     reference: &str,
     labels: &[(String, String)],
     dockerfile: Option<&str>,
+    builder: Builder,
+    builder_name: Option<&str>,
 ) -> Cmd {
+    if builder.is_buildkit() {
+        return buildkit_build(spec, reference, labels, builder_name);
+    }
     let one_line = match (&spec.dockerfile, dockerfile) {
         (Some(path), Some(text)) if labels_can_go_last(text, spec.target.as_deref()) => {
             Some(path.clone())
@@ -32,7 +38,20 @@ pub fn build(
     } else if let Some(d) = &spec.dockerfile {
         c = c.args(["-f", d.as_str()]);
     }
-    c = c.args(["-t", reference]);
+    c = common_build_args(c.args(["-t", reference]), spec);
+    if let Some(path) = one_line {
+        return c
+            .arg(spec.context.as_str())
+            .stdin_file_then(path, label_line(labels));
+    }
+    for (k, v) in labels {
+        c = c.args(["--label".to_string(), format!("{k}={v}")]);
+    }
+    c.arg(spec.context.as_str())
+}
+
+/// Build args, target and platform, as both builders take them.
+fn common_build_args(mut c: Cmd, spec: &BuildSpec) -> Cmd {
     for a in &spec.args {
         c = match &a.value {
             ArgValue::Literal(v) => c.args(["--build-arg".to_string(), format!("{}={v}", a.name)]),
@@ -46,13 +65,44 @@ pub fn build(
     if let Some(p) = &spec.platform {
         c = c.args(["--platform", p.as_str()]);
     }
-    if let Some(path) = one_line {
-        return c
-            .arg(spec.context.as_str())
-            .stdin_file_then(path, label_line(labels));
+    for from in &spec.cache_from {
+        c = c.args(["--cache-from", from.as_str()]);
     }
+    c
+}
+
+/// Under BuildKit: the Dockerfile by its path, labels as flags, plain
+/// progress, secrets by id and source (never by value), SSH, the cache
+/// sources, and buildx's `--builder`.
+fn buildkit_build(
+    spec: &BuildSpec,
+    reference: &str,
+    labels: &[(String, String)],
+    builder_name: Option<&str>,
+) -> Cmd {
+    let mut c = Cmd::new("docker")
+        .env_shown("DOCKER_BUILDKIT", "1")
+        .arg("build");
+    if let Some(b) = builder_name {
+        c = c.args(["--builder", b]);
+    }
+    c = c.args(["--progress", "plain"]);
+    if let Some(d) = &spec.dockerfile {
+        c = c.args(["-f", d.as_str()]);
+    }
+    c = common_build_args(c.args(["-t", reference]), spec);
     for (k, v) in labels {
         c = c.args(["--label".to_string(), format!("{k}={v}")]);
+    }
+    for s in &spec.secrets {
+        let source = match &s.source {
+            SecretSource::Env(var) => format!("env={var}"),
+            SecretSource::File(path) => format!("src={path}"),
+        };
+        c = c.args(["--secret".to_string(), format!("id={},{source}", s.id)]);
+    }
+    for s in &spec.ssh {
+        c = c.args(["--ssh", s.as_str()]);
     }
     c.arg(spec.context.as_str())
 }
@@ -151,6 +201,53 @@ pub fn repo_digests(reference: &str) -> Cmd {
     ])
 }
 
+/// What the engine knows of registries (`docker info`), as JSON.
+pub fn registry_config() -> Cmd {
+    Cmd::new("docker").args(["info", "--format", "{{json .RegistryConfig}}"])
+}
+
+/// Does the engine reach `host` over plain HTTP? When its configuration
+/// (`registry_config`) lists it as not secure, or its address is in one of
+/// the engine's insecure ranges (127.0.0.0/8 by default).
+pub fn insecure_in(config: &str, host: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(config) else {
+        return false;
+    };
+    if v.pointer(&format!(
+        "/IndexConfigs/{}/Secure",
+        host.replace('~', "~0").replace('/', "~1")
+    ))
+    .and_then(serde_json::Value::as_bool)
+        == Some(false)
+    {
+        return true;
+    }
+    let ip = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let Ok(ip) = ip.parse::<std::net::Ipv4Addr>() else {
+        return false;
+    };
+    v.get("InsecureRegistryCIDRs")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .any(|cidr| {
+            let Some((net, bits)) = cidr.split_once('/') else {
+                return false;
+            };
+            let (Ok(net), Ok(bits)) = (net.parse::<std::net::Ipv4Addr>(), bits.parse::<u32>())
+            else {
+                return false;
+            };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits.min(32))
+            };
+            u32::from(ip) & mask == u32::from(net) & mask
+        })
+}
+
 /// A registry host that docker reaches over plain HTTP: a loopback address.
 pub fn is_loopback(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
@@ -162,6 +259,11 @@ pub fn is_loopback(host: &str) -> bool {
 
 pub fn tag(source: &str, target: &str) -> Cmd {
     Cmd::new("docker").args(["tag", source, target])
+}
+
+/// `docker pull -q REF`: an image to build on or from.
+pub fn pull_quiet(reference: &str) -> Cmd {
+    Cmd::new("docker").args(["pull", "-q", reference])
 }
 
 pub fn push(reference: &str) -> Cmd {
@@ -177,6 +279,17 @@ pub fn login(host: &str) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engines_plain_http_registries() {
+        let config = r#"{"IndexConfigs":{"10.213.7.1:5999":{"Name":"10.213.7.1:5999","Secure":false},"docker.io":{"Secure":true}},"InsecureRegistryCIDRs":["127.0.0.0/8","10.9.0.0/16"]}"#;
+        assert!(insecure_in(config, "10.213.7.1:5999"));
+        assert!(insecure_in(config, "127.0.0.1:5000"));
+        assert!(insecure_in(config, "10.9.3.4:443"));
+        assert!(!insecure_in(config, "10.8.0.1:5000"));
+        assert!(!insecure_in(config, "docker.io"));
+        assert!(!insecure_in("not json", "127.0.0.1:5000"));
+    }
 
     #[test]
     fn labels_go_last_unless_a_target_or_escape_directive_says_otherwise() {

@@ -212,6 +212,25 @@ fn parallel<T: Send>(
         .ok_or_else(|| anyhow!("internal error: a step did not finish"))
 }
 
+/// The build to run: under the classic builder with a registry cache, the
+/// one that names the service's last image as its cache source when that
+/// image could be pulled (the first build of a service has none; naming a
+/// missing image would turn off the engine's own cache).
+fn build_command(b: &Build, opts: RunOptions) -> &crate::command::Cmd {
+    let Some(c) = &b.cache else { return &b.build };
+    match (&c.pull, &c.build_cached) {
+        (Some(pull), Some(cached)) => {
+            let pulled = capture(pull, opts).is_ok_and(|o| o.status.success());
+            if pulled {
+                cached
+            } else {
+                &b.build
+            }
+        }
+        _ => &b.build,
+    }
+}
+
 /// One build: skip it when the registry has every tag; push only the
 /// missing tags, without a build when the image is here already.
 fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildResult> {
@@ -265,12 +284,23 @@ fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildRes
     }
     let started = Instant::now();
     crate::ui::state(who, "building");
-    stream(&b.build, who, opts)?;
+    stream(build_command(b, opts), who, opts)?;
     for t in &b.tags {
         check(t, opts, None)?;
     }
     result.build_seconds = started.elapsed().as_secs_f64();
     push_missing(&mut result)?;
+    if let Some(c) = &b.cache {
+        // The next build's cache source; a failure here costs only speed.
+        crate::ui::state(who, "pushing the cache");
+        let pushed = check(&c.tag, opts, None).and_then(|_| push(&c.push, who, opts).map(|_| ()));
+        if let Err(e) = pushed {
+            log(&format!(
+                "[{who}] warning: the registry cache {} was not updated ({e:#}); the next build of {who} starts without it",
+                c.reference
+            ));
+        }
+    }
     crate::ui::done(
         who,
         &format!(
@@ -382,6 +412,21 @@ fn set_up_ecr(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()>
                         .into(),
                 ),
             ));
+        }
+    }
+    if let Some((name, describe, create)) = &e.cache {
+        let there = capture(describe, opts).is_ok_and(|o| o.status.success());
+        if !there {
+            let made = capture(create, opts).is_ok_and(|o| {
+                o.status.success()
+                    || String::from_utf8_lossy(&o.stderr)
+                        .contains("RepositoryAlreadyExistsException")
+            });
+            if !made {
+                log(&format!(
+                    "warning: cannot create the ECR repository {name} for the registry cache (`{create}`); builds go on without it"
+                ));
+            }
         }
     }
     run::login(&e.password, &e.login, opts)

@@ -56,6 +56,27 @@ pub fn interpolate(
     })
 }
 
+/// The names of the variables that a value refers to, in order (`$$` is
+/// not one).
+pub fn variables(input: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('$') {
+            rest = r;
+            continue;
+        }
+        let body = rest.strip_prefix('{').unwrap_or(rest);
+        let n = name_len(body);
+        if n > 0 {
+            names.push(body[..n].to_string());
+        }
+        rest = &body[n..];
+    }
+    names
+}
+
 fn name_len(s: &str) -> usize {
     let mut n = 0;
     for (i, c) in s.char_indices() {
@@ -165,6 +186,15 @@ mod tests {
         assert!(interpolate("${SET}", &env).unwrap().from_env);
         assert!(interpolate("$SET", &env).unwrap().from_env);
         assert!(!interpolate("${UNSET:-default}", &env).unwrap().from_env);
+    }
+
+    #[test]
+    fn variables_are_named_in_order_and_dollar_dollar_is_not_one() {
+        assert_eq!(
+            variables("${REG:-x}/$APP:$${NOT}-${TAG}$"),
+            ["REG", "APP", "TAG"]
+        );
+        assert!(variables("plain").is_empty());
     }
 
     #[test]

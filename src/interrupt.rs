@@ -14,11 +14,18 @@ use std::time::Duration;
 struct State {
     groups: Vec<u32>,
     temp_files: Vec<PathBuf>,
+    /// What each service is doing now (`building`, `pushing`), for the
+    /// timeout's message.
+    activities: Vec<(String, String)>,
+    /// The command lines running now, with their process groups.
+    running: Vec<(Vec<u32>, String)>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     groups: Vec::new(),
     temp_files: Vec::new(),
+    activities: Vec::new(),
+    running: Vec::new(),
 });
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Set by the first failure of parallel work: start nothing new.
@@ -87,6 +94,12 @@ fn stop_everything(sig: libc::c_int) -> ! {
         "\ninterrupted ({name}): stopping {} running command(s); the compose file is left as it was",
         st.groups.len()
     );
+    stop_and_exit(&st, 128 + sig)
+}
+
+/// With the lock held: stop every child's process group (SIGTERM, then
+/// SIGKILL after half a second), remove our temporary files, exit.
+fn stop_and_exit(st: &State, code: i32) -> ! {
     kill_groups(&st.groups, libc::SIGTERM);
     if !st.groups.is_empty() {
         std::thread::sleep(Duration::from_millis(500));
@@ -95,7 +108,7 @@ fn stop_everything(sig: libc::c_int) -> ! {
     for f in &st.temp_files {
         let _ = std::fs::remove_file(f);
     }
-    std::process::exit(128 + sig);
+    std::process::exit(code);
 }
 
 /// Start a child under the lock and remember its process group; a child
@@ -119,7 +132,66 @@ pub fn spawn<T>(
 
 /// Forget children that have ended.
 pub fn forget(pids: &[u32]) {
-    state().groups.retain(|g| !pids.contains(g));
+    let mut st = state();
+    st.groups.retain(|g| !pids.contains(g));
+    st.running
+        .retain(|(p, _)| !p.iter().any(|g| pids.contains(g)));
+}
+
+/// Remember the command line of children just started (for the timeout's
+/// message).
+pub fn running(pids: &[u32], cmdline: &str) {
+    state().running.push((pids.to_vec(), cmdline.to_string()));
+}
+
+/// A service's activity (`building`, `pushing`); None when it is done.
+pub fn activity(service: &str, what: Option<&str>) {
+    let mut st = state();
+    st.activities.retain(|(s, _)| s != service);
+    if let Some(w) = what.filter(|w| *w != "waiting") {
+        st.activities.push((service.to_string(), w.to_string()));
+    }
+}
+
+/// Run `commit` (the rename that writes the compose file) unless the run
+/// has been stopped; under the lock, so a stop cannot come half-way.
+pub fn unless_stopped<T>(commit: impl FnOnce() -> T) -> Option<T> {
+    let _st = state();
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return None;
+    }
+    Some(commit())
+}
+
+/// Stop the whole run when `limit` has passed: every child's process group
+/// is stopped, temporary files go, the compose file is left as it was, and
+/// the program exits 1 naming what was still running.
+pub fn deadline(limit: Duration, shown: String) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let st = state();
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        let what = if !st.activities.is_empty() {
+            st.activities
+                .iter()
+                .map(|(s, w)| format!("{w} {s}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else if !st.running.is_empty() {
+            st.running
+                .iter()
+                .map(|(_, c)| format!("running `{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            "reading and planning".to_string()
+        };
+        eprintln!(
+            "\nerror: timed out after {shown} while {what}; stopped {} running command(s); the compose file is left as it was",
+            st.groups.len()
+        );
+        stop_and_exit(&st, 1)
+    });
 }
 
 /// A temporary file to remove if we are interrupted.

@@ -5,8 +5,13 @@
 //! - [`cli`]: the command line and its environment defaults;
 //! - [`yaml`]: a YAML tree with byte ranges;
 //! - [`compose`]: what a compose file says (formats, services, builds);
+//! - [`manifest`]: what Convox builds, by its own loaders' rules;
 //! - [`interpolate`]: `${VAR}` in build fields;
-//! - [`digest`]: the content digest of a build, `.dockerignore`;
+//! - [`digest`]: the content digest of a build;
+//! - [`builder`]: which builder `docker build` runs (classic, BuildKit);
+//! - [`bases`]: the base images a build uses, and their identity now;
+//! - [`dockerignore`]: `.dockerignore` as docker applies it, both builders;
+//! - [`goregex`]: the Go regexp syntax that docker's ignore matcher makes;
 //! - [`tag`]: image tags from the template;
 //! - [`ecr`]: ECR repositories and the aws commands;
 //! - [`docker`]: the docker commands;
@@ -24,17 +29,22 @@
 //! - [`app`]: one invocation, step by step.
 
 pub mod app;
+pub mod bases;
+pub mod builder;
 pub mod cli;
 pub mod command;
 pub mod compose;
 pub mod convox;
 pub mod digest;
 pub mod docker;
+pub mod dockerignore;
 pub mod ecr;
 pub mod execute;
+pub mod goregex;
 pub mod interpolate;
 pub mod interrupt;
 pub mod lock;
+pub mod manifest;
 pub mod output;
 pub mod plan;
 pub mod report;

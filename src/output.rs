@@ -70,8 +70,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let result = write_temp(&mut tmp, &path, contents);
     crate::interrupt::untrack_temp_file(tmp.path());
     result?;
-    tmp.persist(&path)
-        .map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
+    let persisted = crate::interrupt::unless_stopped(|| tmp.persist(&path))
+        .ok_or_else(|| anyhow!("stopped: {} is left as it was", path.display()))?;
+    persisted.map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
     // Make the rename itself durable.
     if let Ok(d) = fs::File::open(&dir) {
         let _ = d.sync_all();

@@ -2,10 +2,11 @@
 //! which builds are shared, the image references, the exact commands, and the
 //! rewritten file. Making a plan starts no process.
 
+use crate::builder::Builder;
 use crate::command::Cmd;
 use crate::compose::{is_remote_context, BuildSpec, Compose, Source};
 use crate::ecr::{self, Repo};
-use crate::{docker, rewrite, tag};
+use crate::{docker, manifest, rewrite, tag};
 use anyhow::{anyhow, bail, Result};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,26 @@ pub struct EcrSetup {
     pub create: Cmd,
     pub password: Cmd,
     pub login: Cmd,
+    /// The registry-cache repository (`NAME-cache`, tags mutable), when
+    /// BuildKit builds use one: set up like the first, but its failure only
+    /// warns.
+    pub cache: Option<(String, Cmd, Cmd)>,
+}
+
+/// After a BuildKit build is pushed: its image also goes, under a fixed tag
+/// per service, to the cache repository, so that the next build of that
+/// service (on any runner) can take its unchanged layers from there.
+#[derive(Debug, Clone)]
+pub struct CachePush {
+    pub reference: String,
+    pub tag: Cmd,
+    pub push: Cmd,
+    /// The classic builder takes a cache image only from the engine, and
+    /// with `--cache-from` only from the images named there: the last image
+    /// is pulled first, and `build_cached` runs when the pull succeeded
+    /// (else the plain build, with the engine's own cache).
+    pub pull: Option<Cmd>,
+    pub build_cached: Option<Cmd>,
 }
 
 /// How to ask whether references already exist in the registry: one
@@ -90,6 +111,8 @@ pub struct Build {
     pub tags: Vec<Cmd>,
     /// Each push with the service whose reference it pushes.
     pub pushes: Vec<(String, Cmd)>,
+    /// The push to the registry cache, under BuildKit.
+    pub cache: Option<CachePush>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +126,8 @@ pub enum Action {
 pub struct ServicePlan {
     pub name: String,
     pub action: Action,
+    /// It has no `build:`; it is built from the app root, as Convox does.
+    pub from_app_root: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +154,17 @@ pub struct Target {
     pub repo: Repo,
     pub region: Option<String>,
     pub warnings: Vec<String>,
+    /// The engine reaches the registry over plain HTTP (loopback, or so
+    /// configured: `docker::insecure_in`).
+    pub insecure: bool,
+    /// Which builder `docker build` runs (`crate::builder`).
+    pub builder: Builder,
+    /// buildx's `--builder NAME`.
+    pub builder_name: Option<String>,
+    /// Under BuildKit, write inline cache into images and keep each
+    /// service's last image in `REPOSITORY-cache` as the next build's cache
+    /// source (`--no-registry-cache` turns it off).
+    pub registry_cache: bool,
 }
 
 impl Target {
@@ -158,7 +194,21 @@ impl Target {
             repo,
             region,
             warnings,
+            insecure: false,
+            builder: Builder::Classic,
+            builder_name: None,
+            registry_cache: true,
         })
+    }
+
+    /// The host pushed to, when it is not ECR's: the engine may know it as a
+    /// plain-HTTP registry.
+    pub fn other_host<'a>(&'a self, opts: &'a Options) -> Option<&'a str> {
+        match (&self.repo, &opts.registry_host) {
+            (_, Some(h)) => Some(h.as_str()),
+            (Repo::Other { host, .. }, None) => Some(host.as_str()),
+            (Repo::Ecr { .. }, None) => None,
+        }
     }
 
     /// True when the registry host needs the account id from
@@ -204,6 +254,7 @@ pub fn plan(
                     ecr::registry_host(account, &region)
                 }
             };
+            let cache_name = format!("{name}-cache");
             let setup = EcrSetup {
                 name: name.clone(),
                 region: region.clone(),
@@ -211,6 +262,13 @@ pub fn plan(
                 create: ecr::create_repository(name, &region),
                 password: ecr::login_password(&region),
                 login: docker::login(&host),
+                cache: target.registry_cache.then(|| {
+                    (
+                        cache_name.clone(),
+                        ecr::describe_repository(&cache_name, &region),
+                        ecr::create_repository(&cache_name, &region),
+                    )
+                }),
             };
             (host, name.clone(), Some(setup))
         }
@@ -266,11 +324,13 @@ pub fn plan(
                     action: Action::Kept {
                         image: image.clone(),
                     },
+                    from_app_root: false,
                 });
                 continue;
             }
             Source::Build { spec, .. } => with_default_dockerfile(spec),
         };
+        let from_app_root = matches!(svc.source, Source::Build { implicit: true, .. });
         let hash = match digests.iter().find(|(s, _)| *s == spec) {
             Some((_, d)) => d.clone(),
             None => {
@@ -301,6 +361,7 @@ pub fn plan(
                 services.push(ServicePlan {
                     name: svc.name.clone(),
                     action: Action::Shared { with, reference },
+                    from_app_root,
                 });
             }
             None => {
@@ -310,29 +371,73 @@ pub fn plan(
                         other.services[0], svc.name, opts.tag
                     )));
                 }
+                if !target.builder.is_buildkit()
+                    && (!spec.secrets.is_empty() || !spec.ssh.is_empty())
+                {
+                    return Err(anyhow!(
+                        "{}:{}: service `{}`: build secrets and `build.ssh` need BuildKit, and the docker here runs the classic builder; set DOCKER_BUILDKIT=1 with a docker that has BuildKit (a client before 23, or one with the buildx plugin)",
+                        compose.path.display(),
+                        svc.pos,
+                        svc.name
+                    ));
+                }
                 let mut labels = labels.clone();
                 labels.push((DIGEST_LABEL.to_string(), format!("blake3:{hash}")));
+                let buildkit = target.builder.is_buildkit();
+                let dockerfile_text = spec
+                    .dockerfile
+                    .as_deref()
+                    .and_then(|d| std::fs::read_to_string(d).ok());
+                let build_cmd = |s: &BuildSpec| {
+                    docker::build(
+                        s,
+                        &reference,
+                        &labels,
+                        dockerfile_text.as_deref(),
+                        target.builder,
+                        target.builder_name.as_deref(),
+                    )
+                };
+                let mut build_spec = spec.clone();
+                let cache = target.registry_cache.then(|| {
+                    let reference_c = format!(
+                        "{host}/{repository}-cache:{}",
+                        tag::sanitize(&format!("{}_{}", opts.app, svc.name))
+                    );
+                    let mut cached = spec.clone();
+                    cached.cache_from.push(reference_c.clone());
+                    CachePush {
+                        tag: docker::tag(&reference, &reference_c),
+                        push: docker::push(&reference_c),
+                        pull: (!buildkit).then(|| docker::pull_quiet(&reference_c)),
+                        build_cached: (!buildkit).then(|| build_cmd(&cached)),
+                        reference: reference_c,
+                    }
+                });
+                if let Some(c) = cache.as_ref().filter(|_| buildkit) {
+                    // The last image of this service is the cache source;
+                    // the new one carries its cache inline for the next.
+                    build_spec.cache_from.push(c.reference.clone());
+                    build_spec.args.push(crate::compose::BuildArg {
+                        name: "BUILDKIT_INLINE_CACHE".into(),
+                        value: crate::compose::ArgValue::Literal("1".into()),
+                    });
+                }
                 builds.push(Build {
                     digest: hash.clone(),
                     at: format!("{}:{}", compose.path.display(), svc.pos),
                     services: vec![svc.name.clone()],
-                    build: docker::build(
-                        &spec,
-                        &reference,
-                        &labels,
-                        spec.dockerfile
-                            .as_deref()
-                            .and_then(|d| std::fs::read_to_string(d).ok())
-                            .as_deref(),
-                    ),
+                    build: build_cmd(&build_spec),
                     spec,
                     refs: vec![reference.clone()],
                     tags: Vec::new(),
                     pushes: vec![(svc.name.clone(), docker::push(&reference))],
+                    cache,
                 });
                 services.push(ServicePlan {
                     name: svc.name.clone(),
                     action: Action::Built { reference },
+                    from_app_root,
                 });
             }
         }
@@ -362,7 +467,10 @@ pub fn plan(
         None => asks
             .iter()
             .map(|&(b, r)| Check {
-                cmd: docker::manifest_inspect(&builds[b].refs[r], docker::is_loopback(&host)),
+                cmd: docker::manifest_inspect(
+                    &builds[b].refs[r],
+                    docker::is_loopback(&host) || target.insecure,
+                ),
                 asks: vec![(b, r)],
                 batch: false,
             })
@@ -409,10 +517,13 @@ fn with_default_dockerfile(spec: &BuildSpec) -> BuildSpec {
     spec
 }
 
-/// Read the rewritten text back: each built service must now name its
-/// reference, and every other service must read as before.
+/// Read the rewritten text back, in the environment the file was read in:
+/// each built service must now name its reference, every other service must
+/// read as before, and, by Convox's own rules, no service is left for
+/// `convox build` to build.
 fn verify(compose: &Compose, rewritten: &str, refs: &[(String, String)]) -> Result<()> {
-    let after = Compose::from_bytes(&compose.path, rewritten.as_bytes().to_vec(), &|_| None)
+    let env = |k: &str| compose.env(k);
+    let after = Compose::from_bytes(&compose.path, rewritten.as_bytes().to_vec(), &env)
         .map_err(|e| anyhow!("internal error: the rewritten file does not read back: {e:#}"))?;
     for before in &compose.services {
         let Some(now) = after.services.iter().find(|s| s.name == before.name) else {
@@ -431,6 +542,16 @@ fn verify(compose: &Compose, rewritten: &str, refs: &[(String, String)]) -> Resu
                 before.name
             );
         }
+    }
+    let left = manifest::convox_builds(&after.doc, &after.format, &env);
+    if !left.is_empty() {
+        bail!(
+            "internal error: after the rewrite Convox would still build {}",
+            left.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(())
 }
@@ -455,6 +576,9 @@ impl Plan {
         let setup = |lines: &mut Vec<String>| {
             if let Some(e) = &self.ecr {
                 lines.push(format!("{} >/dev/null || {}", e.describe, e.create));
+                if let Some((_, describe, create)) = &e.cache {
+                    lines.push(format!("{describe} >/dev/null || {create}"));
+                }
                 lines.extend(self.login_line());
             }
         };
@@ -472,9 +596,38 @@ impl Plan {
             setup(&mut lines);
         }
         for b in &self.builds {
-            lines.push(b.build.to_string());
+            let from_root: Vec<&str> = b
+                .services
+                .iter()
+                .filter(|n| {
+                    self.services
+                        .iter()
+                        .any(|s| &s.name == *n && s.from_app_root)
+                })
+                .map(String::as_str)
+                .collect();
+            if !from_root.is_empty() {
+                lines.push(format!(
+                    "# {}: no `build:` in the file, so built from the app root, as Convox does:",
+                    from_root.join(", ")
+                ));
+            }
+            match b
+                .cache
+                .as_ref()
+                .and_then(|c| c.pull.as_ref().zip(c.build_cached.as_ref()))
+            {
+                Some((pull, cached)) => lines.push(format!(
+                    "if {pull} >/dev/null; then {cached}; else {}; fi",
+                    b.build
+                )),
+                None => lines.push(b.build.to_string()),
+            }
             lines.extend(b.tags.iter().map(ToString::to_string));
             lines.extend(b.pushes.iter().map(|(_, p)| p.to_string()));
+            if let Some(c) = &b.cache {
+                lines.push(format!("{} && {}", c.tag, c.push));
+            }
         }
         lines
     }

@@ -15,6 +15,8 @@ struct Row<'a> {
     digest: Option<&'a str>,
     content_digest: Option<&'a str>,
     seconds: (f64, f64, f64),
+    /// No `build:`: built from the app root, as Convox does.
+    from_app_root: bool,
 }
 
 fn rows<'a>(plan: &'a Plan, results: &'a [BuildResult]) -> Vec<Row<'a>> {
@@ -33,6 +35,7 @@ fn rows<'a>(plan: &'a Plan, results: &'a [BuildResult]) -> Vec<Row<'a>> {
                         digest: None,
                         content_digest: None,
                         seconds: (0.0, 0.0, 0.0),
+                        from_app_root: false,
                     }
                 }
             };
@@ -53,6 +56,7 @@ fn rows<'a>(plan: &'a Plan, results: &'a [BuildResult]) -> Vec<Row<'a>> {
                     digest: None,
                     content_digest: None,
                     seconds: (0.0, 0.0, 0.0),
+                    from_app_root: s.from_app_root,
                 };
             };
             let first = b.services[0] == s.name;
@@ -74,6 +78,7 @@ fn rows<'a>(plan: &'a Plan, results: &'a [BuildResult]) -> Vec<Row<'a>> {
                     if first { r.build_seconds } else { 0.0 },
                     r.push_seconds.get(i).copied().unwrap_or(0.0),
                 ),
+                from_app_root: s.from_app_root,
             }
         })
         .collect()
@@ -96,7 +101,15 @@ pub fn summary(plan: &Plan, results: &[BuildResult]) -> String {
             (a, _) => (a.to_string(), console::Style::new().green().bold()),
         };
         let what = crate::ui::paint(&format!("{what:<24}"), &style);
-        out.push_str(&format!("  {:width$}  {what} {}\n", r.name, r.reference));
+        let note = if r.from_app_root {
+            "  (no build: in the file; built from the app root, as Convox does)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {:width$}  {what} {}{note}\n",
+            r.name, r.reference
+        ));
     }
     out
 }
@@ -120,6 +133,7 @@ pub fn json(
                 "ref": r.reference,
                 "digest": r.digest,
                 "content_digest": r.content_digest.map(|d| format!("blake3:{d}")),
+                "from_app_root": r.from_app_root,
                 "seconds": {"check": round(r.seconds.0), "build": round(r.seconds.1), "push": round(r.seconds.2)},
             })
         })

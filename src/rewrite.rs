@@ -71,6 +71,10 @@ pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
                     }
                 }
             }
+            BuildSite::Implicit => out.push(match empty_image {
+                Some(e) => fill_image(e),
+                None => add_to_service(c, svc.value, name, reference)?,
+            }),
             BuildSite::Merged => out.push(match empty_image {
                 Some(e) => fill_image(e),
                 None => add_entry(src, doc, svc.value, reference),
@@ -87,6 +91,49 @@ pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
         }
     }
     Ok(out)
+}
+
+/// Give `image: REF` to a service that has no `build:`: a null service
+/// (`web:`, `web: ~`) becomes `{image: REF}`, an empty flow mapping gets it
+/// between its braces, any other mapping gets a new entry.
+fn add_to_service(c: &Compose, value: NodeId, name: &str, reference: &str) -> Result<Edit> {
+    let doc = &c.doc;
+    let src = c.text.as_str();
+    let n = doc.node(value);
+    let flow_value = format!("{{image: {}}}", scalar(reference, true));
+    if doc.is_null(value) {
+        if anchors_used_outside(doc, n.start, n.end.max(n.start + 1)) {
+            bail!(
+                "{}: service `{name}`: it is empty and anchored, and the anchor is used elsewhere, so it cannot be given an image; remove the anchor",
+                c.path.display()
+            );
+        }
+        let text = &src[n.start..n.end];
+        // Keep an anchor (`web: &w`); replace `~`, `null` or a tag.
+        let keep = if text.starts_with('&') {
+            text.find(char::is_whitespace).unwrap_or(text.len())
+        } else {
+            0
+        };
+        let space = if keep > 0 || n.start == 0 || !src[..n.start].ends_with([' ', '\t']) {
+            " "
+        } else {
+            ""
+        };
+        return Ok(Edit {
+            start: n.start + keep,
+            end: n.end,
+            text: format!("{space}{flow_value}"),
+        });
+    }
+    if n.flow && doc.entries(value).is_some_and(<[Entry]>::is_empty) {
+        return Ok(Edit {
+            start: n.start,
+            end: n.end,
+            text: flow_value,
+        });
+    }
+    Ok(add_entry(src, doc, value, reference))
 }
 
 /// Apply non-overlapping edits to `src`.
@@ -350,6 +397,35 @@ mod tests {
         assert_eq!(
             out,
             "x: &b\n  build: .\nweb:\n \t<<: *b\n  image: h/a:web\n  command: c\n"
+        );
+    }
+
+    #[test]
+    fn a_service_without_build_gets_image_in_every_shape() {
+        let src = "# app\nweb:   # the web\n  command: x\n  ports: [\"80:80\"]\nflow: {command: y}\nempty: {}\nnull:\ntilde: ~  # t\nanchored: &a\nafter: 1\n";
+        let refs: Vec<(&str, &str)> = vec![
+            ("web", "h/a:web"),
+            ("flow", "h/a:flow"),
+            ("empty", "h/a:empty"),
+            ("null", "h/a:null"),
+            ("tilde", "h/a:tilde"),
+            ("anchored", "h/a:anchored"),
+        ];
+        let src = src.replace("after: 1\n", "after:\n  command: z\n");
+        let mut refs = refs;
+        refs.push(("after", "h/a:after"));
+        assert_eq!(
+            rewrite(&src, &refs),
+            "# app\nweb:   # the web\n  command: x\n  image: h/a:web\n  ports: [\"80:80\"]\nflow: {command: y, image: \"h/a:flow\"}\nempty: {image: \"h/a:empty\"}\nnull: {image: \"h/a:null\"}\ntilde: {image: \"h/a:tilde\"}  # t\nanchored: &a {image: \"h/a:anchored\"}\nafter:\n  command: z\n  image: h/a:after\n"
+        );
+    }
+
+    #[test]
+    fn a_service_without_build_in_a_version_2_file_and_in_convox_yml() {
+        let src = "version: \"2\"\nservices:\n  web:\n    image: ''\n    command: x\n  null:\n";
+        assert_eq!(
+            rewrite(src, &[("web", "h/a:web"), ("null", "h/a:n")]),
+            "version: \"2\"\nservices:\n  web:\n    image: h/a:web\n    command: x\n  null: {image: \"h/a:n\"}\n"
         );
     }
 

@@ -109,6 +109,34 @@ pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
     wait_for(cmd, &expr)
 }
 
+/// Run and capture, but give up after `limit`: None when it did not finish
+/// in time (its process group is killed) or could not start.
+pub fn capture_within(
+    cmd: &Cmd,
+    opts: RunOptions,
+    limit: std::time::Duration,
+) -> Option<std::process::Output> {
+    if opts.verbose {
+        log(&format!("+ {cmd}"));
+    }
+    let expr = with_stdin(cmd, interrupt::own_group(cmd.to_duct()))
+        .ok()?
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked();
+    let handle = interrupt::spawn(|| expr.start(), |h| h.pids()).ok()?;
+    interrupt::running(&handle.pids(), &cmd.to_string());
+    let out = match handle.wait_timeout(limit) {
+        Ok(Some(out)) => Some(out.clone()),
+        _ => {
+            let _ = handle.kill();
+            None
+        }
+    };
+    interrupt::forget(&handle.pids());
+    out
+}
+
 /// The command's own stdin (e.g. a Dockerfile), else none at all.
 fn with_stdin(cmd: &Cmd, expr: duct::Expression) -> Result<duct::Expression> {
     match cmd.stdin_bytes() {
@@ -122,6 +150,7 @@ fn with_stdin(cmd: &Cmd, expr: duct::Expression) -> Result<duct::Expression> {
 fn wait_for(cmd: &Cmd, expr: &duct::Expression) -> Result<std::process::Output> {
     let handle =
         interrupt::spawn(|| expr.start(), |h| h.pids()).map_err(|e| spawn_error(cmd, &e))?;
+    interrupt::running(&handle.pids(), &cmd.to_string());
     let out = handle.wait().cloned();
     interrupt::forget(&handle.pids());
     out.map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))
@@ -238,6 +267,7 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> 
         .unchecked();
     let reader =
         interrupt::spawn(|| expr.reader(), |r| r.pids()).map_err(|e| spawn_error(cmd, &e))?;
+    interrupt::running(&reader.pids(), &cmd.to_string());
     let mut lines = BufReader::new(&reader);
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let mut buf = Vec::new();

@@ -85,7 +85,14 @@ bad_file! {
     service_name_with_a_space: "service-name-space" => [":2:3:", "service `my web`: invalid name", "compose allows"];
     service_name_with_a_slash: "service-name-slash" => [":2:3:", "service `web/api`: invalid name"];
     service_name_with_a_colon: "service-name-colon" => [":2:3:", "service `web:api`: invalid name"];
-    neither_build_nor_image: "neither-build-nor-image" => [":2:3:", "service `web` has neither", "add one of them"];
+    neither_build_nor_image: "neither-build-nor-image" => [":3:5:", "service `web` has neither", "docker compose needs one of them in a compose-spec file", "add one of them"];
+    neither_in_version_3: "neither-build-nor-image-v3" => [":4:5:", "service `web` has neither", "docker compose needs one of them in a `version: \"3.8\"` file"];
+    image_variable_unset: "image-variable-unset" => [":3:10:", "service `web`", "`image: ${WEB_IMAGE}` comes out empty", "`WEB_IMAGE` is not set", "Convox would then build this service on the cluster"];
+    v1_x_key_without_a_dockerfile: "v1-x-key-without-dockerfile" => [":2:1:", "`x-common`", "Convox reads every top-level key", "build this one from the app root with Dockerfile, which does not exist", "web: &common"];
+    v1_x_key_that_is_a_list: "v1-x-key-list" => [":1:10:", "`x-hosts`", "not a mapping, so Convox cannot load the file"];
+    dockerignore_unterminated_class: "dockerignore-unterminated-class" => ["service `web`", "badignore/.dockerignore:3: docker refuses the pattern `[abc`", "not closed with `]`"];
+    dockerignore_bare_bang: "dockerignore-bare-bang" => ["service `web`", "bangignore/.dockerignore:2: docker refuses the pattern `!`", "`!` alone"];
+    dockerfile_given_twice: "dockerfile-twice" => [":2:15:", "service `web`", "dockerfile specified twice"];
 }
 
 /// Run on a file in a directory with a `ctx/` build context, fake docker
@@ -138,19 +145,22 @@ fn a_dollar_as_the_files_last_byte_in_an_environment_value() {
 
 #[test]
 fn a_20_mb_file_with_very_long_lines() {
-    let mut src = String::from("# big\nx-blob: &blob\n");
+    // Version 2: top-level `x-` keys are not services there.
+    let mut src = String::from("# big\nversion: \"2\"\nx-blob: &blob\n");
     let line = format!("  - \"{}\"\n", "y".repeat(1000));
     while src.len() < 20 * 1024 * 1024 {
         src.push_str(&line);
     }
     src.push_str(&format!("x-long: {}\n", "z".repeat(1024 * 1024)));
-    src.push_str("web:\n  build: ./ctx   # here\n  command: run\n");
+    src.push_str("services:\n  web:\n    build: ./ctx   # here\n    command: run\n");
     let (out, _) = works(src.as_bytes());
     assert_eq!(
         out.len(),
         src.len() - "build: ./ctx".len() + "image: reg.test/a:temp_a_web_s".len()
     );
-    assert!(out.ends_with("web:\n  image: reg.test/a:temp_a_web_s   # here\n  command: run\n"));
+    assert!(
+        out.ends_with("  web:\n    image: reg.test/a:temp_a_web_s   # here\n    command: run\n")
+    );
     assert!(out[..out.len() - 80] == src[..out.len() - 80]);
 }
 
@@ -159,16 +169,20 @@ fn a_20_mb_file_with_very_long_lines() {
 #[test]
 fn deep_nesting() {
     let depth = 250;
-    let mut src = format!("x-deep: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+    let mut src = format!(
+        "version: \"2\"\nx-deep: {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
     src.push_str("x-block:\n");
     for i in 0..2000 {
         src.push_str(&format!("{}k{i}:\n", " ".repeat(i + 1)));
     }
     src.push_str(&format!("{}leaf: 1\n", " ".repeat(2001)));
-    src.push_str("web:\n  build: ./ctx\n");
+    src.push_str("services:\n  web:\n    build: ./ctx\n");
     let (out, _) = works(src.as_bytes());
     assert!(
-        out.ends_with("web:\n  image: reg.test/a:temp_a_web_s\n"),
+        out.ends_with("  web:\n    image: reg.test/a:temp_a_web_s\n"),
         "{}",
         &out[out.len() - 100..]
     );
@@ -180,6 +194,7 @@ fn unusual_but_legal_keys_and_unicode() {
 %YAML 1.2
 ---
 # ünïcødé ✓ 日本語 comment
+version: '2.1'
 x-odd:
   \"quoted key\": 1
   ? complex key
@@ -189,10 +204,11 @@ x-odd:
   123: numeric
   \"\": empty
   'a: b': colon
-web:
-  build: ./ctx # 構築 ✓
-  command: \"echo 'héllo wörld' ✓\"
-  labels: {\"convox.ünï\": \"✓\"}
+services:
+  web:
+    build: ./ctx # 構築 ✓
+    command: \"echo 'héllo wörld' ✓\"
+    labels: {\"convox.ünï\": \"✓\"}
 ";
     let (out, _) = works(src.as_bytes());
     assert_eq!(
@@ -200,3 +216,54 @@ web:
         src.replace("build: ./ctx #", "image: reg.test/a:temp_a_web_s #")
     );
 }
+
+/// A file of the context that cannot be read is an error naming the file and
+/// the service, before any process runs. Run as an unprivileged user (root
+/// reads everything), through `setpriv`.
+#[test]
+fn an_unreadable_file_in_the_context_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.is_file() {
+        eprintln!("SKIPPED: needs root and /usr/bin/setpriv to run the program as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    fs::create_dir(d.join("app")).expect("app");
+    fs::write(d.join("app/Dockerfile"), "FROM scratch\n").expect("Dockerfile");
+    fs::write(d.join("app/secret.txt"), "x").expect("file");
+    fs::write(d.join(FILE_V1), "web:\n  build: ./app\n").expect("compose");
+    for p in [d.to_path_buf(), d.join("app")] {
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    for f in ["app/Dockerfile", FILE_V1] {
+        fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    fs::set_permissions(d.join("app/secret.txt"), fs::Permissions::from_mode(0o000))
+        .expect("chmod");
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::BIN)
+        .args([
+            "--dry-run",
+            "--app",
+            "a",
+            "--gitsha",
+            "s",
+            "--repo",
+            "127.0.0.1:5000/a",
+        ])
+        .current_dir(d)
+        .output()
+        .expect("run");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("service `web`: cannot read app/secret.txt: Permission denied"),
+        "{stderr}"
+    );
+}
+
+const FILE_V1: &str = "docker-compose.convox.yml";

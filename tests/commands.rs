@@ -92,6 +92,7 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
             args: vec![],
             target: None,
             platform: None,
+            ..Default::default()
         },
         &|_| None,
     )
@@ -113,7 +114,7 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
             format!("docker push {}", r("web")),
             format!("docker push {}", r("worker")),
             format!(
-                "docker build -f - -t {} --build-arg RELEASE=dev --build-arg NPM_TOKEN api",
+                "docker build -f - -t {} --build-arg RELEASE=dev api",
                 r("api")
             ),
             format!("docker push {}", r("api")),
@@ -1315,4 +1316,487 @@ fn a_failing_convox_build_is_named_and_a_missing_convox_is_found_first() {
         text(&out).1
     );
     assert!(fakes.calls().is_empty(), "nothing ran before the check");
+}
+
+#[test]
+fn the_canonical_convox_yml_is_built_from_the_app_root_and_rewritten() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("convox-canonical");
+    let mut args = standard_args("127.0.0.1:5000/demo");
+    args.extend(["-f", "convox.yml"]);
+    let out = run(&fakes, dir.path(), &args, &[]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        calls_starting(&fakes, "docker build"),
+        ["docker build -f - -t 127.0.0.1:5000/demo:temp_demo_web_abc123 ."]
+    );
+    // The Dockerfile the build got is the app root's, with the labels.
+    let sent = fakes
+        .dockerfile("temp_demo_web_abc123")
+        .expect("the Dockerfile sent");
+    assert!(
+        sent.starts_with("FROM scratch\nCOPY index.html /app/\n"),
+        "{sent}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("convox.yml")).unwrap(),
+        "services:\n  web:\n    port: 3000\n    image: 127.0.0.1:5000/demo:temp_demo_web_abc123\n"
+    );
+    assert!(
+        stderr.contains("web  built")
+            && stderr.contains("(no build: in the file; built from the app root, as Convox does)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gen1_services_without_build_share_the_app_roots_build_and_the_dry_run_says_so() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("gen1-buildless");
+    let mut args = standard_args("127.0.0.1:5000/demo");
+    args.extend(["--dry-run", "--no-registry-cache"]);
+    let out = run(&fakes, dir.path(), &args, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(fakes.calls().is_empty());
+    let build_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.contains("docker build") || l.starts_with("# web") || l.starts_with("# clock")
+        })
+        .collect();
+    assert_eq!(build_lines.len(), 4, "{stdout}");
+    assert_eq!(
+        build_lines[0],
+        "# web, worker, shell: no `build:` in the file, so built from the app root, as Convox does:"
+    );
+    assert!(
+        build_lines[1]
+            .ends_with(" | docker build -f - -t 127.0.0.1:5000/demo:temp_demo_web_abc123 ."),
+        "{}",
+        build_lines[1]
+    );
+    assert!(
+        build_lines[1].starts_with("{ cat Dockerfile;"),
+        "{}",
+        build_lines[1]
+    );
+    assert_eq!(
+        build_lines[2],
+        "# clock: no `build:` in the file, so built from the app root, as Convox does:"
+    );
+    assert!(
+        build_lines[3].starts_with("{ cat Dockerfile.clock;"),
+        "{}",
+        build_lines[3]
+    );
+    for tagged in ["worker", "shell"] {
+        assert!(
+            stdout.contains(&format!("docker tag 127.0.0.1:5000/demo:temp_demo_web_abc123 127.0.0.1:5000/demo:temp_demo_{tagged}_abc123")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("worker: {command: bin/worker, image: \"127.0.0.1:5000/demo:temp_demo_worker_abc123\"}   # flow style\n"), "{stdout}");
+    assert!(
+        stdout.contains("shell: {image: \"127.0.0.1:5000/demo:temp_demo_shell_abc123\"}\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_v1_x_key_is_built_as_convox_would_with_a_warning() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    fs::write(
+        dir.path().join(FILE),
+        "x-common: &common\n  environment: [A=1]\nweb:\n  <<: *common\n  command: x\n",
+    )
+    .unwrap();
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args("127.0.0.1:5000/demo"),
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`x-common`: Convox reads every top-level key of a file without `version:` as a service")
+            && stderr.contains("it deploys `x-common` as a service"),
+        "{stderr}"
+    );
+    assert_eq!(calls_starting(&fakes, "docker build").len(), 1);
+    assert_eq!(calls_starting(&fakes, "docker push").len(), 2);
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert_eq!(
+        written,
+        "x-common: &common\n  environment: [A=1]\n  image: 127.0.0.1:5000/demo:temp_demo_x-common_abc123\nweb:\n  <<: *common\n  image: 127.0.0.1:5000/demo:temp_demo_web_abc123\n  command: x\n"
+    );
+}
+
+#[test]
+fn versions_convox_gen1_does_not_load_get_a_warning() {
+    for (version, warns) in [("3.8", true), ("2.4", true), ("2.2", false), ("2", false)] {
+        let fakes = Fakes::new(&["docker"]);
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        fs::write(
+            dir.path().join("docker-compose.yml"),
+            format!("version: \"{version}\"\nservices:\n  web:\n    build: .\n"),
+        )
+        .unwrap();
+        let mut args = standard_args("127.0.0.1:5000/demo");
+        args.extend(["-f", "docker-compose.yml", "--dry-run"]);
+        let out = run(&fakes, dir.path(), &args, &[]);
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let warned = stderr.contains(&format!(
+            "`version: \"{version}\"`: Convox gen1 loads a file without `version:` (services at the top level) or with version \"2\", \"2.0\", \"2.1\" or \"2.2\""
+        ));
+        assert_eq!(warned, warns, "{version}: {stderr}");
+    }
+}
+
+/// A service on a base image: what the lookups answer decides the tag, a
+/// stale engine copy is pulled first, and neither a registry nor an engine
+/// that does not know the base fails the run.
+#[test]
+fn a_base_images_identity_comes_from_the_registry_else_the_engine_else_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("app")).unwrap();
+    fs::write(
+        dir.path().join("app/Dockerfile"),
+        "FROM registry.test/base:7\nCOPY . /app\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join(FILE), "web:\n  build: ./app\n").unwrap();
+    let tag_with = |env: &[(&str, &str)], extra: &[&str]| {
+        let fakes = Fakes::new(&["docker"]);
+        let mut args = vec![
+            "--app",
+            "demo",
+            "--gitsha",
+            "abc",
+            "--repo",
+            "127.0.0.1:5000/demo",
+            "-o",
+            "-",
+        ];
+        args.extend(extra);
+        let out = run(&fakes, dir.path(), &args, env);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let tag = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("image: 127.0.0.1:5000/demo:"))
+            .expect("the image line")
+            .to_string();
+        (tag, stderr, fakes.call_lines())
+    };
+    let lookup = "docker manifest inspect --verbose registry.test/base:7";
+    let (registry, stderr, calls) = tag_with(&[("FAKE_EXISTING", "7")], &[]);
+    assert!(calls.iter().any(|c| c == lookup), "{calls:?}");
+    assert!(!stderr.contains("base image"), "{stderr}");
+    assert!(
+        !calls.iter().any(|c| c.starts_with("docker pull")),
+        "{calls:?}"
+    );
+    let (local, stderr, _) = tag_with(&[("FAKE_LOCAL", "7")], &[]);
+    assert!(
+        stderr.contains("warning: base image registry.test/base:7: the registry did not answer"),
+        "{stderr}"
+    );
+    let (name, stderr, _) = tag_with(&[], &[]);
+    assert!(
+        stderr.contains("neither the registry nor the engine knows it"),
+        "{stderr}"
+    );
+    let (stale, _, calls) = tag_with(&[("FAKE_EXISTING", "7"), ("FAKE_LOCAL", "7")], &[]);
+    assert_eq!(
+        stale, registry,
+        "the registry's digest names the base either way"
+    );
+    let pull = calls
+        .iter()
+        .position(|c| c == "docker pull --quiet registry.test/base:7");
+    let build = calls.iter().position(|c| c.starts_with("docker build"));
+    assert!(
+        pull.is_some() && pull < build,
+        "pulled before the build: {calls:?}"
+    );
+    let (off, _, calls) = tag_with(&[("FAKE_EXISTING", "7")], &["--no-base-digest"]);
+    assert!(!calls.iter().any(|c| c == lookup), "{calls:?}");
+    let all = [&registry, &local, &name, &off];
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            assert_ne!(a, b, "each identity gives its own tag");
+        }
+    }
+    // A dry run lists the lookup and shows the --no-base-digest tags.
+    let fakes = Fakes::new(&["docker"]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &[
+            "--dry-run",
+            "--app",
+            "demo",
+            "--gitsha",
+            "abc",
+            "--repo",
+            "127.0.0.1:5000/demo",
+        ],
+        &[],
+    );
+    let (stdout, _) = text(&out);
+    assert!(fakes.calls().is_empty());
+    assert!(stdout.contains(&format!("\n{lookup}\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("image: 127.0.0.1:5000/demo:{off}")),
+        "{stdout}"
+    );
+}
+
+/// DOCKER_HOST (tcp:// or ssh://) and the docker context reach every docker
+/// command untouched; `--context` sets DOCKER_CONTEXT for them.
+#[test]
+fn the_docker_host_and_context_reach_docker_untouched() {
+    for (env, extra, want_host, want_context) in [
+        (
+            vec![("DOCKER_HOST", "ssh://builder@build-1")],
+            vec![],
+            "ssh://builder@build-1",
+            "",
+        ),
+        (
+            vec![("DOCKER_HOST", "tcp://10.0.0.5:2376")],
+            vec![],
+            "tcp://10.0.0.5:2376",
+            "",
+        ),
+        (
+            vec![("DOCKER_CONTEXT", "big-builder")],
+            vec![],
+            "",
+            "big-builder",
+        ),
+        (vec![], vec!["--context", "remote-ci"], "", "remote-ci"),
+        (
+            vec![("PLUGIN_CONTEXT", "from-drone")],
+            vec![],
+            "",
+            "from-drone",
+        ),
+    ] {
+        let mut env = env;
+        env.push(("FAKE_RECORD_ENV", "DOCKER_HOST DOCKER_CONTEXT"));
+        let mut args = standard_args("127.0.0.1:5000/demo");
+        args.extend(extra);
+        let (fakes, _dir, out) = run_demo(&["docker"], &args, &env);
+        assert!(out.status.success(), "{}", text(&out).1);
+        let log = fakes.env_log();
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(!lines.is_empty());
+        for l in &lines {
+            assert!(
+                l.ends_with(&format!("DOCKER_HOST={want_host}"))
+                    || l.ends_with(&format!("DOCKER_CONTEXT={want_context}")),
+                "{l}"
+            );
+        }
+        assert!(
+            log.contains(&format!("docker DOCKER_HOST={want_host}\n")),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("docker DOCKER_CONTEXT={want_context}\n")),
+            "{log}"
+        );
+    }
+}
+
+fn secret_app(dir: &std::path::Path) {
+    fs::create_dir_all(dir.join("app")).unwrap();
+    fs::write(dir.join("app/Dockerfile"), "FROM scratch\nCOPY . /app\n").unwrap();
+    fs::write(dir.join("npmrc"), "//registry/:_authToken=from-a-file\n").unwrap();
+    fs::write(
+        dir.join(FILE),
+        "version: \"3.8\"\nservices:\n  web:\n    build:\n      context: ./app\n      secrets:\n        - npm_token\n        - source: npmrc\n          target: npm_config\n      ssh: [default]\n      cache_from: [registry.test/web:cache]\nsecrets:\n  npm_token:\n    environment: NPM_TOKEN\n  npmrc:\n    file: ./npmrc\n",
+    )
+    .unwrap();
+}
+
+/// Under BuildKit: the Dockerfile by its path, labels as flags, plain
+/// progress, each secret by id and source and never by value, SSH and the
+/// cache sources; the value is in no argv, output or JSON report, and a
+/// rotated value keeps the tag.
+#[test]
+fn build_secrets_reach_buildkit_by_id_and_source_never_by_value() {
+    let dir = tempfile::tempdir().unwrap();
+    secret_app(dir.path());
+    let run_with = |value: &str| {
+        let fakes = Fakes::new(&["docker"]);
+        // The default tag (by content digest), so that a rotated secret
+        // would show in it.
+        let args = [
+            "--app",
+            "demo",
+            "--gitsha",
+            "abc123",
+            "--repo",
+            "127.0.0.1:5000/demo",
+            "-f",
+            FILE,
+            "-o",
+            "out.yml",
+            "--json",
+        ];
+        let out = run(
+            &fakes,
+            dir.path(),
+            &args,
+            &[
+                ("DOCKER_BUILDKIT", "1"),
+                ("NPM_TOKEN", value),
+                ("FAKE_RECORD_ENV", "NPM_TOKEN DOCKER_BUILDKIT"),
+            ],
+        );
+        (fakes, out)
+    };
+    let secret = "s3cr3t-npm-token-value";
+    let (fakes, out) = run_with(secret);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let build = calls_starting(&fakes, "docker build");
+    assert_eq!(build.len(), 1, "{build:?}");
+    let b = &build[0];
+    assert!(
+        b.starts_with(
+            "docker build --progress plain -f app/Dockerfile -t 127.0.0.1:5000/demo:temp_demo_web_"
+        ),
+        "{b}"
+    );
+    for part in [
+        " --cache-from registry.test/web:cache",
+        " --label org.opencontainers.image.title=demo",
+        " --secret id=npm_token,env=NPM_TOKEN",
+        " --secret id=npm_config,src=npmrc",
+        " --ssh default",
+    ] {
+        assert!(b.contains(part), "{part} in {b}");
+    }
+    assert!(
+        fakes.dockerfile("x").is_none() && !b.contains(" -f - "),
+        "no Dockerfile on stdin: {b}"
+    );
+    // The value reaches docker only through the environment it inherits.
+    assert!(fakes
+        .env_log()
+        .contains(&format!("docker NPM_TOKEN={secret}")));
+    assert!(fakes.env_log().contains("docker DOCKER_BUILDKIT=1"));
+    for text in [
+        stdout.as_str(),
+        stderr.as_str(),
+        &fakes.call_lines().join("\n"),
+    ] {
+        assert!(!text.contains(secret), "the secret leaked: {text}");
+    }
+    let tag = fakes.built_tag("web").expect("tag");
+    let (rotated, out) = run_with("a-new-token-value");
+    assert!(out.status.success());
+    assert_eq!(
+        rotated.built_tag("web").expect("tag"),
+        tag,
+        "a rotated secret rebuilds nothing"
+    );
+}
+
+#[test]
+fn build_secrets_are_refused_under_the_classic_builder_and_a_missing_source_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    secret_app(dir.path());
+    let mut args = standard_args("127.0.0.1:5000/demo");
+    args.extend(["-f", FILE]);
+    // The classic builder (DOCKER_BUILDKIT unset, a docker with no version
+    // to tell): refused before anything runs.
+    let fakes = Fakes::new(&["docker"]);
+    let out = run(&fakes, dir.path(), &args, &[("NPM_TOKEN", "x")]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("service `web`: build secrets and `build.ssh` need BuildKit"),
+        "{stderr}"
+    );
+    assert!(fakes.calls().is_empty(), "{:?}", fakes.calls());
+    // Under BuildKit, an unset variable or a missing file is named.
+    let out = run(&fakes, dir.path(), &args, &[("DOCKER_BUILDKIT", "1")]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("service `web`: build secret `npm_token` comes from the environment variable NPM_TOKEN, which is not set"), "{stderr}");
+    fs::remove_file(dir.path().join("npmrc")).unwrap();
+    let out = run(
+        &fakes,
+        dir.path(),
+        &args,
+        &[("DOCKER_BUILDKIT", "1"), ("NPM_TOKEN", "x")],
+    );
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("build secret `npmrc` comes from the file npmrc, which does not exist"),
+        "{stderr}"
+    );
+    assert!(fakes.calls().is_empty(), "{:?}", fakes.calls());
+}
+
+/// The registry cache under BuildKit: with an engine from 23 on, each build
+/// takes the service's last image in REPO-cache as its cache source, writes
+/// inline cache, and after its push goes there under the service's fixed
+/// tag; with docker 20.10's engine (whose BuildKit crashed here writing
+/// inline cache) it is off, with a note.
+#[test]
+fn the_registry_cache_under_buildkit_and_only_with_a_safe_engine() {
+    let run_with = |versions: &str| {
+        let (fakes, _dir, out) = run_demo(
+            &["docker"],
+            &standard_args("127.0.0.1:5000/demo"),
+            &[("DOCKER_BUILDKIT", "1"), ("FAKE_VERSIONS", versions)],
+        );
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        (fakes, stderr)
+    };
+    let (fakes, stderr) = run_with("27.3.1|27.3.1");
+    assert!(!stderr.contains("registry cache is off"), "{stderr}");
+    let lines = fakes.all_call_lines();
+    let web_build = lines
+        .iter()
+        .find(|l| l.contains("docker build") && l.contains("temp_demo_web_"))
+        .expect("web build");
+    assert!(
+        web_build.contains(" --build-arg BUILDKIT_INLINE_CACHE=1 ")
+            && web_build.contains(" --cache-from 127.0.0.1:5000/demo-cache:demo_web "),
+        "{web_build}"
+    );
+    let cache = "127.0.0.1:5000/demo-cache:demo_web";
+    let tag_at = lines
+        .iter()
+        .position(|l| l.starts_with("docker tag ") && l.ends_with(cache))
+        .expect("tagged for the cache");
+    let push_at = lines
+        .iter()
+        .position(|l| l == &format!("docker push {cache}"))
+        .expect("pushed to the cache");
+    let image_push = lines
+        .iter()
+        .position(|l| l.starts_with("docker push 127.0.0.1:5000/demo:temp_demo_web_"))
+        .expect("the image's push");
+    assert!(image_push < tag_at && tag_at < push_at, "{lines:?}");
+    let (fakes, stderr) = run_with("28.2.2|20.10.24+dfsg1");
+    assert!(
+        stderr.contains("note: the registry cache is off: this engine (20.10.24+dfsg1)"),
+        "{stderr}"
+    );
+    assert!(fakes.cache_calls().is_empty(), "{:?}", fakes.cache_calls());
 }

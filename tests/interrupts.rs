@@ -102,3 +102,51 @@ fn sigterm_stops_every_child_and_exits_143() {
 fn sigint_stops_every_child_and_exits_130() {
     interrupt_during_build(libc::SIGINT, 130);
 }
+
+/// `--timeout`: a push that hangs (the fake docker push sleeps) stops the
+/// run when the limit passes: exit 1, a message naming what was running,
+/// every child stopped, the file untouched.
+#[test]
+fn a_timeout_stops_a_hanging_push_and_names_it() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let file = dir.path().join("docker-compose.convox.yml");
+    let before = fs::read(&file).expect("fixture");
+    let started = Instant::now();
+    let out = fakes
+        .command(dir.path())
+        .args([
+            "--app",
+            "demo",
+            "--gitsha",
+            "abc",
+            "--repo",
+            "127.0.0.1:5000/demo",
+            "--jobs",
+            "1",
+            "--timeout",
+            "3s",
+        ])
+        .env("FAKE_SLEEP", "docker push")
+        .stdout(Stdio::null())
+        .output()
+        .expect("run");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: timed out after 3s while pushing web")
+            && stderr.contains("the compose file is left as it was"),
+        "{stderr}"
+    );
+    assert!(
+        took >= Duration::from_secs(3),
+        "not before the limit: {took:?}"
+    );
+    let fake = read_pid(&fakes.dir.path().join("child.pid")).expect("child pid");
+    let sleeper = read_pid(&fakes.dir.path().join("grandchild.pid")).expect("grandchild pid");
+    wait_until("the fake docker push and its child to be stopped", || {
+        gone(fake) && gone(sleeper)
+    });
+    assert_eq!(fs::read(&file).expect("file"), before);
+}

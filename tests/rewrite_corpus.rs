@@ -121,3 +121,45 @@ fn every_case_rewrites_to_its_expected_file() {
         }
     }
 }
+
+/// Every fixture outside `fixtures/bad` that Convox loads: after the plan's
+/// rewrite, Convox's own rules (`manifest::convox_builds`, applied to the
+/// output alone) find nothing left to build.
+#[test]
+fn every_fixture_convox_loads_leaves_convox_nothing_to_build() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).expect("fixtures").flatten() {
+            let p = e.path();
+            if p.is_dir() && p != root.join("bad") {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "yml")
+                && p.file_name().is_some_and(|n| n != "expected.yml")
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut checked = 0;
+    for file in &files {
+        let compose = Compose::load(file, &|_| None).expect("fixture loads");
+        if offcluster::manifest::version_warning(&compose.format).is_some() {
+            continue; // Convox does not load it
+        }
+        let before = offcluster::manifest::convox_builds(&compose.doc, &compose.format, &|_| None);
+        let out = rewrite(file);
+        let after = Compose::from_bytes(file, out.into_bytes(), &|_| None).expect("reads back");
+        let left = offcluster::manifest::convox_builds(&after.doc, &after.format, &|_| None);
+        assert!(
+            left.is_empty(),
+            "{}: Convox would still build {left:?}",
+            file.display()
+        );
+        assert!(!before.is_empty(), "{}: nothing to build", file.display());
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} fixtures checked");
+}

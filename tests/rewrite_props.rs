@@ -6,8 +6,12 @@
 //! 2. Arbitrary bytes and mutated valid files: never a panic, and never an
 //!    internal error (which is what the plan's read-back check reports when an
 //!    accepted input gives an output that does not parse or reads wrongly).
+//! 3. The invariant, on every accepted input: by Convox's own rules
+//!    (`manifest::convox_builds`), the output leaves nothing for
+//!    `convox build` to build.
 
 use offcluster::compose::Compose;
+use offcluster::manifest;
 use offcluster::plan::{self, Options, Output, Target};
 use proptest::prelude::*;
 use std::path::Path;
@@ -39,7 +43,22 @@ fn run(bytes: &[u8]) -> Result<Option<String>, String> {
     let opts = options();
     let target = Target::new(&opts).map_err(|e| e.to_string())?;
     match plan::plan(&compose, &opts, &target, None, &|_| Ok("0".repeat(64))) {
-        Ok(p) => Ok(Some(p.rewritten)),
+        Ok(p) => {
+            let after = Compose::from_bytes(
+                Path::new("c.yml"),
+                p.rewritten.clone().into_bytes(),
+                &|_| None,
+            )
+            .map_err(|e| format!("the output does not read back: {e:#}"))?;
+            let left = manifest::convox_builds(&after.doc, &after.format, &|_| None);
+            if !left.is_empty() {
+                return Err(format!(
+                    "Convox would still build {left:?} from:\n{}",
+                    p.rewritten
+                ));
+            }
+            Ok(Some(p.rewritten))
+        }
         Err(e) if format!("{e:#}").contains("internal error") => Err(format!("{e:#}")),
         Err(_) => Ok(None),
     }
@@ -61,6 +80,11 @@ enum Kind {
     Flow {
         build_first: bool,
     },
+    /// No `build:`: Convox builds it from the app root.
+    Bare,
+    BareFlow,
+    Null,
+    EmptyFlow,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +122,10 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::Image),
         Just(Kind::Merge),
         any::<bool>().prop_map(|build_first| Kind::Flow { build_first }),
+        Just(Kind::Bare),
+        Just(Kind::BareFlow),
+        Just(Kind::Null),
+        Just(Kind::EmptyFlow),
     ]
 }
 
@@ -168,12 +196,18 @@ fn render(f: &File) -> (String, String) {
     if f.header {
         both(&mut input, &mut expected, "# generated — ünïcode ✓".into());
     }
+    // Nested: a version 2 file, where a top-level `x-` key is not a
+    // service. Else a v1 file, where Convox builds `x-base` too.
+    if f.nested {
+        both(&mut input, &mut expected, "version: \"2\"".into());
+    }
     both(&mut input, &mut expected, "x-base: &base".into());
-    both(
-        &mut input,
-        &mut expected,
-        format!("{}build: ./base", ind(1)),
-    );
+    input.push(format!("{}build: ./base", ind(1)));
+    expected.push(if f.nested {
+        format!("{}build: ./base", ind(1))
+    } else {
+        format!("{}image: {}", ind(1), reference("x-base"))
+    });
     if f.nested {
         both(&mut input, &mut expected, "services:".into());
     }
@@ -186,7 +220,21 @@ fn render(f: &File) -> (String, String) {
         if s.comment_before {
             both(&mut input, &mut expected, format!("{i0}# about {name}"));
         }
-        if let Kind::Flow { build_first } = s.kind {
+        let key_comment = if s.key_comment { "   # key" } else { "" };
+        let inline = match s.kind {
+            Kind::BareFlow => Some((
+                "{command: x}".to_string(),
+                format!("{{command: x, image: \"{r}\"}}"),
+            )),
+            Kind::EmptyFlow => Some(("{}".to_string(), format!("{{image: \"{r}\"}}"))),
+            Kind::Null => Some((String::new(), format!("{{image: \"{r}\"}}"))),
+            _ => None,
+        };
+        if let Some((value, now)) = inline {
+            let sep = if value.is_empty() { "" } else { " " };
+            input.push(format!("{i0}{name}:{sep}{value}{key_comment}"));
+            expected.push(format!("{i0}{name}: {now}{key_comment}"));
+        } else if let Kind::Flow { build_first } = s.kind {
             let (a, b) = (format!("build: ./d{}", s.context), "command: x".to_string());
             let (ea, eb) = (format!("image: \"{r}\""), b.clone());
             if build_first {
@@ -197,7 +245,6 @@ fn render(f: &File) -> (String, String) {
                 expected.push(format!("{i0}{name}: {{{eb}, {ea}}}"));
             }
         } else {
-            let key_comment = if s.key_comment { "   # key" } else { "" };
             both(
                 &mut input,
                 &mut expected,
@@ -241,7 +288,13 @@ fn render(f: &File) -> (String, String) {
                     both(&mut input, &mut expected, format!("{i1}<<: *base"));
                     expected.push(format!("{i1}image: {r}"));
                 }
-                Kind::Flow { .. } => unreachable!(),
+                Kind::Bare => {
+                    both(&mut input, &mut expected, format!("{i1}labels: {{a: b}}"));
+                    // The image goes after the service's first entry.
+                    let at = expected.len() - usize::from(s.command_before);
+                    expected.insert(at, format!("{i1}image: {r}"));
+                }
+                _ => unreachable!(),
             }
             if s.env_after {
                 both(

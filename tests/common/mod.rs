@@ -88,6 +88,11 @@ case "$name $1 $2" in
   "docker image inspect")
     ref=${!#}
     if [[ " $FAKE_LOCAL " == *" ${ref##*:} "* ]]; then echo "sha256:0123"; else echo "Error: No such image: $ref" >&2; exit 1; fi ;;
+  "docker pull"*)
+    ref=${!#}
+    if [[ " $FAKE_EXISTING " == *" ${ref##*:} "* ]]; then echo "pulled $ref"; else echo "Error response from daemon: manifest for $ref not found: manifest unknown" >&2; exit 1; fi ;;
+  "docker version"*)
+    [[ -n "$FAKE_VERSIONS" ]] && echo "$FAKE_VERSIONS" ;;
   "aws ecr get-login-password")
     printf '%s\n' "$FAKE_PASSWORD" ;;
   "docker build"*)
@@ -141,8 +146,41 @@ impl Fakes {
         self.dir.path().join("bin")
     }
 
-    /// Every recorded invocation, as its argv.
+    /// Every recorded invocation, as its argv, but the questions about
+    /// docker itself (`docker version`, `docker buildx version`, `docker
+    /// info`), which `probes` lists, and the registry cache's (anything
+    /// naming a `…-cache` repository), which `cache_calls` lists.
     pub fn calls(&self) -> Vec<Vec<String>> {
+        self.all_calls()
+            .into_iter()
+            .filter(|c| !is_probe(c) && !is_cache(c))
+            .collect()
+    }
+
+    /// The registry cache's calls, as lines.
+    pub fn cache_calls(&self) -> Vec<String> {
+        self.all_calls()
+            .into_iter()
+            .filter(|c| is_cache(c))
+            .map(|c| c.join(" "))
+            .collect()
+    }
+
+    /// The questions the program asked docker about itself.
+    pub fn probes(&self) -> Vec<String> {
+        self.all_calls()
+            .into_iter()
+            .filter(|c| is_probe(c))
+            .map(|c| c.join(" "))
+            .collect()
+    }
+
+    /// Every recorded invocation, probes and cache calls included, as lines.
+    pub fn all_call_lines(&self) -> Vec<String> {
+        self.all_calls().iter().map(|c| c.join(" ")).collect()
+    }
+
+    fn all_calls(&self) -> Vec<Vec<String>> {
         fs::read_to_string(self.dir.path().join("argv.log"))
             .unwrap_or_default()
             .lines()
@@ -220,6 +258,21 @@ pub fn make_executable(path: &Path) {
 }
 
 /// Copy a fixture directory into a fresh temporary directory.
+fn is_cache(c: &[String]) -> bool {
+    c.get(1).is_none_or(|sub| sub != "build")
+        && c.iter()
+            .any(|a| a.ends_with("-cache") || a.contains("-cache:"))
+}
+
+fn is_probe(c: &[String]) -> bool {
+    let at = |i: usize| c.get(i).map(String::as_str);
+    at(0) == Some("docker")
+        && matches!(
+            (at(1), at(2)),
+            (Some("version"), _) | (Some("info"), _) | (Some("buildx"), Some("version"))
+        )
+}
+
 pub fn fixture(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     copy_dir(
@@ -249,4 +302,21 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A test that needs a missing piece: under E2E_REQUIRED=1 it fails, else it
+/// says so and passes.
+pub fn skip_or_fail(kind: &str, what: &str) {
+    if std::env::var("E2E_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("E2E_REQUIRED=1 but {what}");
+    }
+    eprintln!("SKIPPED {kind}: {what} (scripts/test installs what it can)");
+}
+
+/// Is `program` a file in one of PATH's directories?
+pub fn on_path(program: &str) -> bool {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|d| Path::new(d).join(program).is_file())
 }

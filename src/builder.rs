@@ -1,0 +1,146 @@
+//! Which builder `docker build` runs here, by docker's own rules.
+//!
+//! - `DOCKER_BUILDKIT=0` (or `false`): the classic builder.
+//! - `DOCKER_BUILDKIT=1` (or `true`): BuildKit. A docker client from 23 on
+//!   needs the buildx plugin for it and refuses the build without one; an
+//!   older client has BuildKit built in.
+//! - Unset: BuildKit when the client is 23 or later and buildx is there
+//!   (docker's default since 23); else the classic builder.
+//!
+//! Under BuildKit the program passes labels with `--label` and the
+//! Dockerfile by its path (no Dockerfile on stdin), streams
+//! `--progress=plain`, passes build secrets and SSH, and, with buildx,
+//! `--builder NAME`. The classic builder cannot take secrets: a service that
+//! has them is refused there.
+
+use crate::command::Cmd;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    Classic,
+    BuildKit { buildx: bool },
+}
+
+impl Builder {
+    pub fn is_buildkit(self) -> bool {
+        matches!(self, Builder::BuildKit { .. })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Builder::Classic => "the classic builder",
+            Builder::BuildKit { buildx: true } => "BuildKit (buildx)",
+            Builder::BuildKit { buildx: false } => "BuildKit",
+        }
+    }
+}
+
+/// `docker version` for the client's and the engine's versions
+/// (`CLIENT|ENGINE`; the engine's part is missing when it does not answer).
+pub fn versions() -> Cmd {
+    Cmd::new("docker").args([
+        "version",
+        "--format",
+        "{{.Client.Version}}|{{.Server.Version}}",
+    ])
+}
+
+/// (client, engine) from `versions`' output.
+pub fn parse_versions(out: &str) -> (Option<String>, Option<String>) {
+    let line = out.lines().next().unwrap_or("").trim();
+    let (c, e) = line.split_once('|').unwrap_or((line, ""));
+    let some = |v: &str| {
+        Some(v.trim().to_string())
+            .filter(|v| !v.is_empty() && v.chars().next().is_some_and(|c| c.is_ascii_digit()))
+    };
+    (some(c), some(e))
+}
+
+/// Can this engine's BuildKit write inline cache safely? Docker 20.10's
+/// (BuildKit 0.8) crashed the whole engine here doing so (a stack overflow in
+/// `remotecache/v1.marshalItem`, on a two-stage Dockerfile), so the registry
+/// cache is used with engines from 23 on only.
+pub fn inline_cache_safe(engine: Option<&str>) -> bool {
+    engine.and_then(major).is_some_and(|m| m >= 23)
+}
+
+/// Succeeds when the buildx plugin is there.
+pub fn buildx_version() -> Cmd {
+    Cmd::new("docker").args(["buildx", "version"])
+}
+
+/// The major version of a docker version string (`28.2.2`, `20.10.24+dfsg1`).
+fn major(version: &str) -> Option<u32> {
+    version.trim().split('.').next()?.parse().ok()
+}
+
+/// Decide, from `DOCKER_BUILDKIT`, the client's version and whether buildx
+/// is there. Err explains a setting docker itself would refuse.
+pub fn decide(
+    docker_buildkit: Option<&str>,
+    client: Option<&str>,
+    buildx: bool,
+) -> Result<Builder, String> {
+    let modern = client.and_then(major).is_some_and(|m| m >= 23);
+    match docker_buildkit.map(|v| v.trim().to_ascii_lowercase()) {
+        Some(v) if v == "0" || v == "false" => Ok(Builder::Classic),
+        Some(v) if v == "1" || v == "true" => {
+            if modern && !buildx {
+                Err(format!(
+                    "DOCKER_BUILDKIT={v}, but this docker ({}) has no buildx plugin, which BuildKit needs since docker 23: install docker-buildx, or unset DOCKER_BUILDKIT for the classic builder",
+                    client.unwrap_or("?").trim()
+                ))
+            } else {
+                Ok(Builder::BuildKit { buildx })
+            }
+        }
+        _ if modern && buildx => Ok(Builder::BuildKit { buildx }),
+        _ => Ok(Builder::Classic),
+    }
+}
+
+/// For a dry run, which asks docker nothing: from `DOCKER_BUILDKIT` alone.
+pub fn assume(docker_buildkit: Option<&str>) -> Builder {
+    match docker_buildkit.map(|v| v.trim().to_ascii_lowercase()) {
+        Some(v) if v == "1" || v == "true" => Builder::BuildKit { buildx: false },
+        _ => Builder::Classic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockers_own_rules() {
+        let bk = |buildx| Ok(Builder::BuildKit { buildx });
+        assert_eq!(decide(None, Some("28.2.2"), false), Ok(Builder::Classic));
+        assert_eq!(decide(None, Some("28.2.2"), true), bk(true));
+        assert_eq!(
+            decide(None, Some("20.10.24+dfsg1"), false),
+            Ok(Builder::Classic)
+        );
+        assert_eq!(decide(Some("1"), Some("20.10.24+dfsg1"), false), bk(false));
+        assert_eq!(decide(Some("true"), Some("24.0.7"), true), bk(true));
+        assert_eq!(
+            decide(Some("0"), Some("28.2.2"), true),
+            Ok(Builder::Classic)
+        );
+        let e = decide(Some("1"), Some("28.2.2"), false).unwrap_err();
+        assert!(
+            e.contains("no buildx plugin") && e.contains("28.2.2"),
+            "{e}"
+        );
+        assert_eq!(assume(Some("1")), Builder::BuildKit { buildx: false });
+        assert_eq!(assume(None), Builder::Classic);
+        assert_eq!(
+            parse_versions("28.2.2|20.10.24+dfsg1\n"),
+            (Some("28.2.2".into()), Some("20.10.24+dfsg1".into()))
+        );
+        assert_eq!(parse_versions("28.2.2|\n"), (Some("28.2.2".into()), None));
+        assert_eq!(parse_versions(""), (None, None));
+        assert!(!inline_cache_safe(Some("20.10.24+dfsg1")));
+        assert!(inline_cache_safe(Some("27.3.1")));
+        assert!(!inline_cache_safe(None));
+    }
+}
