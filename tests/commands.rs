@@ -23,6 +23,19 @@ fn run(
     c.output().expect("run binary")
 }
 
+/// `run`, which must succeed: its (stdout, stderr).
+fn run_ok(
+    fakes: &Fakes,
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (String, String) {
+    let out = run(fakes, dir, args, env);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
 /// Run the binary on a fresh copy of the demo fixture, with fakes for
 /// `programs`.
 fn run_demo(
@@ -67,9 +80,7 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
     let dir = fixture("demo");
     let mut args = standard_args(ECR);
     args.extend(["--jobs", "1"]);
-    let out = run(&fakes, dir.path(), &args, &[]);
-    let (_, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = run_ok(&fakes, dir.path(), &args, &[]);
     let r = |s: &str| format!("{ECR}:temp_demo_{s}_abc123");
     let (checks, rest) = split_checks(fakes.call_lines());
     // One ECR API call asks about every tag, before the set-up and login,
@@ -362,9 +373,7 @@ fn dry_run_of_a_bare_name_shows_where_the_account_comes_from() {
     let dir = fixture("demo");
     let mut args = standard_args("demo");
     args.extend(["--dry-run", "--region", "us-west-2"]);
-    let out = run(&fakes, dir.path(), &args, &[]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let (stdout, _) = run_ok(&fakes, dir.path(), &args, &[]);
     assert!(stdout.contains(
         "# ACCOUNT_ID is the Account printed by: aws sts get-caller-identity --output json"
     ));
@@ -520,9 +529,7 @@ fn build_arg_values_from_the_environment_are_in_no_argv_and_no_output() {
         let mut args = standard_args("127.0.0.1:5000/demo");
         args.extend(extra);
         args.extend(["-o", "-"]);
-        let out = run(&fakes, dir.path(), &args, &env);
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stderr}");
+        let (stdout, stderr) = run_ok(&fakes, dir.path(), &args, &env);
         for secret in ["npm-secret-value-1", "api-secret-value-2"] {
             assert!(
                 !stdout.contains(secret) && !stderr.contains(secret),
@@ -1257,9 +1264,7 @@ fn convox_build_runs_on_the_rewritten_file_alone_and_prints_the_release() {
     let dir = fixture("demo");
     let mut args = standard_args(ECR);
     args.extend(["--convox-build", "--description", "main"]);
-    let out = run(&fakes, dir.path(), &args, &[]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let (stdout, _) = run_ok(&fakes, dir.path(), &args, &[]);
     assert_eq!(stdout, "RABCDEFGHIJ\n");
     let call = calls_starting(&fakes, "convox").pop().unwrap();
     let parts: Vec<&str> = call.split(' ').collect();
@@ -1324,9 +1329,7 @@ fn the_canonical_convox_yml_is_built_from_the_app_root_and_rewritten() {
     let dir = fixture("convox-canonical");
     let mut args = standard_args("127.0.0.1:5000/demo");
     args.extend(["-f", "convox.yml"]);
-    let out = run(&fakes, dir.path(), &args, &[]);
-    let (_, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = run_ok(&fakes, dir.path(), &args, &[]);
     assert_eq!(
         calls_starting(&fakes, "docker build"),
         ["docker build -f - -t 127.0.0.1:5000/demo:temp_demo_web_abc123 ."]
@@ -1356,9 +1359,7 @@ fn gen1_services_without_build_share_the_app_roots_build_and_the_dry_run_says_so
     let dir = fixture("gen1-buildless");
     let mut args = standard_args("127.0.0.1:5000/demo");
     args.extend(["--dry-run", "--no-registry-cache"]);
-    let out = run(&fakes, dir.path(), &args, &[]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let (stdout, _) = run_ok(&fakes, dir.path(), &args, &[]);
     assert!(fakes.calls().is_empty());
     let build_lines: Vec<&str> = stdout
         .lines()
@@ -1449,9 +1450,7 @@ fn versions_convox_gen1_does_not_load_get_a_warning() {
         .unwrap();
         let mut args = standard_args("127.0.0.1:5000/demo");
         args.extend(["-f", "docker-compose.yml", "--dry-run"]);
-        let out = run(&fakes, dir.path(), &args, &[]);
-        let (_, stderr) = text(&out);
-        assert!(out.status.success(), "{stderr}");
+        let (_, stderr) = run_ok(&fakes, dir.path(), &args, &[]);
         let warned = stderr.contains(&format!(
             "`version: \"{version}\"`: Convox gen1 loads a file without `version:` (services at the top level) or with version \"2\", \"2.0\", \"2.1\" or \"2.2\""
         ));
@@ -1485,9 +1484,7 @@ fn a_base_images_identity_comes_from_the_registry_else_the_engine_else_its_name(
             "-",
         ];
         args.extend(extra);
-        let out = run(&fakes, dir.path(), &args, env);
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stderr}");
+        let (stdout, stderr) = run_ok(&fakes, dir.path(), &args, env);
         let tag = stdout
             .lines()
             .find_map(|l| l.trim().strip_prefix("image: 127.0.0.1:5000/demo:"))

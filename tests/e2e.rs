@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{copy_dir, fixture, on_path, BIN};
+use common::{copy_dir, fixture, ok, on_path, BIN};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -330,16 +330,6 @@ impl Drop for Stack {
                 .output();
         }
     }
-}
-
-fn ok(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stderr}",
-        out.status.code()
-    );
-    stderr
 }
 
 /// The first 16 hex digits of the content digest of a demo service's build.

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{copy_dir, on_path, BIN};
+use common::{copy_dir, ok, on_path, BIN};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -438,16 +438,6 @@ impl Drop for Remote {
             }
         }
     }
-}
-
-fn ok(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stderr}",
-        out.status.code()
-    );
-    stderr
 }
 
 fn demo() -> tempfile::TempDir {

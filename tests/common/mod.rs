@@ -297,6 +297,17 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The run succeeded; its stderr (shown, with the exit code, when it did not).
+pub fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stderr}",
+        out.status.code()
+    );
+    stderr
+}
+
 pub fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
