@@ -179,13 +179,14 @@ pub fn run(cli: &Cli) -> Result<()> {
             .collect();
         crate::digest::digest_with_bases(spec, &env, &ids)
     };
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         &compose,
         &resolved.options,
         &target,
         account.as_deref(),
         &digest,
     )?;
+    bases::attach(&mut plan, &identities, &bases_of);
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
@@ -198,8 +199,16 @@ pub fn run(cli: &Cli) -> Result<()> {
             text.push_str("# first, each base image is looked up (all at once) and its registry digest goes into the tags, which are shown here without it (as --no-base-digest has them):\n");
             for image in &all_bases {
                 if !image.contains("@sha256:") {
-                    text.push_str(&format!("{}\n", bases::lookups(image, None).0));
+                    text.push_str(&format!("{}\n", bases::registry_lookup(image, None)));
                 }
+            }
+            text.push_str("# and before the first build on a base the registry identified, its engine copy is checked, and pulled when older than the registry's:\n");
+            for image in all_bases.iter().filter(|i| !i.contains("@sha256:")) {
+                text.push_str(&format!(
+                    "# {} (then, if stale: {})\n",
+                    bases::local_lookup(image),
+                    bases::pull(image)
+                ));
             }
         }
         for line in plan.script() {
@@ -298,29 +307,16 @@ fn registry_config(opts: RunOptions) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Look the base images up; pull the ones whose engine copy is older than
-/// the registry's, so that every build uses the base its digest names.
+/// Look the base images up, saying what could not be.
 fn resolve_bases(
     images: &[String],
     config: Option<&str>,
     opts: RunOptions,
 ) -> Vec<bases::Resolved> {
-    let mut resolved = bases::resolve(images, config, opts);
-    for b in &mut resolved {
+    let resolved = bases::resolve(images, config, opts);
+    for b in &resolved {
         if let Some(w) = &b.warning {
             eprintln!("warning: {w}");
-        }
-        if !b.pull {
-            continue;
-        }
-        let cmd = bases::pull(&b.image);
-        let ok = run::capture(&cmd, opts).is_ok_and(|o| o.status.success());
-        if !ok {
-            eprintln!(
-                "warning: base image {}: the engine's copy is older than the registry's and `{cmd}` failed; the digest uses the engine's copy",
-                b.image
-            );
-            b.identity = format!("local {}", b.local.clone().unwrap_or_default());
         }
     }
     resolved

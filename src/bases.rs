@@ -20,10 +20,15 @@
 //!   image's ID, with a warning;
 //! - else the name alone, with a warning.
 //!
-//! When the registry's digest is not among the engine's copy's
-//! `RepoDigests`, the engine's copy is stale: it is pulled before any build,
-//! so the image is built on the base the digest names. If that pull fails,
-//! the local ID is used instead, so the digest and the image never disagree.
+//! The engine's copy is asked about only when it matters:
+//! - when the registry does not answer, for the fallback identity above;
+//! - when the registry answered, only before the first build on that base
+//!   (a run that builds nothing never touches it). If the registry's digest
+//!   is not among the engine's copy's `RepoDigests`, the copy is stale and is
+//!   pulled first, so the image is built on the base its digest names; if
+//!   that pull fails, the build fails with it, because building on the old
+//!   copy would make the tag lie. (An engine without a copy pulls the
+//!   registry's current one itself.)
 
 use crate::command::Cmd;
 use crate::compose::{ArgValue, BuildSpec};
@@ -273,11 +278,38 @@ pub struct Resolved {
     pub image: String,
     /// `registry sha256:…`, `local sha256:…`, `pinned` or `name`.
     pub identity: String,
-    /// The engine's copy is older than the registry's: pull it first.
-    pub pull: bool,
-    /// The engine's copy's image ID, when there is one.
-    pub local: Option<String>,
+    /// The registry's digests (comma-separated), when the registry answered.
+    pub registry: Option<String>,
     pub warning: Option<String>,
+}
+
+/// Before the first build on a base the registry identified: make sure the
+/// engine's copy is the registry's (`inspect`), else pull it (`pull`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    pub image: String,
+    /// The registry's digests, comma-separated, as the tags were made with.
+    pub digests: String,
+    pub inspect: Cmd,
+    pub pull: Cmd,
+}
+
+impl Refresh {
+    pub fn of(r: &Resolved) -> Option<Refresh> {
+        let digests = r.registry.clone()?;
+        Some(Refresh {
+            inspect: local_lookup(&r.image),
+            pull: pull(&r.image),
+            image: r.image.clone(),
+            digests,
+        })
+    }
+
+    /// From `inspect`'s output (None: the engine has no copy): is the
+    /// engine's copy older than the registry's?
+    pub fn stale(&self, inspect_stdout: Option<&str>) -> bool {
+        inspect_stdout.is_some_and(|line| !self.digests.split(',').any(|d| line.contains(d)))
+    }
 }
 
 /// The registry host of an image reference, when it names one.
@@ -286,22 +318,24 @@ pub fn host_of(image: &str) -> Option<&str> {
     (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
 }
 
-/// The lookups for one image: the registry's digest, and the engine's copy.
-/// `config` is the engine's registry configuration, when known.
-pub fn lookups(image: &str, config: Option<&str>) -> (Cmd, Cmd) {
+/// The registry's digest of one image. `config` is the engine's registry
+/// configuration, when known.
+pub fn registry_lookup(image: &str, config: Option<&str>) -> Cmd {
     let insecure = host_of(image).is_some_and(|h| {
         docker::is_loopback(h) || config.is_some_and(|c| docker::insecure_in(c, h))
     });
-    (
-        docker::manifest_inspect(image, insecure),
-        Cmd::new("docker").args([
-            "image",
-            "inspect",
-            "--format",
-            "{{.Id}} {{json .RepoDigests}}",
-            image,
-        ]),
-    )
+    docker::manifest_inspect(image, insecure)
+}
+
+/// The engine's copy of one image: its ID and the digests it was pulled by.
+pub fn local_lookup(image: &str) -> Cmd {
+    Cmd::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}} {{json .RepoDigests}}",
+        image,
+    ])
 }
 
 /// The digests in `docker manifest inspect --verbose` output: one object,
@@ -336,8 +370,7 @@ pub fn resolve(images: &[String], config: Option<&str>, opts: RunOptions) -> Vec
                 h.join().unwrap_or_else(|_| Resolved {
                     image: image.clone(),
                     identity: "name".into(),
-                    pull: false,
-                    local: None,
+                    registry: None,
                     warning: Some(format!(
                         "base image {image}: the lookup failed; the digest covers its name only"
                     )),
@@ -348,67 +381,82 @@ pub fn resolve(images: &[String], config: Option<&str>, opts: RunOptions) -> Vec
 }
 
 fn resolve_one(image: &str, config: Option<&str>, opts: RunOptions) -> Resolved {
+    let resolved = |identity: String, registry: Option<String>, warning: Option<String>| Resolved {
+        image: image.to_string(),
+        identity,
+        registry,
+        warning,
+    };
     if image.contains("@sha256:") {
-        return Resolved {
-            image: image.to_string(),
-            identity: "pinned".into(),
-            pull: false,
-            local: None,
-            warning: None,
-        };
+        return resolved("pinned".into(), None, None);
     }
-    let (remote, local) = lookups(image, config);
-    let (remote_out, local_out) = std::thread::scope(|s| {
-        let r = s.spawn(|| run::capture_within(&remote, opts, LOOKUP_LIMIT));
-        let l = s.spawn(|| run::capture_within(&local, opts, LOOKUP_LIMIT));
-        (r.join().ok().flatten(), l.join().ok().flatten())
-    });
-    let registry = remote_out
-        .as_ref()
-        .filter(|o| o.status.success())
-        .and_then(|o| registry_digests(&String::from_utf8_lossy(&o.stdout)));
-    let local_line = local_out
-        .as_ref()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let local_id = local_line
-        .as_deref()
-        .and_then(|l| l.split_whitespace().next())
-        .map(String::from);
-    match (registry, local_id) {
-        (Some(digests), local) => {
-            let stale = local.is_some()
-                && !digests.split(',').any(|d| {
-                    local_line.as_deref().is_some_and(|l| l.contains(d))
-                });
-            Resolved {
-                image: image.to_string(),
-                identity: format!("registry {digests}"),
-                pull: stale,
-                local,
-                warning: None,
-            }
-        }
-        (None, Some(id)) => Resolved {
-            image: image.to_string(),
-            identity: format!("local {id}"),
-            pull: false,
-            local: Some(id.clone()),
-            warning: Some(format!(
+    let answer = |cmd: &Cmd| {
+        run::capture_within(cmd, opts, LOOKUP_LIMIT)
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    if let Some(digests) =
+        answer(&registry_lookup(image, config)).and_then(|o| registry_digests(&o))
+    {
+        return resolved(format!("registry {digests}"), Some(digests), None);
+    }
+    // The registry did not say: the engine's copy, if it has one.
+    let local_id = answer(&local_lookup(image))
+        .and_then(|line| line.split_whitespace().next().map(String::from));
+    match local_id {
+        Some(id) => resolved(
+            format!("local {id}"),
+            None,
+            Some(format!(
                 "base image {image}: the registry did not answer within {} s or has no such image; the digest uses the engine's copy ({})",
                 LOOKUP_LIMIT.as_secs(),
                 &id[..id.len().min(19)]
             )),
-        },
-        (None, None) => Resolved {
-            image: image.to_string(),
-            identity: "name".into(),
-            pull: false,
-            local: None,
-            warning: Some(format!(
+        ),
+        None => resolved(
+            "name".into(),
+            None,
+            Some(format!(
                 "base image {image}: neither the registry nor the engine knows it; the digest covers its name only, so a new image under that name will not cause a rebuild"
             )),
-        },
+        ),
+    }
+}
+
+/// Make the engine's copy of a base the registry's before a build on it:
+/// ask the engine (`refresh.inspect`) and, when its copy is older, pull.
+/// A failed pull fails the build: the tag names the registry's base.
+pub fn make_current(refresh: &Refresh, opts: RunOptions) -> anyhow::Result<()> {
+    let local = run::capture(&refresh.inspect, opts)?;
+    let line = String::from_utf8_lossy(&local.stdout);
+    if !refresh.stale(local.status.success().then_some(line.as_ref())) {
+        return Ok(());
+    }
+    run::check(&refresh.pull, opts, None).map(|_| ()).map_err(|e| {
+        e.context(format!(
+            "base image {}: the engine's copy is older than the registry's ({}), which the tags were made with, and pulling it failed",
+            refresh.image, refresh.digests
+        ))
+    })
+}
+
+/// Give the plan the bases the registry identified, and each build the ones
+/// it is built on.
+pub fn attach(
+    plan: &mut crate::plan::Plan,
+    resolved: &[Resolved],
+    bases_of: &dyn Fn(&BuildSpec) -> Vec<String>,
+) {
+    plan.bases = resolved.iter().filter_map(Refresh::of).collect();
+    for b in &mut plan.builds {
+        let images = bases_of(&b.spec);
+        b.bases = plan
+            .bases
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| images.contains(&r.image))
+            .map(|(k, _)| k)
+            .collect();
     }
 }
 
@@ -475,6 +523,29 @@ mod tests {
             imgs("ARG FROM_ENV\nFROM $FROM_ENV/i\n", &spec(&[], None)),
             ["/i"]
         );
+    }
+
+    #[test]
+    fn an_engine_copy_is_stale_unless_it_was_pulled_by_a_registry_digest() {
+        let r = Refresh::of(&Resolved {
+            image: "reg/base:1".into(),
+            identity: "registry sha256:aa,sha256:bb".into(),
+            registry: Some("sha256:aa,sha256:bb".into()),
+            warning: None,
+        })
+        .expect("a registry identity");
+        assert!(!r.stale(None), "no copy: the build pulls the current one");
+        assert!(!r.stale(Some(r#"sha256:1 ["reg/base@sha256:bb"]"#)));
+        assert!(r.stale(Some(r#"sha256:1 ["reg/base@sha256:cc"]"#)));
+        assert!(r.stale(Some("sha256:1 []")));
+        assert_eq!(r.pull.to_string(), "docker pull --quiet reg/base:1");
+        let local = Resolved {
+            image: "reg/base:1".into(),
+            identity: "local sha256:1".into(),
+            registry: None,
+            warning: None,
+        };
+        assert_eq!(Refresh::of(&local), None, "only what the registry named");
     }
 
     #[test]

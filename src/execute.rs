@@ -10,6 +10,7 @@ use crate::plan::{Build, Check, Output, Plan};
 use crate::run::{self, capture, check, log, push, stream, tail_of, RunOptions};
 use anyhow::{anyhow, bail, Result};
 use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 /// What happened to one build.
@@ -233,7 +234,12 @@ fn build_command(b: &Build, opts: RunOptions) -> &crate::command::Cmd {
 
 /// One build: skip it when the registry has every tag; push only the
 /// missing tags, without a build when the image is here already.
-fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildResult> {
+fn run_build(
+    b: &Build,
+    answers: &[Answer],
+    make_current: &dyn Fn(usize) -> Result<()>,
+    opts: RunOptions,
+) -> Result<BuildResult> {
     let who = &b.services[0];
     let existed: Vec<bool> = answers.iter().map(|a| a.exists).collect();
     let mut result = BuildResult {
@@ -284,6 +290,9 @@ fn run_build(b: &Build, answers: &[Answer], opts: RunOptions) -> Result<BuildRes
     }
     let started = Instant::now();
     crate::ui::state(who, "building");
+    for &k in &b.bases {
+        make_current(k)?;
+    }
     stream(build_command(b, opts), who, opts)?;
     for t in &b.tags {
         check(t, opts, None)?;
@@ -367,8 +376,20 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
     if !plan.login_first() && work {
         set_up_ecr(plan, repository, opts)?;
     }
+    // Each base the registry identified is made current once, before the
+    // first build on it; builds that share it wait for that one.
+    let current: Vec<OnceLock<Result<(), String>>> =
+        plan.bases.iter().map(|_| OnceLock::new()).collect();
+    let make_current = |k: usize| -> Result<()> {
+        current[k]
+            .get_or_init(|| {
+                crate::bases::make_current(&plan.bases[k], opts).map_err(|e| format!("{e:#}"))
+            })
+            .clone()
+            .map_err(|e| anyhow!(e))
+    };
     parallel(plan.builds.len(), usize::from(opts.jobs), |i| {
-        run_build(&plan.builds[i], &per_build[i], opts)
+        run_build(&plan.builds[i], &per_build[i], &make_current, opts)
     })
 }
 

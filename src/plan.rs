@@ -113,6 +113,9 @@ pub struct Build {
     pub pushes: Vec<(String, Cmd)>,
     /// The push to the registry cache, under BuildKit.
     pub cache: Option<CachePush>,
+    /// Its base images to refresh before it builds (indices into
+    /// `Plan::bases`).
+    pub bases: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +144,9 @@ pub struct Plan {
     /// How to ask whether each reference exists already.
     pub checks: Vec<Check>,
     pub builds: Vec<Build>,
+    /// The base images the registry identified, each made current on the
+    /// engine before the first build on it (`crate::bases`).
+    pub bases: Vec<crate::bases::Refresh>,
     pub services: Vec<ServicePlan>,
     pub output: Output,
     pub rewritten: String,
@@ -433,6 +439,7 @@ pub fn plan(
                     tags: Vec::new(),
                     pushes: vec![(svc.name.clone(), docker::push(&reference))],
                     cache,
+                    bases: Vec::new(),
                 });
                 services.push(ServicePlan {
                     name: svc.name.clone(),
@@ -486,6 +493,7 @@ pub fn plan(
         ecr,
         checks,
         builds,
+        bases: Vec::new(),
         services,
         output: opts.output.clone(),
         rewritten,

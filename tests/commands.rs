@@ -1523,6 +1523,29 @@ fn a_base_images_identity_comes_from_the_registry_else_the_engine_else_its_name(
         pull.is_some() && pull < build,
         "pulled before the build: {calls:?}"
     );
+    // The engine's copy is asked about only once a build is known to be
+    // needed: after the registry was asked for the service's tag.
+    let inspect = calls
+        .iter()
+        .position(|c| c.starts_with("docker image inspect") && c.ends_with("registry.test/base:7"));
+    let tag_check = calls.iter().position(|c| {
+        c.starts_with("docker manifest inspect") && c.contains("127.0.0.1:5000/demo:")
+    });
+    assert!(
+        tag_check.is_some() && tag_check < inspect && inspect < pull,
+        "{calls:?}"
+    );
+    // With the service's tag in the registry, nothing is built, so the stale
+    // copy is neither asked about nor pulled.
+    let existing = format!("7 {registry}");
+    let (warm, _, calls) = tag_with(&[("FAKE_EXISTING", &existing), ("FAKE_LOCAL", "7")], &[]);
+    assert_eq!(warm, registry);
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("docker pull") || c.starts_with("docker image inspect")),
+        "{calls:?}"
+    );
     let (off, _, calls) = tag_with(&[("FAKE_EXISTING", "7")], &["--no-base-digest"]);
     assert!(!calls.iter().any(|c| c == lookup), "{calls:?}");
     let all = [&registry, &local, &name, &off];
