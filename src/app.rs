@@ -297,14 +297,11 @@ fn detect_builder(
 /// The engine's registry configuration (`docker info`), when docker is there
 /// and answers within a few seconds.
 fn registry_config(opts: RunOptions) -> Option<String> {
-    let out = run::capture_within(
+    run::stdout_within(
         &crate::docker::registry_config(),
         opts,
         std::time::Duration::from_secs(10),
-    )?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    )
 }
 
 /// Look the base images up, saying what could not be.

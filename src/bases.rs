@@ -390,11 +390,7 @@ fn resolve_one(image: &str, config: Option<&str>, opts: RunOptions) -> Resolved 
     if image.contains("@sha256:") {
         return resolved("pinned".into(), None, None);
     }
-    let answer = |cmd: &Cmd| {
-        run::capture_within(cmd, opts, LOOKUP_LIMIT)
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-    };
+    let answer = |cmd: &Cmd| run::stdout_within(cmd, opts, LOOKUP_LIMIT);
     if let Some(digests) =
         answer(&registry_lookup(image, config)).and_then(|o| registry_digests(&o))
     {

@@ -111,9 +111,11 @@ fn stop_and_exit(st: &State, code: i32) -> ! {
     std::process::exit(code);
 }
 
-/// Start a child under the lock and remember its process group; a child
-/// started after an interrupt is stopped at once.
+/// Start a child under the lock and remember its process group and command
+/// line (for the timeout's message); a child started after an interrupt is
+/// stopped at once.
 pub fn spawn<T>(
+    cmdline: &str,
     start: impl FnOnce() -> std::io::Result<T>,
     pids: impl Fn(&T) -> Vec<u32>,
 ) -> std::io::Result<T> {
@@ -126,6 +128,7 @@ pub fn spawn<T>(
     if INTERRUPTED.load(Ordering::SeqCst) {
         kill_groups(&ids, libc::SIGKILL);
     }
+    st.running.push((ids.clone(), cmdline.to_string()));
     st.groups.extend(ids);
     Ok(handle)
 }
@@ -136,12 +139,6 @@ pub fn forget(pids: &[u32]) {
     st.groups.retain(|g| !pids.contains(g));
     st.running
         .retain(|(p, _)| !p.iter().any(|g| pids.contains(g)));
-}
-
-/// Remember the command line of children just started (for the timeout's
-/// message).
-pub fn running(pids: &[u32], cmdline: &str) {
-    state().running.push((pids.to_vec(), cmdline.to_string()));
 }
 
 /// A service's activity (`building`, `pushing`); None when it is done.

@@ -97,16 +97,21 @@ fn status_text(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Run and capture stdout and stderr (for aws JSON).
-pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
+/// The command in its own process group, with its stdin, capturing stdout
+/// and stderr, its exit status left to the caller (shown under `-v`).
+fn captured(cmd: &Cmd, opts: RunOptions) -> Result<duct::Expression> {
     if opts.verbose {
         log(&format!("+ {cmd}"));
     }
-    let expr = with_stdin(cmd, interrupt::own_group(cmd.to_duct()))?
+    Ok(with_stdin(cmd, interrupt::own_group(cmd.to_duct()))?
         .stdout_capture()
         .stderr_capture()
-        .unchecked();
-    wait_for(cmd, &expr)
+        .unchecked())
+}
+
+/// Run and capture stdout and stderr (for aws JSON).
+pub fn capture(cmd: &Cmd, opts: RunOptions) -> Result<std::process::Output> {
+    wait_for(cmd, &captured(cmd, opts)?)
 }
 
 /// Run and capture, but give up after `limit`: None when it did not finish
@@ -116,16 +121,8 @@ pub fn capture_within(
     opts: RunOptions,
     limit: std::time::Duration,
 ) -> Option<std::process::Output> {
-    if opts.verbose {
-        log(&format!("+ {cmd}"));
-    }
-    let expr = with_stdin(cmd, interrupt::own_group(cmd.to_duct()))
-        .ok()?
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked();
-    let handle = interrupt::spawn(|| expr.start(), |h| h.pids()).ok()?;
-    interrupt::running(&handle.pids(), &cmd.to_string());
+    let expr = captured(cmd, opts).ok()?;
+    let handle = interrupt::spawn(&cmd.to_string(), || expr.start(), |h| h.pids()).ok()?;
     let out = match handle.wait_timeout(limit) {
         Ok(Some(out)) => Some(out.clone()),
         _ => {
@@ -135,6 +132,13 @@ pub fn capture_within(
     };
     interrupt::forget(&handle.pids());
     out
+}
+
+/// `capture_within`, when the command succeeded: its stdout.
+pub fn stdout_within(cmd: &Cmd, opts: RunOptions, limit: std::time::Duration) -> Option<String> {
+    capture_within(cmd, opts, limit)
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// The command's own stdin (e.g. a Dockerfile), else none at all.
@@ -148,9 +152,8 @@ fn with_stdin(cmd: &Cmd, expr: duct::Expression) -> Result<duct::Expression> {
 
 /// Start under the interrupt handler's eye and wait for the output.
 fn wait_for(cmd: &Cmd, expr: &duct::Expression) -> Result<std::process::Output> {
-    let handle =
-        interrupt::spawn(|| expr.start(), |h| h.pids()).map_err(|e| spawn_error(cmd, &e))?;
-    interrupt::running(&handle.pids(), &cmd.to_string());
+    let handle = interrupt::spawn(&cmd.to_string(), || expr.start(), |h| h.pids())
+        .map_err(|e| spawn_error(cmd, &e))?;
     let out = handle.wait().cloned();
     interrupt::forget(&handle.pids());
     out.map_err(|e| anyhow!("waiting for `{cmd}`: {e}"))
@@ -265,9 +268,8 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> 
     let expr = with_stdin(cmd, interrupt::own_group(cmd.to_duct()))?
         .stderr_to_stdout()
         .unchecked();
-    let reader =
-        interrupt::spawn(|| expr.reader(), |r| r.pids()).map_err(|e| spawn_error(cmd, &e))?;
-    interrupt::running(&reader.pids(), &cmd.to_string());
+    let reader = interrupt::spawn(&cmd.to_string(), || expr.reader(), |r| r.pids())
+        .map_err(|e| spawn_error(cmd, &e))?;
     let mut lines = BufReader::new(&reader);
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let mut buf = Vec::new();
