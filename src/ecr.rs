@@ -208,6 +208,12 @@ pub fn is_repository_not_found(stderr: &str) -> bool {
     stderr.contains("RepositoryNotFoundException")
 }
 
+/// Did `create-repository` fail only because the repository is there
+/// (another run may have created it in the meantime)?
+pub fn is_already_there(stderr: &str) -> bool {
+    stderr.contains("RepositoryAlreadyExistsException")
+}
+
 /// The account in `aws sts get-caller-identity --output json`.
 pub fn parse_account(json: &str) -> Result<String> {
     let v: serde_json::Value = serde_json::from_str(json)

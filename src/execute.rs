@@ -423,8 +423,7 @@ fn set_up_ecr(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()>
         let stderr = String::from_utf8_lossy(&created.stderr);
         if created.status.success() {
             ecr::parse_repository_uri(&String::from_utf8_lossy(&created.stdout))?;
-        } else if !stderr.contains("RepositoryAlreadyExistsException") {
-            // (Another run may have created it in the meantime: that is fine.)
+        } else if !ecr::is_already_there(&stderr) {
             return Err(run::failed(
                 &e.create,
                 &created,
@@ -439,9 +438,7 @@ fn set_up_ecr(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()>
         let there = capture(describe, opts).is_ok_and(|o| o.status.success());
         if !there {
             let made = capture(create, opts).is_ok_and(|o| {
-                o.status.success()
-                    || String::from_utf8_lossy(&o.stderr)
-                        .contains("RepositoryAlreadyExistsException")
+                o.status.success() || ecr::is_already_there(&String::from_utf8_lossy(&o.stderr))
             });
             if !made {
                 log(&format!(
