@@ -79,16 +79,11 @@ pub fn images(
                     break;
                 }
                 seen_from = true;
-                let parts: Vec<String> = words(&rest)
-                    .into_iter()
-                    .filter(|w| !w.starts_with("--"))
-                    .collect();
-                let Some(image) = parts.first() else { continue };
-                let image = substitute(image, &globals);
-                let name = match parts.get(1).zip(parts.get(2)) {
-                    Some((as_kw, n)) if as_kw.eq_ignore_ascii_case("as") => Some(n.to_lowercase()),
-                    _ => None,
+                let Some((image, name)) = from_operands(&rest) else {
+                    continue;
                 };
+                let image = substitute(&image, &globals);
+                let name = name.map(|n| n.to_lowercase());
                 if !is_stage(&image, &stages)
                     && !image.eq_ignore_ascii_case("scratch")
                     && !image.is_empty()
@@ -141,9 +136,20 @@ fn is_stage(name: &str, stages: &[String]) -> bool {
         .any(|s| !s.is_empty() && s.eq_ignore_ascii_case(name))
 }
 
+/// A `FROM`'s image and stage name (`AS name`), flags left out.
+pub(crate) fn from_operands(rest: &str) -> Option<(String, Option<String>)> {
+    let mut parts = words(rest).into_iter().filter(|w| !w.starts_with("--"));
+    let image = parts.next()?;
+    let name = match (parts.next(), parts.next()) {
+        (Some(as_kw), Some(n)) if as_kw.eq_ignore_ascii_case("as") => Some(n),
+        _ => None,
+    };
+    Some((image, name))
+}
+
 /// The Dockerfile's instructions: (KEYWORD, the rest), with continuation
 /// lines joined and comments dropped.
-fn instructions(text: &str) -> Vec<(String, String)> {
+pub(crate) fn instructions(text: &str) -> Vec<(String, String)> {
     let mut escape = '\\';
     let mut lines = text.lines().peekable();
     // Parser directives: `# escape=`` ` before anything else.

@@ -148,30 +148,11 @@ pub fn labels_can_go_last(text: &str, target: Option<&str>) -> bool {
 
 /// The name (`AS name`) of a Dockerfile's last stage.
 fn last_stage_name(text: &str) -> Option<String> {
-    let mut last = None;
-    let mut logical = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim_end();
-        if trimmed.trim_start().starts_with('#') {
-            continue;
-        }
-        if let Some(cont) = trimmed.strip_suffix('\\') {
-            logical.push_str(cont);
-            logical.push(' ');
-            continue;
-        }
-        logical.push_str(trimmed);
-        let mut words = logical.split_whitespace();
-        if words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
-            let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
-            last = match rest.as_slice() {
-                [_, kw, name, ..] if kw.eq_ignore_ascii_case("AS") => Some(name.to_string()),
-                _ => None,
-            };
-        }
-        logical.clear();
-    }
-    last
+    crate::bases::instructions(text)
+        .into_iter()
+        .rev()
+        .find(|(keyword, _)| keyword == "FROM")
+        .and_then(|(_, rest)| crate::bases::from_operands(&rest)?.1)
 }
 
 /// Answers whether a tag exists in a registry; `--insecure` for a
