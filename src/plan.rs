@@ -60,13 +60,12 @@ pub struct EcrSetup {
     pub password: Cmd,
     pub login: Cmd,
     /// The registry-cache repository (`NAME-cache`, tags mutable), when
-    /// BuildKit builds use one: set up like the first, but its failure only
-    /// warns.
+    /// builds use one: set up like the first, but its failure only warns.
     pub cache: Option<(String, Cmd, Cmd)>,
 }
 
-/// After a BuildKit build is pushed: its image also goes, under a fixed tag
-/// per service, to the cache repository, so that the next build of that
+/// After a build is pushed (either builder): its image also goes, under a
+/// fixed tag per service, to the cache repository, so that the next build of that
 /// service (on any runner) can take its unchanged layers from there.
 #[derive(Debug, Clone)]
 pub struct CachePush {
@@ -111,7 +110,8 @@ pub struct Build {
     pub tags: Vec<Cmd>,
     /// Each push with the service whose reference it pushes.
     pub pushes: Vec<(String, Cmd)>,
-    /// The push to the registry cache, under BuildKit.
+    /// The push to the registry cache (and, under the classic builder, the
+    /// pull of the last image before the build).
     pub cache: Option<CachePush>,
     /// Its base images to refresh before it builds (indices into
     /// `Plan::bases`).
@@ -167,9 +167,10 @@ pub struct Target {
     pub builder: Builder,
     /// buildx's `--builder NAME`.
     pub builder_name: Option<String>,
-    /// Under BuildKit, write inline cache into images and keep each
-    /// service's last image in `REPOSITORY-cache` as the next build's cache
-    /// source (`--no-registry-cache` turns it off).
+    /// Keep each service's last image in `REPOSITORY-cache` as the next
+    /// build's cache source (pulled first under the classic builder; inline
+    /// cache under BuildKit, on engines from 23 on); `--no-registry-cache`
+    /// turns it off.
     pub registry_cache: bool,
 }
 
