@@ -1,19 +1,19 @@
 //! One invocation, step by step: read the file, make the plan, then either
 //! print it (dry run) or execute it, and report.
 
-use crate::bases;
+use crate::inputs::bases;
 use crate::cli::Cli;
-use crate::compose::{BuildSpec, Compose, Source};
-use crate::execute;
+use crate::read::compose::{BuildSpec, Compose, Source};
+use crate::running::execute;
 use crate::plan::UsageError;
 use crate::plan::{self, Target};
-use crate::report;
-use crate::run::{self, RunOptions};
+use crate::view::report;
+use crate::running::run::{self, RunOptions};
 use anyhow::Result;
 use std::io::Write;
 
 pub fn run(cli: &Cli) -> Result<()> {
-    crate::ui::init(cli.quiet, cli.verbose);
+    crate::view::ui::init(cli.quiet, cli.verbose);
     if let Some(shell) = cli.completions {
         std::io::stdout().write_all(&Cli::completions(shell))?;
         return Ok(());
@@ -35,13 +35,13 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     let mut _lock = None;
     if !resolved.dry_run {
-        crate::interrupt::install()
+        crate::running::interrupt::install()
             .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))?;
         if let Some(limit) = cli.timeout {
-            crate::interrupt::deadline(limit, crate::cli::show_duration(limit));
+            crate::running::interrupt::deadline(limit, crate::cli::show_duration(limit));
         }
         if let plan::Output::File(path) = &resolved.options.output {
-            _lock = Some(crate::lock::lock(path)?);
+            _lock = Some(crate::running::lock::lock(path)?);
         }
     }
     let stdout_report = cli.json || (cli.convox_build && !resolved.dry_run);
@@ -60,7 +60,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             .to_string())
     };
     let mut permissive = target.clone();
-    permissive.builder = crate::builder::Builder::BuildKit { buildx: true };
+    permissive.builder = crate::programs::builder::Builder::BuildKit { buildx: true };
     plan::plan(
         &compose,
         &resolved.options,
@@ -82,7 +82,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         None
     };
     let bases_of = |spec: &BuildSpec| -> Vec<String> {
-        crate::digest::dockerfile_text(spec)
+        crate::inputs::digest::dockerfile_text(spec)
             .map(|text| bases::images(&text, spec, &env))
             .unwrap_or_default()
     };
@@ -103,11 +103,11 @@ pub fn run(cli: &Cli) -> Result<()> {
     // registry outside this machine's loopback is involved.
     let other_host = target
         .other_host(&resolved.options)
-        .filter(|h| !crate::docker::is_loopback(h))
+        .filter(|h| !crate::programs::docker::is_loopback(h))
         .map(String::from);
     let remote_base = all_bases
         .iter()
-        .any(|b| bases::host_of(b).is_some_and(|h| !crate::docker::is_loopback(h)));
+        .any(|b| bases::host_of(b).is_some_and(|h| !crate::programs::docker::is_loopback(h)));
     let need_config = !resolved.dry_run && (other_host.is_some() || (look_up_bases && remote_base));
     // The questions to docker, at once: which builder, then (what the engine
     // knows of registries, and) the base images.
@@ -115,13 +115,13 @@ pub fn run(cli: &Cli) -> Result<()> {
         let detect = s.spawn(|| {
             if resolved.dry_run {
                 Ok((
-                    crate::builder::assume(env("DOCKER_BUILDKIT").as_deref()),
+                    crate::programs::builder::assume(env("DOCKER_BUILDKIT").as_deref()),
                     None,
                 ))
             } else if builds_something {
                 detect_builder(opts, env("DOCKER_BUILDKIT").as_deref())
             } else {
-                Ok((crate::builder::Builder::Classic, None))
+                Ok((crate::programs::builder::Builder::Classic, None))
             }
         });
         let config = if need_config {
@@ -141,13 +141,13 @@ pub fn run(cli: &Cli) -> Result<()> {
     });
     let (builder, engine) = detected?;
     if let (Some(c), Some(host)) = (&registry_config, &other_host) {
-        target.insecure = crate::docker::insecure_in(c, host);
+        target.insecure = crate::programs::docker::insecure_in(c, host);
     }
     target.builder = builder;
     // The classic builder uses a pulled image as its cache on any engine;
     // BuildKit writes inline cache, which only engines from 23 do safely.
     target.registry_cache = !cli.no_registry_cache
-        && (!builder.is_buildkit() || crate::builder::inline_cache_safe(engine.as_deref()));
+        && (!builder.is_buildkit() || crate::programs::builder::inline_cache_safe(engine.as_deref()));
     if builder.is_buildkit()
         && !cli.no_registry_cache
         && !resolved.dry_run
@@ -160,8 +160,8 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     if let Some(name) = &cli.builder {
         if resolved.dry_run {
-            target.builder = crate::builder::Builder::BuildKit { buildx: true };
-        } else if target.builder != (crate::builder::Builder::BuildKit { buildx: true }) {
+            target.builder = crate::programs::builder::Builder::BuildKit { buildx: true };
+        } else if target.builder != (crate::programs::builder::Builder::BuildKit { buildx: true }) {
             return Err(anyhow::Error::new(UsageError(format!(
                 "--builder {name} is a buildx builder, and the docker here runs {} without buildx",
                 target.builder.name()
@@ -177,7 +177,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 Some((image, r.identity.clone()))
             })
             .collect();
-        crate::digest::digest_with_bases(spec, &env, &ids)
+        crate::inputs::digest::digest_with_bases(spec, &env, &ids)
     };
     let mut plan = plan::plan(
         &compose,
@@ -218,7 +218,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         if cli.convox_build {
             text.push_str(&format!(
                 "# then, in a fresh directory DIR holding only the rewritten file as docker-compose.yml:\n{}\n",
-                crate::convox::build_cmd("DIR", &resolved.options.app, &resolved.options.description)
+                crate::programs::convox::build_cmd("DIR", &resolved.options.app, &resolved.options.description)
             ));
         }
         text.push_str(&format!(
@@ -235,7 +235,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let results = execute::execute(&plan, opts);
-    crate::ui::finish();
+    crate::view::ui::finish();
     let mut results = results?;
     let text = if cli.pin_digest {
         execute::complete_digests(&plan, &mut results, opts)?;
@@ -246,7 +246,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     execute::write_output(&plan.output, &text)?;
     eprintln!("done:\n{}", report::summary(&plan, &results));
     let release = if cli.convox_build {
-        Some(crate::convox::build(
+        Some(crate::programs::convox::build(
             &text,
             &resolved.options.app,
             &resolved.options.description,
@@ -277,8 +277,8 @@ pub fn run(cli: &Cli) -> Result<()> {
 fn detect_builder(
     opts: RunOptions,
     docker_buildkit: Option<&str>,
-) -> Result<(crate::builder::Builder, Option<String>)> {
-    use crate::builder;
+) -> Result<(crate::programs::builder::Builder, Option<String>)> {
+    use crate::programs::builder;
     let limit = std::time::Duration::from_secs(10);
     let (versions, buildx) = std::thread::scope(|s| {
         let v = s.spawn(|| run::capture_within(&builder::versions(), opts, limit));
@@ -298,7 +298,7 @@ fn detect_builder(
 /// and answers within a few seconds.
 fn registry_config(opts: RunOptions) -> Option<String> {
     run::stdout_within(
-        &crate::docker::registry_config(),
+        &crate::programs::docker::registry_config(),
         opts,
         std::time::Duration::from_secs(10),
     )

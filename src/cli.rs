@@ -2,7 +2,7 @@
 //! defaults that come from the environment.
 
 use crate::plan::{Options, Output};
-use crate::tag::DEFAULT_TEMPLATE;
+use crate::plan::tag::DEFAULT_TEMPLATE;
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -29,27 +29,10 @@
 //! - [`app`]: one invocation, step by step.
 
 pub mod app;
-pub mod bases;
-pub mod builder;
 pub mod cli;
-pub mod command;
-pub mod compose;
-pub mod convox;
-pub mod digest;
-pub mod docker;
-pub mod dockerignore;
-pub mod ecr;
-pub mod execute;
-pub mod goregex;
-pub mod interpolate;
-pub mod interrupt;
-pub mod lock;
-pub mod manifest;
-pub mod output;
+pub mod inputs;
 pub mod plan;
-pub mod report;
-pub mod rewrite;
-pub mod run;
-pub mod tag;
-pub mod ui;
-pub mod yaml;
+pub mod programs;
+pub mod read;
+pub mod running;
+pub mod view;

@@ -3,8 +3,8 @@
 //! (`mkdir scratch; mv docker-compose.convox.yml scratch/docker-compose.yml;
 //! cd scratch; convox build`), and return the release ID.
 
-use crate::command::Cmd;
-use crate::run::{self, log, RunOptions};
+use crate::programs::command::Cmd;
+use crate::running::run::{self, log, RunOptions};
 use anyhow::{anyhow, Context, Result};
 
 /// `convox build DIR --app APP --description DESC --id`.
@@ -29,14 +29,14 @@ pub fn build(rewritten: &str, app: &str, description: &str, opts: RunOptions) ->
         .context("cannot create a temporary directory for convox build")?;
     let file = dir.path().join("docker-compose.yml");
     std::fs::write(&file, rewritten).with_context(|| format!("cannot write {}", file.display()))?;
-    crate::interrupt::track_temp_file(file.clone());
+    crate::running::interrupt::track_temp_file(file.clone());
     let cmd = build_cmd(&dir.path().display().to_string(), app, description);
     let result = run::check(
         &cmd,
         opts,
         Some("check the convox rack login (convox login) and the app name"),
     );
-    crate::interrupt::untrack_temp_file(&file);
+    crate::running::interrupt::untrack_temp_file(&file);
     let stdout = result?;
     let release = stdout
         .lines()

@@ -13,7 +13,7 @@
 //! `--builder NAME`. The classic builder cannot take secrets: a service that
 //! has them is refused there.
 
-use crate::command::Cmd;
+use crate::programs::command::Cmd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Builder {

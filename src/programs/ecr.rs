@@ -1,7 +1,7 @@
 //! Amazon ECR: what `--repo` names, and the aws commands that set up the
 //! repository and log in.
 
-use crate::command::Cmd;
+use crate::programs::command::Cmd;
 use anyhow::{anyhow, bail, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! What a run tells its user: the summary table on stderr, and the JSON
 //! report (`--json`) on stdout for scripts.
 
-use crate::execute::{BuildResult, Outcome};
+use crate::running::execute::{BuildResult, Outcome};
 use crate::plan::{Action, Output, Plan};
 use serde_json::{json, Value};
 
@@ -100,7 +100,7 @@ pub fn summary(plan: &Plan, results: &[BuildResult]) -> String {
             ),
             (a, _) => (a.to_string(), console::Style::new().green().bold()),
         };
-        let what = crate::ui::paint(&format!("{what:<24}"), &style);
+        let what = crate::view::ui::paint(&format!("{what:<24}"), &style);
         let note = if r.from_app_root {
             "  (no build: in the file; built from the app root, as Convox does)"
         } else {

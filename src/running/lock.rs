@@ -14,7 +14,7 @@ pub struct FileLock {
 
 /// The lock file for `target` (a symlink's target, as it is what is written).
 pub fn lock_path(target: &Path) -> PathBuf {
-    let real = crate::output::real_path(target);
+    let real = crate::running::output::real_path(target);
     let name = real
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -25,7 +25,7 @@ pub fn lock_path(target: &Path) -> PathBuf {
 /// Take the lock for `target`, or fail saying who holds it.
 pub fn lock(target: &Path) -> Result<FileLock> {
     // The lock file goes where the output goes: the same check first.
-    crate::output::check_writable(target)?;
+    crate::running::output::check_writable(target)?;
     let path = lock_path(target);
     loop {
         let file = OpenOptions::new()
@@ -48,7 +48,7 @@ pub fn lock(target: &Path) -> Result<FileLock> {
         // The holder removes the lock file when it is done; a lock taken on
         // a file that is no longer at the path does not count.
         if same_file(&file, &path) {
-            crate::interrupt::track_temp_file(path.clone());
+            crate::running::interrupt::track_temp_file(path.clone());
             return Ok(FileLock { path, _file: file });
         }
     }
@@ -72,7 +72,7 @@ impl Drop for FileLock {
     fn drop(&mut self) {
         // Remove while still holding the lock; the file handle closes after.
         let _ = fs::remove_file(&self.path);
-        crate::interrupt::untrack_temp_file(&self.path);
+        crate::running::interrupt::untrack_temp_file(&self.path);
     }
 }
 

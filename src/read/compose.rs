@@ -1,9 +1,9 @@
 //! Reading a compose file: which format it is, its services, and for each
 //! service with `build:` what to build. Nothing here runs a process.
 
-use crate::interpolate::{interpolate, variables};
-use crate::manifest::{self, Rules};
-use crate::yaml::{Doc, Entry, NodeId, Pos};
+use crate::read::interpolate::{interpolate, variables};
+use crate::read::manifest::{self, Rules};
+use crate::read::yaml::{Doc, Entry, NodeId, Pos};
 use anyhow::{anyhow, bail, Result};
 use std::path::{Component, Path, PathBuf};
 
@@ -191,7 +191,7 @@ impl Compose {
     fn variables_in(&self, env: Env<'_>) -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = Vec::new();
         for n in &self.doc.nodes {
-            let crate::yaml::Kind::Scalar { value, .. } = &n.kind else {
+            let crate::read::yaml::Kind::Scalar { value, .. } = &n.kind else {
                 continue;
             };
             for name in variables(value) {

@@ -2,9 +2,9 @@
 //! output is streamed to stderr with a `[service]` prefix; a failure carries
 //! the command line and the tail of its stderr.
 
-use crate::command::Cmd;
-use crate::ecr;
-use crate::interrupt;
+use crate::programs::command::Cmd;
+use crate::programs::ecr;
+use crate::running::interrupt;
 use anyhow::{anyhow, bail, Result};
 use std::collections::VecDeque;
 use std::fmt;
@@ -70,7 +70,7 @@ pub fn jobs_for_cpus(cpus: usize) -> u16 {
 }
 
 pub(crate) fn log(line: &str) {
-    crate::ui::line(line);
+    crate::view::ui::line(line);
 }
 
 fn spawn_error(cmd: &Cmd, e: &std::io::Error) -> anyhow::Error {
@@ -282,7 +282,7 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> 
         }
         let text = String::from_utf8_lossy(&buf);
         for line in text.split(['\r', '\n']).filter(|l| !l.trim().is_empty()) {
-            crate::ui::output(prefix, line);
+            crate::view::ui::output(prefix, line);
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }

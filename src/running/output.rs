@@ -66,11 +66,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .tempfile_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    crate::interrupt::track_temp_file(tmp.path().to_path_buf());
+    crate::running::interrupt::track_temp_file(tmp.path().to_path_buf());
     let result = write_temp(&mut tmp, &path, contents);
-    crate::interrupt::untrack_temp_file(tmp.path());
+    crate::running::interrupt::untrack_temp_file(tmp.path());
     result?;
-    let persisted = crate::interrupt::unless_stopped(|| tmp.persist(&path))
+    let persisted = crate::running::interrupt::unless_stopped(|| tmp.persist(&path))
         .ok_or_else(|| anyhow!("stopped: {} is left as it was", path.display()))?;
     persisted.map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
     // Make the rename itself durable.

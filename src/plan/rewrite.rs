@@ -1,8 +1,8 @@
 //! The lossless rewrite: each built service's `build:` becomes `image: REF`
 //! at the same place; every other byte of the file stays as it was.
 
-use crate::compose::{BuildSite, Compose, Source};
-use crate::yaml::{Doc, Entry, Kind, NodeId};
+use crate::read::compose::{BuildSite, Compose, Source};
+use crate::read::yaml::{Doc, Entry, Kind, NodeId};
 use anyhow::{bail, Result};
 
 /// Replace the bytes `start..end` with `text`.

@@ -2,12 +2,12 @@
 //! it has, build and push the rest in parallel, and write the file only when
 //! everything has succeeded.
 
-use crate::docker;
-use crate::ecr;
-use crate::interrupt;
-use crate::output;
+use crate::programs::docker;
+use crate::programs::ecr;
+use crate::running::interrupt;
+use crate::running::output;
 use crate::plan::{Build, Check, Output, Plan};
-use crate::run::{self, capture, check, log, push, stream, tail_of, RunOptions};
+use crate::running::run::{self, capture, check, log, push, stream, tail_of, RunOptions};
 use anyhow::{anyhow, bail, Result};
 use std::io::Write;
 use std::sync::OnceLock;
@@ -217,7 +217,7 @@ fn parallel<T: Send>(
 /// one that names the service's last image as its cache source when that
 /// image could be pulled (the first build of a service has none; naming a
 /// missing image would turn off the engine's own cache).
-fn build_command(b: &Build, opts: RunOptions) -> &crate::command::Cmd {
+fn build_command(b: &Build, opts: RunOptions) -> &crate::programs::command::Cmd {
     let Some(c) = &b.cache else { return &b.build };
     match (&c.pull, &c.build_cached) {
         (Some(pull), Some(cached)) => {
@@ -252,7 +252,7 @@ fn run_build(
     };
     if existed.iter().all(|&e| e) {
         for s in &b.services {
-            crate::ui::done(s, "up to date: the registry has it");
+            crate::view::ui::done(s, "up to date: the registry has it");
         }
         result.outcome = Outcome::UpToDate;
         return Ok(result);
@@ -262,7 +262,7 @@ fn run_build(
             if existed[i] {
                 continue;
             }
-            crate::ui::state(service, "pushing");
+            crate::view::ui::state(service, "pushing");
             let started = Instant::now();
             result.digests[i] = push(p, service, opts)?;
             result.push_seconds[i] = started.elapsed().as_secs_f64();
@@ -289,7 +289,7 @@ fn run_build(
         }
     }
     let started = Instant::now();
-    crate::ui::state(who, "building");
+    crate::view::ui::state(who, "building");
     for &k in &b.bases {
         make_current(k)?;
     }
@@ -301,7 +301,7 @@ fn run_build(
     push_missing(&mut result)?;
     if let Some(c) = &b.cache {
         // The next build's cache source; a failure here costs only speed.
-        crate::ui::state(who, "pushing the cache");
+        crate::view::ui::state(who, "pushing the cache");
         let pushed = check(&c.tag, opts, None).and_then(|_| push(&c.push, who, opts).map(|_| ()));
         if let Err(e) = pushed {
             log(&format!(
@@ -310,7 +310,7 @@ fn run_build(
             ));
         }
     }
-    crate::ui::done(
+    crate::view::ui::done(
         who,
         &format!(
             "built in {:.1} s, pushed in {:.1} s",
@@ -325,7 +325,7 @@ fn run_build(
             .iter()
             .position(|(p, _)| p == s)
             .map_or(0.0, |i| result.push_seconds[i]);
-        crate::ui::done(
+        crate::view::ui::done(
             s,
             &format!("shares the build of {who}, pushed in {pushed:.1} s"),
         );
@@ -355,7 +355,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         .filter(|s| !matches!(s.action, crate::plan::Action::Kept { .. }))
         .map(|s| s.name.as_str())
         .collect();
-    crate::ui::waiting(&names);
+    crate::view::ui::waiting(&names);
     // Every check at once; each answers for one or more references.
     let mut per_build: Vec<Vec<Answer>> = plan
         .builds
@@ -383,7 +383,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
     let make_current = |k: usize| -> Result<()> {
         current[k]
             .get_or_init(|| {
-                crate::bases::make_current(&plan.bases[k], opts).map_err(|e| format!("{e:#}"))
+                crate::inputs::bases::make_current(&plan.bases[k], opts).map_err(|e| format!("{e:#}"))
             })
             .clone()
             .map_err(|e| anyhow!(e))

@@ -2,7 +2,7 @@
 //! depends on, so that an unchanged build keeps its tag and is never rebuilt.
 //!
 //! It covers every entry of the context that docker would send (after
-//! `.dockerignore`, see [`crate::dockerignore`]), with its relative path,
+//! `.dockerignore`, see [`crate::inputs::dockerignore`]), with its relative path,
 //! type, permission bits and content (a symlink by its target text, never
 //! what it points at, as docker sends it; a fifo or socket by its type);
 //! the Dockerfile's content, wherever it is;
@@ -10,8 +10,8 @@
 //! format. Image labels (the commit, the branch) are left out on purpose: they
 //! change on every commit and would defeat the digest.
 
-use crate::compose::{is_remote_context, ArgValue, BuildSpec};
-use crate::dockerignore::{Ignore, Which};
+use crate::read::compose::{is_remote_context, ArgValue, BuildSpec};
+use crate::inputs::dockerignore::{Ignore, Which};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::fs;
@@ -207,7 +207,7 @@ pub fn digest(spec: &BuildSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<
 }
 
 /// The digest with the identity of each base image the build uses
-/// (`(image, identity)`, see [`crate::bases`]); none adds nothing, so a
+/// (`(image, identity)`, see [`crate::inputs::bases`]); none adds nothing, so a
 /// `FROM scratch` build's digest is the same either way.
 pub fn digest_with_bases(
     spec: &BuildSpec,
@@ -317,10 +317,10 @@ pub fn digest_with_bases(
         for s in &spec.secrets {
             field(&mut h, s.id.as_bytes());
             match &s.source {
-                crate::compose::SecretSource::Env(v) => {
+                crate::read::compose::SecretSource::Env(v) => {
                     field(&mut h, format!("env {v}").as_bytes())
                 }
-                crate::compose::SecretSource::File(p) => {
+                crate::read::compose::SecretSource::File(p) => {
                     field(&mut h, format!("file {p}").as_bytes())
                 }
             }
@@ -358,7 +358,7 @@ pub fn dockerfile_text(spec: &BuildSpec) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compose::BuildArg;
+    use crate::read::compose::BuildArg;
 
     fn tree() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

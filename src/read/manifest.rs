@@ -26,9 +26,9 @@
 //! the compose reader, so that the plan can prove on its output that a later
 //! `convox build` builds nothing.
 
-use crate::compose::{Env, Format};
-use crate::interpolate::interpolate;
-use crate::yaml::{Doc, NodeId};
+use crate::read::compose::{Env, Format};
+use crate::read::interpolate::interpolate;
+use crate::read::yaml::{Doc, NodeId};
 
 /// The versions Convox gen1 loads (besides none at all).
 pub const GEN1_VERSIONS: [&str; 4] = ["2", "2.0", "2.1", "2.2"];

@@ -46,7 +46,7 @@
 //!    sends it, so a change is never missed; a file only one builder sends
 //!    costs, at worst, a needless rebuild under the other.
 
-use crate::goregex::{self, Re};
+use crate::inputs::goregex::{self, Re};
 use std::fmt;
 
 /// A line docker refuses.

@@ -1,8 +1,8 @@
 //! The docker command lines this program runs.
 
-use crate::builder::Builder;
-use crate::command::Cmd;
-use crate::compose::{ArgValue, BuildSpec, SecretSource};
+use crate::programs::builder::Builder;
+use crate::programs::command::Cmd;
+use crate::read::compose::{ArgValue, BuildSpec, SecretSource};
 
 /// `docker build -f DOCKERFILE -t REF [--build-arg ...] [--target T] [--platform P] --label ... CONTEXT`.
 ///
@@ -148,11 +148,11 @@ pub fn labels_can_go_last(text: &str, target: Option<&str>) -> bool {
 
 /// The name (`AS name`) of a Dockerfile's last stage.
 fn last_stage_name(text: &str) -> Option<String> {
-    crate::bases::instructions(text)
+    crate::inputs::bases::instructions(text)
         .into_iter()
         .rev()
         .find(|(keyword, _)| keyword == "FROM")
-        .and_then(|(_, rest)| crate::bases::from_operands(&rest)?.1)
+        .and_then(|(_, rest)| crate::inputs::bases::from_operands(&rest)?.1)
 }
 
 /// Answers whether a tag exists in a registry; `--insecure` for a

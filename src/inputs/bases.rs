@@ -30,10 +30,10 @@
 //!   copy would make the tag lie. (An engine without a copy pulls the
 //!   registry's current one itself.)
 
-use crate::command::Cmd;
-use crate::compose::{ArgValue, BuildSpec};
-use crate::docker;
-use crate::run::{self, RunOptions};
+use crate::programs::command::Cmd;
+use crate::read::compose::{ArgValue, BuildSpec};
+use crate::programs::docker;
+use crate::running::run::{self, RunOptions};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -470,7 +470,7 @@ pub fn pull(image: &str) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compose::BuildArg;
+    use crate::read::compose::BuildArg;
 
     fn spec(args: &[(&str, &str)], target: Option<&str>) -> BuildSpec {
         BuildSpec {

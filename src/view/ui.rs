@@ -121,7 +121,7 @@ pub fn output(prefix: &str, text: &str) {
 
 /// A service's state: `waiting`, `building`, `pushing`, ….
 pub fn state(prefix: &str, new_state: &str) {
-    crate::interrupt::activity(prefix, Some(new_state));
+    crate::running::interrupt::activity(prefix, Some(new_state));
     show(prefix, new_state, |b, state| {
         *state = new_state.to_string();
         b.set_message(paint(new_state, &console::Style::new().bold()));
@@ -130,7 +130,7 @@ pub fn state(prefix: &str, new_state: &str) {
 
 /// A service is done.
 pub fn done(prefix: &str, text: &str) {
-    crate::interrupt::activity(prefix, None);
+    crate::running::interrupt::activity(prefix, None);
     show(prefix, text, |b, _| {
         b.finish_with_message(paint(text, &console::Style::new().green()));
     });

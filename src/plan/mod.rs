@@ -2,11 +2,15 @@
 //! which builds are shared, the image references, the exact commands, and the
 //! rewritten file. Making a plan starts no process.
 
-use crate::builder::Builder;
-use crate::command::Cmd;
-use crate::compose::{is_remote_context, BuildSpec, Compose, Source};
-use crate::ecr::{self, Repo};
-use crate::{docker, manifest, rewrite, tag};
+pub mod rewrite;
+pub mod tag;
+
+use crate::programs::builder::Builder;
+use crate::programs::command::Cmd;
+use crate::read::compose::{is_remote_context, BuildSpec, Compose, Source};
+use crate::programs::ecr::{self, Repo};
+use crate::programs::docker;
+use crate::read::manifest;
 use anyhow::{anyhow, bail, Result};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -145,8 +149,8 @@ pub struct Plan {
     pub checks: Vec<Check>,
     pub builds: Vec<Build>,
     /// The base images the registry identified, each made current on the
-    /// engine before the first build on it (`crate::bases`).
-    pub bases: Vec<crate::bases::Refresh>,
+    /// engine before the first build on it (`crate::inputs::bases`).
+    pub bases: Vec<crate::inputs::bases::Refresh>,
     pub services: Vec<ServicePlan>,
     pub output: Output,
     pub rewritten: String,
@@ -163,7 +167,7 @@ pub struct Target {
     /// The engine reaches the registry over plain HTTP (loopback, or so
     /// configured: `docker::insecure_in`).
     pub insecure: bool,
-    /// Which builder `docker build` runs (`crate::builder`).
+    /// Which builder `docker build` runs (`crate::programs::builder`).
     pub builder: Builder,
     /// buildx's `--builder NAME`.
     pub builder_name: Option<String>,
@@ -425,9 +429,9 @@ pub fn plan(
                     // The last image of this service is the cache source;
                     // the new one carries its cache inline for the next.
                     build_spec.cache_from.push(c.reference.clone());
-                    build_spec.args.push(crate::compose::BuildArg {
+                    build_spec.args.push(crate::read::compose::BuildArg {
                         name: "BUILDKIT_INLINE_CACHE".into(),
-                        value: crate::compose::ArgValue::Literal("1".into()),
+                        value: crate::read::compose::ArgValue::Literal("1".into()),
                     });
                 }
                 builds.push(Build {
@@ -519,7 +523,7 @@ pub fn tag_of(reference: &str) -> &str {
 fn with_default_dockerfile(spec: &BuildSpec) -> BuildSpec {
     let mut spec = spec.clone();
     if spec.dockerfile.is_none() && !is_remote_context(&spec.context) {
-        spec.dockerfile = Some(crate::compose::normalize(
+        spec.dockerfile = Some(crate::read::compose::normalize(
             &Path::new(&spec.context).join("Dockerfile"),
         ));
     }

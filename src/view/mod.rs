@@ -1,0 +1,3 @@
+//! Stage 6: what the user sees.
+pub mod report;
+pub mod ui;
