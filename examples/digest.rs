@@ -2,7 +2,7 @@
 //! it: `cargo run --release --example digest -- DIR [DOCKERFILE]`.
 //! Used by scripts/bench to measure digest throughput.
 
-use offcluster::compose::BuildSpec;
+use offcluster::read::compose::BuildSpec;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         platform: None,
         ..Default::default()
     };
-    match offcluster::digest::digest(&spec, &|k| std::env::var(k).ok()) {
+    match offcluster::inputs::digest::digest(&spec, &|k| std::env::var(k).ok()) {
         Ok(d) => {
             println!("{d}");
             ExitCode::SUCCESS

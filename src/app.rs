@@ -1,14 +1,33 @@
-//! One invocation, step by step: read the file, make the plan, then either
-//! print it (dry run) or execute it, and report.
+//! One invocation, as the stages in order. Each stage is one call that takes
+//! the values before it and returns a named value:
+//!
+//! 1. [`Invocation`]: the options resolved, their warnings printed, the
+//!    signal handlers, the deadline and the output file's lock in place;
+//! 2. [`Loaded`]: the compose file read by Convox's rules, each build's
+//!    Dockerfile read once, and the usage checked by a plan made with
+//!    stand-in digests (no process started, no file hashed);
+//! 3. [`Probed`]: the AWS account when a bare ECR name needs it, the
+//!    builder, the engine's version and registry settings, and each base
+//!    image's identity (`running::probe`);
+//! 4. [`Plan`]: the target decided from what was probed, then the plan
+//!    (`plan::plan_with`); a dry run prints it ([`Plan::dry_run`]) and stops;
+//! 5. [`Results`]: the plan executed, the file written, `convox build` run;
+//! 6. the report: the summary on stderr, the JSON report or release on
+//!    stdout.
 
-use crate::inputs::bases;
-use crate::cli::Cli;
+use crate::cli::{Cli, Resolved};
+use crate::inputs::{bases, digest};
+use crate::plan::script::DryRun;
+use crate::plan::{self, refresh, Plan, Target, UsageError};
+use crate::programs::builder::{self, Builder};
+use crate::programs::docker;
 use crate::read::compose::{BuildSpec, Compose, Source};
-use crate::running::execute;
-use crate::plan::UsageError;
-use crate::plan::{self, Target};
-use crate::view::report;
+use crate::read::dockerfile::Dockerfiles;
+use crate::running::execute::{self, BuildResult};
+use crate::running::lock::FileLock;
+use crate::running::probe::{self, Probed, Questions};
 use crate::running::run::{self, RunOptions};
+use crate::view::report;
 use anyhow::Result;
 use std::io::Write;
 
@@ -18,150 +37,202 @@ pub fn run(cli: &Cli) -> Result<()> {
         std::io::stdout().write_all(&Cli::completions(shell))?;
         return Ok(());
     }
-    if let Some(context) = &cli.context {
-        // Every docker command inherits it; nothing else runs yet.
-        std::env::set_var("DOCKER_CONTEXT", context);
+    let invocation = Invocation::resolve(cli)?;
+    let loaded = Loaded::read(&invocation)?;
+    let probed = probe_environment(&invocation, &loaded)?;
+    let plan = make_plan(&invocation, &loaded, &probed)?;
+    if invocation.resolved.dry_run {
+        return print_dry_run(&invocation, &loaded, &plan);
     }
-    let env = |k: &str| std::env::var(k).ok();
-    let resolved = cli.resolve(&env);
-    let opts = RunOptions {
-        verbose: cli.verbose,
-        quiet: cli.quiet,
-        force: cli.force,
-        jobs: cli.jobs.unwrap_or_else(run::default_jobs),
-    };
-    for w in &resolved.warnings {
-        eprintln!("warning: {w}");
-    }
-    let mut _lock = None;
-    if !resolved.dry_run {
-        crate::running::interrupt::install()
-            .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))?;
-        if let Some(limit) = cli.timeout {
-            crate::running::interrupt::deadline(limit, crate::cli::show_duration(limit));
+    let results = execute_plan(&invocation, &loaded, &plan)?;
+    report_results(&invocation, &plan, &results)
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+/// Stage 1: the invocation, resolved.
+pub struct Invocation<'a> {
+    pub cli: &'a Cli,
+    pub resolved: Resolved,
+    pub opts: RunOptions,
+    /// Held for the whole run (none in a dry run or with `-o -`).
+    _lock: Option<FileLock>,
+}
+
+impl<'a> Invocation<'a> {
+    fn resolve(cli: &'a Cli) -> Result<Invocation<'a>> {
+        if let Some(context) = &cli.context {
+            // Every docker command inherits it; nothing else runs yet.
+            std::env::set_var("DOCKER_CONTEXT", context);
         }
-        if let plan::Output::File(path) = &resolved.options.output {
-            _lock = Some(crate::running::lock::lock(path)?);
+        let resolved = cli.resolve(&env);
+        let opts = RunOptions {
+            verbose: cli.verbose,
+            quiet: cli.quiet,
+            force: cli.force,
+            jobs: cli.jobs.unwrap_or_else(run::default_jobs),
+        };
+        for w in &resolved.warnings {
+            eprintln!("warning: {w}");
         }
-    }
-    let stdout_report = cli.json || (cli.convox_build && !resolved.dry_run);
-    if stdout_report && resolved.options.output == plan::Output::Stdout {
-        return Err(anyhow::Error::new(UsageError(
-            "--json or --convox-build and -o - all want stdout; write the file elsewhere with -o PATH".into(),
-        )));
-    }
-    let compose = Compose::load(&resolved.compose_file, &env)?;
-    let mut target = Target::new(&resolved.options)?;
-    // Usage mistakes (the tag template) show up in a plan made with stand-in
-    // digests, before any process starts or any file is hashed.
-    let stand_in = |spec: &BuildSpec| {
-        Ok(blake3::hash(format!("{spec:?}").as_bytes())
-            .to_hex()
-            .to_string())
-    };
-    let mut permissive = target.clone();
-    permissive.builder = crate::programs::builder::Builder::BuildKit { buildx: true };
-    plan::plan(
-        &compose,
-        &resolved.options,
-        &permissive,
-        Some("000000000000"),
-        &stand_in,
-    )?;
-    let builds_something = compose
-        .services
-        .iter()
-        .any(|s| matches!(s.source, Source::Build { .. }));
-    let account = if target.needs_account(&resolved.options) && !resolved.dry_run {
-        run::require_program(
-            "aws",
-            "to find the AWS account of a bare ECR repository name",
-        )?;
-        Some(run::account_id(opts)?)
-    } else {
-        None
-    };
-    let bases_of = |spec: &BuildSpec| -> Vec<String> {
-        crate::inputs::digest::dockerfile_text(spec)
-            .map(|text| bases::images(&text, spec, &env))
-            .unwrap_or_default()
-    };
-    let specs: Vec<&BuildSpec> = compose
-        .services
-        .iter()
-        .filter_map(|s| match &s.source {
-            Source::Build { spec, .. } => Some(spec),
-            Source::Image(_) => None,
+        let mut lock = None;
+        if !resolved.dry_run {
+            crate::running::interrupt::install()
+                .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))?;
+            if let Some(limit) = cli.timeout {
+                crate::running::interrupt::deadline(limit, crate::cli::show_duration(limit));
+            }
+            if let plan::Output::File(path) = &resolved.options.output {
+                lock = Some(crate::running::lock::lock(path)?);
+            }
+        }
+        let stdout_report = cli.json || (cli.convox_build && !resolved.dry_run);
+        if stdout_report && resolved.options.output == plan::Output::Stdout {
+            return Err(anyhow::Error::new(UsageError(
+                "--json or --convox-build and -o - all want stdout; write the file elsewhere with -o PATH".into(),
+            )));
+        }
+        Ok(Invocation {
+            cli,
+            resolved,
+            opts,
+            _lock: lock,
         })
-        .collect();
-    let mut all_bases: Vec<String> = specs.iter().flat_map(|s| bases_of(s)).collect();
-    all_bases.sort();
-    all_bases.dedup();
-    let look_up_bases = !resolved.dry_run && !cli.no_base_digest && !all_bases.is_empty();
+    }
+}
+
+/// Stage 2: the file, its Dockerfiles, and the target before any probe.
+pub struct Loaded {
+    pub compose: Compose,
+    pub dockerfiles: Dockerfiles,
+    pub target: Target,
+    /// Every base image of every build, sorted, without duplicates.
+    pub bases: Vec<String>,
+}
+
+impl Loaded {
+    fn read(inv: &Invocation<'_>) -> Result<Loaded> {
+        let compose = Compose::load(&inv.resolved.compose_file, &env)?;
+        let target = Target::new(&inv.resolved.options)?;
+        let dockerfiles = Dockerfiles::read(build_specs(&compose));
+        let loaded = Loaded {
+            bases: Vec::new(),
+            compose,
+            dockerfiles,
+            target,
+        };
+        // Usage mistakes (the tag template) show up in a plan made with
+        // stand-in digests, before any process starts or any file is hashed.
+        let stand_in = |spec: &BuildSpec| {
+            Ok(blake3::hash(format!("{spec:?}").as_bytes())
+                .to_hex()
+                .to_string())
+        };
+        let mut permissive = loaded.target.clone();
+        permissive.builder = Builder::BuildKit { buildx: true };
+        plan::plan_with(
+            &loaded.compose,
+            &inv.resolved.options,
+            &permissive,
+            Some("000000000000"),
+            &stand_in,
+            &loaded.dockerfiles,
+        )?;
+        let mut bases: Vec<String> = build_specs(&loaded.compose)
+            .flat_map(|s| loaded.bases_of(s))
+            .collect();
+        bases.sort();
+        bases.dedup();
+        Ok(Loaded { bases, ..loaded })
+    }
+
+    /// The base images of one build, from its Dockerfile as read.
+    fn bases_of(&self, spec: &BuildSpec) -> Vec<String> {
+        self.dockerfiles
+            .of(spec)
+            .map(|d| bases::images(d, spec, &env))
+            .unwrap_or_default()
+    }
+
+    fn builds_something(&self) -> bool {
+        build_specs(&self.compose).next().is_some()
+    }
+}
+
+fn build_specs(compose: &Compose) -> impl Iterator<Item = &BuildSpec> {
+    compose.services.iter().filter_map(|s| match &s.source {
+        Source::Build { spec, .. } => Some(spec),
+        Source::Image(_) => None,
+    })
+}
+
+/// Stage 3: the environment. The AWS account first (when a bare ECR name
+/// needs it), then docker's answers, all at once.
+fn probe_environment(inv: &Invocation<'_>, loaded: &Loaded) -> Result<Probed> {
+    let dry_run = inv.resolved.dry_run;
+    let options = &inv.resolved.options;
+    let look_up_bases = !dry_run && !inv.cli.no_base_digest && !loaded.bases.is_empty();
     // What the engine knows of plain-HTTP registries (a remote engine may
     // reach one that is not on a loopback address here); asked only when a
     // registry outside this machine's loopback is involved.
-    let other_host = target
-        .other_host(&resolved.options)
-        .filter(|h| !crate::programs::docker::is_loopback(h))
-        .map(String::from);
-    let remote_base = all_bases
+    let other_host = other_host(loaded, options);
+    let remote_base = loaded
+        .bases
         .iter()
-        .any(|b| bases::host_of(b).is_some_and(|h| !crate::programs::docker::is_loopback(h)));
-    let need_config = !resolved.dry_run && (other_host.is_some() || (look_up_bases && remote_base));
-    // The questions to docker, at once: which builder, then (what the engine
-    // knows of registries, and) the base images.
-    let (detected, registry_config, identities) = std::thread::scope(|s| {
-        let detect = s.spawn(|| {
-            if resolved.dry_run {
-                Ok((
-                    crate::programs::builder::assume(env("DOCKER_BUILDKIT").as_deref()),
-                    None,
-                ))
-            } else if builds_something {
-                detect_builder(opts, env("DOCKER_BUILDKIT").as_deref())
-            } else {
-                Ok((crate::programs::builder::Builder::Classic, None))
-            }
-        });
-        let config = if need_config {
-            registry_config(opts)
-        } else {
-            None
-        };
-        let identities = if look_up_bases {
-            resolve_bases(&all_bases, config.as_deref(), opts)
+        .any(|b| bases::host_of(b).is_some_and(|h| !docker::is_loopback(h)));
+    let questions = Questions {
+        dry_run,
+        builds_something: loaded.builds_something(),
+        docker_buildkit: env("DOCKER_BUILDKIT"),
+        registry_config: !dry_run && (other_host.is_some() || (look_up_bases && remote_base)),
+        bases: if look_up_bases {
+            loaded.bases.clone()
         } else {
             Vec::new()
-        };
-        let detected = detect
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: asking docker its builder")));
-        (detected, config, identities)
-    });
-    let (builder, engine) = detected?;
-    if let (Some(c), Some(host)) = (&registry_config, &other_host) {
-        target.insecure = crate::programs::docker::insecure_in(c, host);
+        },
+        account: loaded.target.needs_account(options) && !dry_run,
+    };
+    probe::probe(&questions, inv.opts)
+}
+
+/// The registry host pushed to, when it is neither ECR's nor on loopback.
+fn other_host(loaded: &Loaded, options: &plan::Options) -> Option<String> {
+    loaded
+        .target
+        .other_host(options)
+        .filter(|h| !docker::is_loopback(h))
+        .map(String::from)
+}
+
+/// Stage 4: the target from what was probed, then the plan.
+fn make_plan(inv: &Invocation<'_>, loaded: &Loaded, probed: &Probed) -> Result<Plan> {
+    let cli = inv.cli;
+    let options = &inv.resolved.options;
+    let mut target = loaded.target.clone();
+    if let (Some(c), Some(host)) = (&probed.registry_config, &other_host(loaded, options)) {
+        target.insecure = docker::insecure_in(c, host);
     }
-    target.builder = builder;
+    target.builder = probed.builder;
     // The classic builder uses a pulled image as its cache on any engine;
     // BuildKit writes inline cache, which only engines from 23 do safely.
     target.registry_cache = !cli.no_registry_cache
-        && (!builder.is_buildkit() || crate::programs::builder::inline_cache_safe(engine.as_deref()));
-    if builder.is_buildkit()
+        && (!probed.builder.is_buildkit() || builder::inline_cache_safe(probed.engine.as_deref()));
+    if probed.builder.is_buildkit()
         && !cli.no_registry_cache
-        && !resolved.dry_run
+        && !inv.resolved.dry_run
         && !target.registry_cache
     {
         eprintln!(
             "note: the registry cache is off: this engine ({}) is older than 23, and its BuildKit can crash the whole engine writing inline cache",
-            engine.as_deref().unwrap_or("version unknown")
+            probed.engine.as_deref().unwrap_or("version unknown")
         );
     }
     if let Some(name) = &cli.builder {
-        if resolved.dry_run {
-            target.builder = crate::programs::builder::Builder::BuildKit { buildx: true };
-        } else if target.builder != (crate::programs::builder::Builder::BuildKit { buildx: true }) {
+        if inv.resolved.dry_run {
+            target.builder = Builder::BuildKit { buildx: true };
+        } else if target.builder != (Builder::BuildKit { buildx: true }) {
             return Err(anyhow::Error::new(UsageError(format!(
                 "--builder {name} is a buildx builder, and the docker here runs {} without buildx",
                 target.builder.name()
@@ -170,157 +241,120 @@ pub fn run(cli: &Cli) -> Result<()> {
         target.builder_name = Some(name.clone());
     }
     let digest = |spec: &BuildSpec| {
-        let ids: Vec<(String, String)> = bases_of(spec)
+        let ids: Vec<(String, String)> = loaded
+            .bases_of(spec)
             .into_iter()
             .filter_map(|image| {
-                let r = identities.iter().find(|r| r.image == image)?;
+                let r = probed.identities.iter().find(|r| r.image == image)?;
                 Some((image, r.identity.clone()))
             })
             .collect();
-        crate::inputs::digest::digest_with_bases(spec, &env, &ids)
+        digest::digest_of(spec, &env, loaded.dockerfiles.of(spec), &ids)
     };
-    let mut plan = plan::plan(
-        &compose,
-        &resolved.options,
+    let mut plan = plan::plan_with(
+        &loaded.compose,
+        options,
         &target,
-        account.as_deref(),
+        probed.account.as_deref(),
         &digest,
+        &loaded.dockerfiles,
     )?;
-    bases::attach(&mut plan, &identities, &bases_of);
+    refresh::attach(&mut plan, &probed.identities, &|s| loaded.bases_of(s));
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
-    if resolved.dry_run {
-        let mut out = std::io::stdout().lock();
-        let mut text = String::from(
-            "# dry run: these commands would run; nothing is run and no file is written\n",
-        );
-        if !all_bases.is_empty() && !cli.no_base_digest {
-            text.push_str("# first, each base image is looked up (all at once) and its registry digest goes into the tags, which are shown here without it (as --no-base-digest has them):\n");
-            for image in &all_bases {
-                if !image.contains("@sha256:") {
-                    text.push_str(&format!("{}\n", bases::registry_lookup(image, None)));
-                }
-            }
-            text.push_str("# and before the first build on a base the registry identified, its engine copy is checked, and pulled when older than the registry's:\n");
-            for image in all_bases.iter().filter(|i| !i.contains("@sha256:")) {
-                text.push_str(&format!(
-                    "# {} (then, if stale: {})\n",
-                    bases::local_lookup(image),
-                    bases::pull(image)
-                ));
-            }
-        }
-        for line in plan.script() {
-            text.push_str(&line);
-            text.push('\n');
-        }
-        if cli.convox_build {
-            text.push_str(&format!(
-                "# then, in a fresh directory DIR holding only the rewritten file as docker-compose.yml:\n{}\n",
-                crate::programs::convox::build_cmd("DIR", &resolved.options.app, &resolved.options.description)
-            ));
-        }
-        text.push_str(&format!(
-            "# {}, rewritten:\n{}",
-            resolved.compose_file.display(),
-            plan.rewritten
-        ));
-        out.write_all(text.as_bytes())?;
-        out.flush()?;
-        return Ok(());
-    }
+    Ok(plan)
+}
+
+/// A dry run: the plan printed, nothing run, no file written.
+fn print_dry_run(inv: &Invocation<'_>, loaded: &Loaded, plan: &Plan) -> Result<()> {
+    let options = &inv.resolved.options;
+    let text = plan.dry_run(&DryRun {
+        bases: if inv.cli.no_base_digest {
+            &[]
+        } else {
+            &loaded.bases
+        },
+        convox_build: inv
+            .cli
+            .convox_build
+            .then_some((options.app.as_str(), options.description.as_str())),
+    });
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Stage 5: what the run did.
+pub struct Results {
+    pub builds: Vec<BuildResult>,
+    /// The file as written.
+    pub text: String,
+    /// The release `convox build` made, with `--convox-build`.
+    pub release: Option<String>,
+    pub started: std::time::Instant,
+}
+
+/// Execute the plan; only when everything succeeded, write the file (pinned
+/// by digest with `--pin-digest`) and run `convox build`.
+fn execute_plan(inv: &Invocation<'_>, loaded: &Loaded, plan: &Plan) -> Result<Results> {
+    let cli = inv.cli;
+    let options = &inv.resolved.options;
     if cli.convox_build {
         run::require_program("convox", "for --convox-build")?;
     }
     let started = std::time::Instant::now();
-    let results = execute::execute(&plan, opts);
+    let results = execute::execute(plan, inv.opts);
     crate::view::ui::finish();
-    let mut results = results?;
+    let mut builds = results?;
     let text = if cli.pin_digest {
-        execute::complete_digests(&plan, &mut results, opts)?;
-        plan::rewritten_text(&compose, &pinned_refs(&plan, &results))?
+        execute::complete_digests(plan, &mut builds, inv.opts)?;
+        plan::rewritten_text(&loaded.compose, &pinned_refs(plan, &builds))?
     } else {
         plan.rewritten.clone()
     };
     execute::write_output(&plan.output, &text)?;
-    eprintln!("done:\n{}", report::summary(&plan, &results));
+    eprintln!("done:\n{}", report::summary(plan, &builds));
     let release = if cli.convox_build {
-        Some(crate::programs::convox::build(
+        Some(crate::running::release::build(
             &text,
-            &resolved.options.app,
-            &resolved.options.description,
-            opts,
+            &options.app,
+            &options.description,
+            inv.opts,
         )?)
     } else {
         None
     };
-    if cli.json {
+    Ok(Results {
+        builds,
+        text,
+        release,
+        started,
+    })
+}
+
+/// Stage 6: the JSON report, or the release ID, on stdout.
+fn report_results(inv: &Invocation<'_>, plan: &Plan, results: &Results) -> Result<()> {
+    let options = &inv.resolved.options;
+    if inv.cli.json {
         let report = report::json(
-            &plan,
-            &results,
-            &resolved.options.app,
-            &resolved.options.repo,
-            started.elapsed().as_secs_f64(),
-            release.as_deref(),
+            plan,
+            &results.builds,
+            &options.app,
+            &options.repo,
+            results.started.elapsed().as_secs_f64(),
+            results.release.as_deref(),
         );
         println!("{report:#}");
-    } else if let Some(r) = &release {
+    } else if let Some(r) = &results.release {
         println!("{r}");
     }
     Ok(())
 }
 
-/// Which builder `docker build` runs here, and the engine's version: ask
-/// docker its versions and whether buildx is there (both at once, a few
-/// seconds at most).
-fn detect_builder(
-    opts: RunOptions,
-    docker_buildkit: Option<&str>,
-) -> Result<(crate::programs::builder::Builder, Option<String>)> {
-    use crate::programs::builder;
-    let limit = std::time::Duration::from_secs(10);
-    let (versions, buildx) = std::thread::scope(|s| {
-        let v = s.spawn(|| run::capture_within(&builder::versions(), opts, limit));
-        let b = s.spawn(|| run::capture_within(&builder::buildx_version(), opts, limit));
-        (v.join().ok().flatten(), b.join().ok().flatten())
-    });
-    let (client, engine) = versions
-        .map(|o| builder::parse_versions(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or((None, None));
-    let buildx = buildx.is_some_and(|o| o.status.success());
-    let b = builder::decide(docker_buildkit, client.as_deref(), buildx)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    Ok((b, engine))
-}
-
-/// The engine's registry configuration (`docker info`), when docker is there
-/// and answers within a few seconds.
-fn registry_config(opts: RunOptions) -> Option<String> {
-    run::stdout_within(
-        &crate::programs::docker::registry_config(),
-        opts,
-        std::time::Duration::from_secs(10),
-    )
-}
-
-/// Look the base images up, saying what could not be.
-fn resolve_bases(
-    images: &[String],
-    config: Option<&str>,
-    opts: RunOptions,
-) -> Vec<bases::Resolved> {
-    let resolved = bases::resolve(images, config, opts);
-    for b in &resolved {
-        if let Some(w) = &b.warning {
-            eprintln!("warning: {w}");
-        }
-    }
-    resolved
-}
-
 /// Each built service's reference with `@sha256:…` of what was pushed.
-fn pinned_refs(plan: &plan::Plan, results: &[execute::BuildResult]) -> Vec<(String, String)> {
+fn pinned_refs(plan: &Plan, results: &[BuildResult]) -> Vec<(String, String)> {
     let mut refs = Vec::new();
     for (b, r) in plan.builds.iter().zip(results) {
         for s in &b.services {

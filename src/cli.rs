@@ -1,8 +1,8 @@
 //! The command line: flags, the old tool's single-dash spellings, and the
 //! defaults that come from the environment.
 
-use crate::plan::{Options, Output};
 use crate::plan::tag::DEFAULT_TEMPLATE;
+use crate::plan::{Options, Output};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -1,32 +1,33 @@
 //! convox-build-off-cluster: build a Convox app's images off the cluster,
 //! push them to ECR, and rewrite the compose file to use them.
 //!
-//! Modules, each with one job:
-//! - [`cli`]: the command line and its environment defaults;
-//! - [`yaml`]: a YAML tree with byte ranges;
-//! - [`compose`]: what a compose file says (formats, services, builds);
-//! - [`manifest`]: what Convox builds, by its own loaders' rules;
-//! - [`interpolate`]: `${VAR}` in build fields;
-//! - [`digest`]: the content digest of a build;
-//! - [`builder`]: which builder `docker build` runs (classic, BuildKit);
-//! - [`bases`]: the base images a build uses, and their identity now;
-//! - [`dockerignore`]: `.dockerignore` as docker applies it, both builders;
-//! - [`goregex`]: the Go regexp syntax that docker's ignore matcher makes;
-//! - [`tag`]: image tags from the template;
-//! - [`ecr`]: ECR repositories and the aws commands;
-//! - [`docker`]: the docker commands;
-//! - [`command`]: commands as values;
-//! - [`plan`]: from file and options to the plan;
-//! - [`rewrite`]: the lossless edit of the file;
-//! - [`run`]: running one command: streaming, capture, retries, errors;
-//! - [`execute`]: executing a plan: checks, parallel builds, the write;
-//! - [`report`]: the summary and the JSON report;
-//! - [`output`]: the atomic write;
-//! - [`interrupt`]: SIGINT and SIGTERM, child process groups;
-//! - [`lock`]: one run at a time per output file;
-//! - [`convox`]: `--convox-build`, the release step;
-//! - [`ui`]: the terminal: a live view, or plain lines; colour;
-//! - [`app`]: one invocation, step by step.
+//! The run, in order (`app::run` calls one stage after another, each taking
+//! the values before it and returning a named one):
+//!
+//! 1. [`cli`] resolves the invocation: flags, `PLUGIN_*` variables, the
+//!    commit and branch from the CI's variables or the checkout.
+//! 2. [`read`] reads the file by Convox's own rules, and each build's
+//!    Dockerfile once: `Compose`, `Dockerfiles`.
+//! 3. [`inputs`] knows what a build depends on: the content digest over what
+//!    docker would send (`.dockerignore` as docker applies it), and the base
+//!    images with what identifies each.
+//! 4. [`running::probe`] asks the environment (the builder, the engine, its
+//!    registry settings, the base images' identities): `Probed`.
+//! 5. [`plan`] turns all that into a `Plan`, written in [`programs`]: the
+//!    registry target, the tags, the shared builds, the checks, the cache,
+//!    the rewritten file. A dry run prints it (`Plan::dry_run`).
+//! 6. [`running`] executes it: checks, parallel builds and pushes, the
+//!    atomic write, `convox build`.
+//! 7. [`view`] shows it: the live view or plain lines, the summary, the JSON
+//!    report.
+//!
+//! The folders are the stages, and a module imports only from its own
+//! folder or an earlier one, in this order: `read`, `inputs`, `programs`,
+//! `plan`, `running`, `view` (then `cli` and `app`, which tie them together).
+//! `programs` comes before `plan` though the plan is made first: the
+//! commands are values that a plan is written in, and nothing in `programs`
+//! starts a process. `running::progress` is how running reaches the view
+//! without importing it: the view installs itself there.
 
 pub mod app;
 pub mod cli;

@@ -96,8 +96,8 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
         )]
     );
     assert!(fakes.call_lines()[0].starts_with("aws ecr batch-get-image"));
-    let web_digest = offcluster::digest::digest(
-        &offcluster::compose::BuildSpec {
+    let web_digest = offcluster::inputs::digest::digest(
+        &offcluster::read::compose::BuildSpec {
             context: dir.path().join("web").display().to_string(),
             dockerfile: Some(dir.path().join("web/Dockerfile").display().to_string()),
             args: vec![],

@@ -22,8 +22,8 @@
 //! many. Skipped with a message when a piece is missing, unless
 //! E2E_REQUIRED=1.
 
-use offcluster::compose::BuildSpec;
-use offcluster::digest;
+use offcluster::inputs::digest;
+use offcluster::read::compose::BuildSpec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -334,7 +334,7 @@ impl Drop for Stack {
 
 /// The first 16 hex digits of the content digest of a demo service's build.
 fn demo_hash(dir: &Path, service: &str) -> String {
-    use offcluster::compose::{ArgValue, BuildArg, BuildSpec};
+    use offcluster::read::compose::{ArgValue, BuildArg, BuildSpec};
     let (dockerfile, args) = match service {
         "api" => (
             "api/Dockerfile.api",
@@ -353,7 +353,8 @@ fn demo_hash(dir: &Path, service: &str) -> String {
         platform: None,
         ..Default::default()
     };
-    let digest = offcluster::digest::digest(&spec, &|k| std::env::var(k).ok()).expect("digest");
+    let digest =
+        offcluster::inputs::digest::digest(&spec, &|k| std::env::var(k).ok()).expect("digest");
     digest[..16].to_string()
 }
 
@@ -939,14 +940,15 @@ fn services_without_build_are_built_from_the_app_root_pushed_and_rewritten() {
         "{stderr}"
     );
     let written = fs::read_to_string(app.path().join(FILE)).expect("file");
-    let compose = offcluster::compose::Compose::from_bytes(
+    let compose = offcluster::read::compose::Compose::from_bytes(
         Path::new(FILE),
         written.clone().into_bytes(),
         &|_| None,
     )
     .expect("reads back");
     assert!(
-        offcluster::manifest::convox_builds(&compose.doc, &compose.format, &|_| None).is_empty(),
+        offcluster::read::manifest::convox_builds(&compose.doc, &compose.format, &|_| None)
+            .is_empty(),
         "Convox would still build something from:\n{written}"
     );
     let mut tags = stack.tags("gen1");

@@ -6,9 +6,9 @@
 //! To add a case, write its input.yml, run with UPDATE_EXPECTED=1, and read
 //! the diff of the new expected.yml before committing it.
 
-use offcluster::compose::{Compose, Format};
 use offcluster::plan::{self, Options, Output, Target};
-use offcluster::yaml::Doc;
+use offcluster::read::compose::{Compose, Format};
+use offcluster::read::yaml::Doc;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -21,7 +21,7 @@ fn options() -> Options {
         repo: "registry.example/app".into(),
         region: None,
         registry_host: None,
-        tag: offcluster::tag::GITSHA_TEMPLATE.into(),
+        tag: offcluster::plan::tag::GITSHA_TEMPLATE.into(),
         output: Output::Stdout,
     }
 }
@@ -146,13 +146,14 @@ fn every_fixture_convox_loads_leaves_convox_nothing_to_build() {
     let mut checked = 0;
     for file in &files {
         let compose = Compose::load(file, &|_| None).expect("fixture loads");
-        if offcluster::manifest::version_warning(&compose.format).is_some() {
+        if offcluster::read::manifest::version_warning(&compose.format).is_some() {
             continue; // Convox does not load it
         }
-        let before = offcluster::manifest::convox_builds(&compose.doc, &compose.format, &|_| None);
+        let before =
+            offcluster::read::manifest::convox_builds(&compose.doc, &compose.format, &|_| None);
         let out = rewrite(file);
         let after = Compose::from_bytes(file, out.into_bytes(), &|_| None).expect("reads back");
-        let left = offcluster::manifest::convox_builds(&after.doc, &after.format, &|_| None);
+        let left = offcluster::read::manifest::convox_builds(&after.doc, &after.format, &|_| None);
         assert!(
             left.is_empty(),
             "{}: Convox would still build {left:?}",

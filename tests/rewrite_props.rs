@@ -10,9 +10,9 @@
 //!    (`manifest::convox_builds`), the output leaves nothing for
 //!    `convox build` to build.
 
-use offcluster::compose::Compose;
-use offcluster::manifest;
 use offcluster::plan::{self, Options, Output, Target};
+use offcluster::read::compose::Compose;
+use offcluster::read::manifest;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -24,7 +24,7 @@ fn options() -> Options {
         repo: "reg.example:5000/app".into(),
         region: None,
         registry_host: None,
-        tag: offcluster::tag::GITSHA_TEMPLATE.into(),
+        tag: offcluster::plan::tag::GITSHA_TEMPLATE.into(),
         output: Output::Stdout,
     }
 }

@@ -10,8 +10,9 @@
 //! format. Image labels (the commit, the branch) are left out on purpose: they
 //! change on every commit and would defeat the digest.
 
-use crate::read::compose::{is_remote_context, ArgValue, BuildSpec};
 use crate::inputs::dockerignore::{Ignore, Which};
+use crate::read::compose::{is_remote_context, ArgValue, BuildSpec, SecretSource};
+use crate::read::dockerfile::Dockerfile;
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::fs;
@@ -214,6 +215,17 @@ pub fn digest_with_bases(
     env: &dyn Fn(&str) -> Option<String>,
     bases: &[(String, String)],
 ) -> Result<String> {
+    digest_of(spec, env, None, bases)
+}
+
+/// The digest, with the build's Dockerfile as the run read it (its bytes are
+/// hashed; None: read from disk here).
+pub fn digest_of(
+    spec: &BuildSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+    dockerfile: Option<&Dockerfile>,
+    bases: &[(String, String)],
+) -> Result<String> {
     let mut h = blake3::Hasher::new();
     field(&mut h, FORMAT.as_bytes());
     if is_remote_context(&spec.context) {
@@ -222,63 +234,106 @@ pub fn digest_with_bases(
         field(&mut h, spec.context.as_bytes());
         field(&mut h, spec.dockerfile.as_deref().unwrap_or("").as_bytes());
     } else {
-        let context = Path::new(&spec.context);
-        let dockerfile = spec.dockerfile.as_deref().map(Path::new);
-        if !context.is_dir() {
-            bail!(
-                "the build context {} is not a directory; build paths are relative to the compose file's directory",
-                context.display()
-            );
+        hash_local(&mut h, spec, dockerfile)?;
+    }
+    hash_args(&mut h, spec, env);
+    field(&mut h, b"target");
+    field(&mut h, spec.target.as_deref().unwrap_or("").as_bytes());
+    // The service's platform, else what docker would take by default.
+    field(&mut h, b"platform");
+    field(
+        &mut h,
+        spec.platform
+            .clone()
+            .or_else(|| env("DOCKER_DEFAULT_PLATFORM"))
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    hash_secrets(&mut h, spec);
+    if !bases.is_empty() {
+        let mut sorted: Vec<&(String, String)> = bases.iter().collect();
+        sorted.sort();
+        field(&mut h, b"bases");
+        for (image, identity) in sorted {
+            field(&mut h, image.as_bytes());
+            field(&mut h, identity.as_bytes());
         }
-        if let Some(d) = dockerfile.filter(|d| !d.is_file()) {
-            bail!(
-                "the Dockerfile {} does not exist; `dockerfile:` is relative to the build context",
-                d.display()
-            );
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// A local build: every entry of the context docker would send, then the
+/// Dockerfile's content.
+fn hash_local(h: &mut blake3::Hasher, spec: &BuildSpec, read: Option<&Dockerfile>) -> Result<()> {
+    let context = Path::new(&spec.context);
+    let dockerfile = spec.dockerfile.as_deref().map(Path::new);
+    if !context.is_dir() {
+        bail!(
+            "the build context {} is not a directory; build paths are relative to the compose file's directory",
+            context.display()
+        );
+    }
+    if let Some(d) = dockerfile.filter(|d| !d.is_file()) {
+        bail!(
+            "the Dockerfile {} does not exist; `dockerfile:` is relative to the build context",
+            d.display()
+        );
+    }
+    let ignore = context_ignore(context, dockerfile)?;
+    let items = walk(context, &ignore)?;
+    let contents: Vec<Option<blake3::Hash>> = items
+        .par_iter()
+        .map(|it| match it.kind {
+            Kind::File { .. } => hash_file(&it.path).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<_>>()?;
+    field(h, b"context");
+    for (it, content) in items.iter().zip(contents) {
+        hash_item(h, it, content);
+    }
+    let dockerfile = dockerfile
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    field(h, b"dockerfile");
+    let df = match read.filter(|d| d.path == dockerfile) {
+        Some(d) => blake3::hash(&d.bytes),
+        None => hash_file(&dockerfile)
+            .map_err(|e| anyhow!("the Dockerfile {}: {e:#}", dockerfile.display()))?,
+    };
+    h.update(df.as_bytes());
+    Ok(())
+}
+
+/// One entry of the context: its path, type, mode and content.
+fn hash_item(h: &mut blake3::Hasher, it: &Item, content: Option<blake3::Hash>) {
+    field(h, it.rel.as_bytes());
+    match &it.kind {
+        Kind::Dir { mode } => {
+            field(h, b"d");
+            h.update(&mode.to_le_bytes());
         }
-        let ignore = context_ignore(context, dockerfile)?;
-        let items = walk(context, &ignore)?;
-        let contents: Vec<Option<blake3::Hash>> = items
-            .par_iter()
-            .map(|it| match it.kind {
-                Kind::File { .. } => hash_file(&it.path).map(Some),
-                _ => Ok(None),
-            })
-            .collect::<Result<_>>()?;
-        field(&mut h, b"context");
-        for (it, content) in items.iter().zip(contents) {
-            field(&mut h, it.rel.as_bytes());
-            match &it.kind {
-                Kind::Dir { mode } => {
-                    field(&mut h, b"d");
-                    h.update(&mode.to_le_bytes());
-                }
-                Kind::File { mode } => {
-                    field(&mut h, b"f");
-                    h.update(&mode.to_le_bytes());
-                    if let Some(c) = content {
-                        h.update(c.as_bytes());
-                    }
-                }
-                Kind::Special { what, mode } => {
-                    field(&mut h, what.as_bytes());
-                    h.update(&mode.to_le_bytes());
-                }
-                Kind::Symlink(target) => {
-                    field(&mut h, b"l");
-                    field(&mut h, target);
-                }
+        Kind::File { mode } => {
+            field(h, b"f");
+            h.update(&mode.to_le_bytes());
+            if let Some(c) = content {
+                h.update(c.as_bytes());
             }
         }
-        let dockerfile = dockerfile
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| context.join("Dockerfile"));
-        field(&mut h, b"dockerfile");
-        let df = hash_file(&dockerfile)
-            .map_err(|e| anyhow!("the Dockerfile {}: {e:#}", dockerfile.display()))?;
-        h.update(df.as_bytes());
+        Kind::Special { what, mode } => {
+            field(h, what.as_bytes());
+            h.update(&mode.to_le_bytes());
+        }
+        Kind::Symlink(target) => {
+            field(h, b"l");
+            field(h, target);
+        }
     }
-    field(&mut h, b"args");
+}
+
+/// The build args, resolved (an inherited one from the environment), sorted.
+fn hash_args(h: &mut blake3::Hasher, spec: &BuildSpec, env: &dyn Fn(&str) -> Option<String>) {
+    field(h, b"args");
     let mut args: Vec<(&str, Option<String>)> = spec
         .args
         .iter()
@@ -292,67 +347,31 @@ pub fn digest_with_bases(
         .collect();
     args.sort();
     for (name, value) in args {
-        field(&mut h, name.as_bytes());
+        field(h, name.as_bytes());
         match value {
-            Some(v) => field(&mut h, v.as_bytes()),
-            None => field(&mut h, b"\0unset"),
+            Some(v) => field(h, v.as_bytes()),
+            None => field(h, b"\0unset"),
         }
     }
-    field(&mut h, b"target");
-    field(&mut h, spec.target.as_deref().unwrap_or("").as_bytes());
-    // The service's platform, else what docker would take by default.
-    field(&mut h, b"platform");
-    field(
-        &mut h,
-        spec.platform
-            .clone()
-            .or_else(|| env("DOCKER_DEFAULT_PLATFORM"))
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    // Which secrets and SSH agents the build mounts (never their values: a
-    // rotated secret rebuilds nothing).
-    if !spec.secrets.is_empty() || !spec.ssh.is_empty() {
-        field(&mut h, b"secrets");
-        for s in &spec.secrets {
-            field(&mut h, s.id.as_bytes());
-            match &s.source {
-                crate::read::compose::SecretSource::Env(v) => {
-                    field(&mut h, format!("env {v}").as_bytes())
-                }
-                crate::read::compose::SecretSource::File(p) => {
-                    field(&mut h, format!("file {p}").as_bytes())
-                }
-            }
-        }
-        for s in &spec.ssh {
-            field(&mut h, s.as_bytes());
-        }
-    }
-    if !bases.is_empty() {
-        let mut sorted: Vec<&(String, String)> = bases.iter().collect();
-        sorted.sort();
-        field(&mut h, b"bases");
-        for (image, identity) in sorted {
-            field(&mut h, image.as_bytes());
-            field(&mut h, identity.as_bytes());
-        }
-    }
-    Ok(h.finalize().to_hex().to_string())
 }
 
-/// The Dockerfile's text for a build (its own, or the context's
-/// `Dockerfile`); None for a remote context or one that cannot be read.
-pub fn dockerfile_text(spec: &BuildSpec) -> Option<String> {
-    if is_remote_context(&spec.context) {
-        return None;
+/// Which secrets and SSH agents the build mounts (never their values: a
+/// rotated secret rebuilds nothing).
+fn hash_secrets(h: &mut blake3::Hasher, spec: &BuildSpec) {
+    if spec.secrets.is_empty() && spec.ssh.is_empty() {
+        return;
     }
-    let path = spec
-        .dockerfile
-        .as_deref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(&spec.context).join("Dockerfile"));
-    fs::read_to_string(path).ok()
+    field(h, b"secrets");
+    for s in &spec.secrets {
+        field(h, s.id.as_bytes());
+        match &s.source {
+            SecretSource::Env(v) => field(h, format!("env {v}").as_bytes()),
+            SecretSource::File(p) => field(h, format!("file {p}").as_bytes()),
+        }
+    }
+    for s in &spec.ssh {
+        field(h, s.as_bytes());
+    }
 }
 
 #[cfg(test)]

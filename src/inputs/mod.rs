@@ -1,4 +1,17 @@
-//! Stage 2: what a build depends on.
+//! What a build depends on, so that a build whose inputs did not change is
+//! never run again, and one whose inputs changed always is.
+//!
+//! - [`digest`]: the content digest (BLAKE3) over the context docker would
+//!   send, the Dockerfile, the resolved args, target, platform, secrets' ids
+//!   and the bases' identities; the rules that decide a rebuild.
+//! - [`dockerignore`]: `.dockerignore` as docker applies it, under both
+//!   builders (moby's matcher, the walker's descent rule, 20.10's legacy
+//!   matcher, `<Dockerfile>.dockerignore`).
+//! - [`goregex`]: the Go regexp syntax that docker's ignore matcher compiles
+//!   patterns into, so that a pattern means here what it means there.
+//! - [`bases`]: which base images a build uses (from its Dockerfile), and
+//!   the rules that identify each (pinned, the registry's digest, the
+//!   engine's copy, the name), without a process: `running::probe` asks.
 pub mod bases;
 pub mod digest;
 pub mod dockerignore;

@@ -1,8 +1,10 @@
 //! The docker command lines this program runs.
 
+use crate::inputs::bases::host_of;
 use crate::programs::builder::Builder;
 use crate::programs::command::Cmd;
 use crate::read::compose::{ArgValue, BuildSpec, SecretSource};
+use crate::read::dockerfile::Dockerfile;
 
 /// `docker build -f DOCKERFILE -t REF [--build-arg ...] [--target T] [--platform P] --label ... CONTEXT`.
 ///
@@ -11,7 +13,7 @@ use crate::read::compose::{ArgValue, BuildSpec, SecretSource};
 ///
 /// The labels: docker's classic builder turns each `--label` into a build
 /// step of its own (a container and a commit each, about a second apiece
-/// here). When `dockerfile` (the Dockerfile's text) shows that they can go on
+/// here). When `dockerfile` (the Dockerfile as read) shows that they can go on
 /// one `LABEL` line at its end, which is where `--label` puts them, the
 /// Dockerfile is fed on stdin (`-f -`) with that line added, as
 /// `{ cat Dockerfile; printf '\n%s\n' 'LABEL ...'; } | docker build -f - ...`.
@@ -19,7 +21,7 @@ pub fn build(
     spec: &BuildSpec,
     reference: &str,
     labels: &[(String, String)],
-    dockerfile: Option<&str>,
+    dockerfile: Option<&Dockerfile>,
     builder: Builder,
     builder_name: Option<&str>,
 ) -> Cmd {
@@ -27,9 +29,7 @@ pub fn build(
         return buildkit_build(spec, reference, labels, builder_name);
     }
     let one_line = match (&spec.dockerfile, dockerfile) {
-        (Some(path), Some(text)) if labels_can_go_last(text, spec.target.as_deref()) => {
-            Some(path.clone())
-        }
+        (Some(path), Some(d)) if d.labels_can_go_last(spec.target.as_deref()) => Some(path.clone()),
         _ => None,
     };
     let mut c = Cmd::new("docker").arg("build");
@@ -120,39 +120,6 @@ pub fn label_line(labels: &[(String, String)]) -> String {
         .map(|(k, v)| format!("\"{}\"=\"{}\"", esc(k), esc(v)))
         .collect();
     format!("LABEL {}", pairs.join(" "))
-}
-
-/// Would a `LABEL` line at the end of this Dockerfile land where `--label`
-/// puts labels (the last stage built)? Yes, unless a `--target` names an
-/// earlier stage, or a parser directive changes the escape character.
-pub fn labels_can_go_last(text: &str, target: Option<&str>) -> bool {
-    let escape_directive = text
-        .lines()
-        .take_while(|l| l.trim_start().starts_with('#'))
-        .any(|l| {
-            let d = l
-                .trim_start()
-                .trim_start_matches('#')
-                .trim()
-                .to_ascii_lowercase();
-            d.starts_with("escape")
-        });
-    if escape_directive {
-        return false;
-    }
-    match target {
-        None => true,
-        Some(t) => last_stage_name(text).is_some_and(|n| n.eq_ignore_ascii_case(t)),
-    }
-}
-
-/// The name (`AS name`) of a Dockerfile's last stage.
-fn last_stage_name(text: &str) -> Option<String> {
-    crate::inputs::bases::instructions(text)
-        .into_iter()
-        .rev()
-        .find(|(keyword, _)| keyword == "FROM")
-        .and_then(|(_, rest)| crate::inputs::bases::from_operands(&rest)?.1)
 }
 
 /// Answers whether a tag exists in a registry; `--insecure` for a
@@ -257,6 +224,30 @@ pub fn login(host: &str) -> Cmd {
     Cmd::new("docker").args(["login", "--username", "AWS", "--password-stdin", host])
 }
 
+/// The registry's digest of one base image. `config` is the engine's
+/// registry configuration, when known.
+pub fn registry_lookup(image: &str, config: Option<&str>) -> Cmd {
+    let insecure =
+        host_of(image).is_some_and(|h| is_loopback(h) || config.is_some_and(|c| insecure_in(c, h)));
+    manifest_inspect(image, insecure)
+}
+
+/// The engine's copy of one image: its ID and the digests it was pulled by.
+pub fn local_lookup(image: &str) -> Cmd {
+    Cmd::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}} {{json .RepoDigests}}",
+        image,
+    ])
+}
+
+/// `docker pull IMAGE`, for an engine copy that is older than the registry's.
+pub fn pull(image: &str) -> Cmd {
+    Cmd::new("docker").args(["pull", "--quiet", image])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,18 +261,6 @@ mod tests {
         assert!(!insecure_in(config, "10.8.0.1:5000"));
         assert!(!insecure_in(config, "docker.io"));
         assert!(!insecure_in("not json", "127.0.0.1:5000"));
-    }
-
-    #[test]
-    fn labels_go_last_unless_a_target_or_escape_directive_says_otherwise() {
-        let df = "FROM scratch AS build\nCOPY a /a\n\nfrom   --platform=linux/amd64 scratch   as Prod\nCOPY b /b\n";
-        assert!(labels_can_go_last(df, None));
-        assert!(labels_can_go_last(df, Some("prod")));
-        assert!(!labels_can_go_last(df, Some("build")));
-        assert!(!labels_can_go_last("# escape=`\nFROM scratch\n", None));
-        assert!(!labels_can_go_last("FROM scratch\n", Some("x")));
-        let cont = "FROM scratch \\\n  AS one\nFROM scratch \\\n  AS two\n";
-        assert!(labels_can_go_last(cont, Some("two")));
     }
 
     #[test]

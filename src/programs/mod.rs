@@ -1,4 +1,18 @@
-//! Stage 3: the external programs as values.
+//! The external programs as values: every command this tool runs is a
+//! [`command::Cmd`], whose `Display` is the shell-quoted command line the
+//! dry run prints and errors quote. Nothing here starts a process
+//! (`running` does), and no secret goes into an argv.
+//!
+//! - [`command`]: `Cmd`: program, args, environment (secret values hidden),
+//!   stdin (a file, then a line), shell quoting.
+//! - [`builder`]: which builder `docker build` runs (classic, BuildKit with
+//!   or without buildx), decided from docker's answers and `DOCKER_BUILDKIT`;
+//!   whether the engine writes inline cache safely.
+//! - [`docker`]: the docker command lines: build (per builder), tag, push,
+//!   login, manifest inspect, the base-image lookups, `docker info`.
+//! - [`ecr`]: ECR repository names and hosts, and the aws commands: set-up,
+//!   login password, `batch-get-image`, and reading their answers.
+//! - [`convox`]: `convox build`, the release step.
 pub mod builder;
 pub mod command;
 pub mod convox;

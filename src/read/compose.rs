@@ -1,23 +1,12 @@
 //! Reading a compose file: which format it is, its services, and for each
 //! service with `build:` what to build. Nothing here runs a process.
 
+pub use crate::read::format::{Env, Format};
 use crate::read::interpolate::{interpolate, variables};
 use crate::read::manifest::{self, Rules};
 use crate::read::yaml::{Doc, Entry, NodeId, Pos};
 use anyhow::{anyhow, bail, Result};
 use std::path::{Component, Path, PathBuf};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Format {
-    /// Convox generation 1: services at the top level, no `version:`.
-    ConvoxV1,
-    /// `services:` with `version: "2"`, `"2.x"`, `"3.x"`, or none (the
-    /// compose spec).
-    Compose { version: Option<String> },
-    /// `convox.yml` of current Convox racks: `services:` whose `build:` is a
-    /// path or `{path: DIR, manifest: Dockerfile.x}`.
-    ConvoxYml,
-}
 
 #[derive(Debug, Clone)]
 pub struct Compose {
@@ -142,8 +131,6 @@ struct RawBuild {
     implicit: bool,
 }
 
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
 impl Compose {
     /// Read and parse a compose file.
     pub fn load(path: &Path, env: Env<'_>) -> Result<Compose> {
@@ -235,29 +222,7 @@ impl Compose {
                 self.at(root)
             );
         }
-        let version = self.doc.get(root, "version");
-        let services = self.doc.get(root, "services");
-        if let Some(v) = version {
-            let text = self.doc.scalar(v.value).unwrap_or("");
-            if !is_known_version(text) {
-                bail!(
-                    "{}: unknown compose `version: {text}`; supported are \"2\", \"2.x\", \"3\", \"3.x\", or no version with `services:`",
-                    self.at(v.value)
-                );
-            }
-        }
-        let (map, format) = match (services, version) {
-            (Some(s), None) if self.is_convox_yml(root, s.value) => (s.value, Format::ConvoxYml),
-            (Some(s), v) => {
-                let version = v.and_then(|v| self.doc.scalar(v.value)).map(String::from);
-                (s.value, Format::Compose { version })
-            }
-            (None, Some(v)) => bail!(
-                "{}: the file has `version:` but no `services:`",
-                self.at(v.value)
-            ),
-            (None, None) => (root, Format::ConvoxV1),
-        };
+        let (map, format) = self.services_node(root)?;
         self.format = format;
         if self.doc.is_null(map) {
             bail!("{}: `services:` is empty", self.at(map));
@@ -304,6 +269,34 @@ impl Compose {
             self.warnings.push(format!("{file}: {w}"));
         }
         Ok(())
+    }
+
+    /// Where the services are, and the format that says so: `version:` and
+    /// `services:` (a convox.yml by its shape), or neither (Convox v1).
+    fn services_node(&self, root: NodeId) -> Result<(NodeId, Format)> {
+        let version = self.doc.get(root, "version");
+        let services = self.doc.get(root, "services");
+        if let Some(v) = version {
+            let text = self.doc.scalar(v.value).unwrap_or("");
+            if !is_known_version(text) {
+                bail!(
+                    "{}: unknown compose `version: {text}`; supported are \"2\", \"2.x\", \"3\", \"3.x\", or no version with `services:`",
+                    self.at(v.value)
+                );
+            }
+        }
+        Ok(match (services, version) {
+            (Some(s), None) if self.is_convox_yml(root, s.value) => (s.value, Format::ConvoxYml),
+            (Some(s), v) => {
+                let version = v.and_then(|v| self.doc.scalar(v.value)).map(String::from);
+                (s.value, Format::Compose { version })
+            }
+            (None, Some(v)) => bail!(
+                "{}: the file has `version:` but no `services:`",
+                self.at(v.value)
+            ),
+            (None, None) => (root, Format::ConvoxV1),
+        })
     }
 
     /// Convox gen1 reads every top-level key of a v1 file as a service, so an
@@ -456,6 +449,20 @@ impl Compose {
                 raw.dockerfile = Some(self.service_string(name, d.value, "dockerfile", "", env)?);
             }
         }
+        self.resolve_build(name, value, raw, site, env)
+    }
+
+    /// A build with its paths joined to the file's directory, and the
+    /// service's platform.
+    fn resolve_build(
+        &self,
+        name: &str,
+        value: NodeId,
+        raw: RawBuild,
+        site: BuildSite,
+        env: Env<'_>,
+    ) -> Result<Source> {
+        let doc = &self.doc;
         let context = if is_remote_context(&raw.context) {
             raw.context
         } else {
@@ -574,13 +581,7 @@ impl Compose {
             if let Some(f) = doc.get(build, "args") {
                 raw.args = self.read_args(name, f.value, env)?;
                 for a in raw.args.iter().filter(|a| looks_secret(&a.name)) {
-                    warnings.push(format!(
-                        "{}: service `{name}`: build arg `{}` looks like a secret: its value is written into the image, where anyone who can pull it reads it (`docker history`); pass it as a build secret instead (BuildKit): `build: {{secrets: [{id}]}}` with top-level `secrets: {{{id}: {{environment: {}}}}}`, and `RUN --mount=type=secret,id={id} …` in the Dockerfile",
-                        self.at(f.value),
-                        a.name,
-                        a.name,
-                        id = a.name.to_lowercase(),
-                    ));
+                    warnings.push(self.secret_arg_warning(name, f.value, &a.name));
                 }
             }
             if let Some(f) = doc.get(build, "secrets") {
@@ -592,25 +593,7 @@ impl Compose {
             if let Some(f) = doc.get(build, "cache_from") {
                 raw.cache_from = self.string_list(name, f.value, "build.cache_from", env)?;
             }
-            for e in doc.entries(build).unwrap_or_default() {
-                let key = doc.scalar(e.key).unwrap_or("");
-                let known = [
-                    context_key,
-                    dockerfile_key,
-                    "args",
-                    "target",
-                    "secrets",
-                    "ssh",
-                    "cache_from",
-                    "<<",
-                ];
-                if !known.contains(&key) {
-                    warnings.push(format!(
-                        "{}: service `{name}`: `build.{key}` is not used by this tool and is ignored",
-                        self.at(e.key)
-                    ));
-                }
-            }
+            self.unknown_build_keys(name, build, [context_key, dockerfile_key], warnings);
         } else {
             return Err(bad(
                 "`build:` must be a path or a mapping with `context`, `dockerfile`, `args`, `target`",
@@ -620,6 +603,48 @@ impl Compose {
             return Err(bad("the build context is empty"));
         }
         Ok(raw)
+    }
+
+    /// A build arg whose name looks like a secret: its value ends up in the
+    /// image.
+    fn secret_arg_warning(&self, name: &str, args: NodeId, arg: &str) -> String {
+        format!(
+            "{}: service `{name}`: build arg `{}` looks like a secret: its value is written into the image, where anyone who can pull it reads it (`docker history`); pass it as a build secret instead (BuildKit): `build: {{secrets: [{id}]}}` with top-level `secrets: {{{id}: {{environment: {}}}}}`, and `RUN --mount=type=secret,id={id} …` in the Dockerfile",
+            self.at(args),
+            arg,
+            arg,
+            id = arg.to_lowercase(),
+        )
+    }
+
+    /// A warning for each `build:` key this tool does not use.
+    fn unknown_build_keys(
+        &self,
+        name: &str,
+        build: NodeId,
+        [context_key, dockerfile_key]: [&str; 2],
+        warnings: &mut Vec<String>,
+    ) {
+        let doc = &self.doc;
+        for e in doc.entries(build).unwrap_or_default() {
+            let key = doc.scalar(e.key).unwrap_or("");
+            let known = [
+                context_key,
+                dockerfile_key,
+                "args",
+                "target",
+                "secrets",
+                "ssh",
+                "cache_from",
+                "<<",
+            ];
+            if !known.contains(&key) {
+                warnings.push(format!(
+                    "{}: service `{name}`: `build.{key}` is not used by this tool and is ignored",
+                    self.at(e.key)
+                ));
+            }
+        }
     }
 
     /// The build Convox gives a service without `build:` or `image:`: the

@@ -26,7 +26,7 @@
 //! the compose reader, so that the plan can prove on its output that a later
 //! `convox build` builds nothing.
 
-use crate::read::compose::{Env, Format};
+use crate::read::format::{Env, Format};
 use crate::read::interpolate::interpolate;
 use crate::read::yaml::{Doc, NodeId};
 

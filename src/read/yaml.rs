@@ -287,53 +287,7 @@ impl<'s> Builder<'s> {
                 }
             }
             Event::Scalar(value, style, anchor, _tag) => {
-                let mut start = self.byte(span.start.index());
-                let mut end = self.byte(span.end.index());
-                // A quoted scalar's span can run on over a trailing comment;
-                // end it at its closing quote.
-                match style {
-                    // A block scalar's span runs on over its final line break
-                    // and the next line's indentation: end at its last text.
-                    ScalarStyle::Literal | ScalarStyle::Folded if value.is_empty() => {
-                        // No content. Its span is either its properties and
-                        // header (`&a >-`) and what follows them, or empty
-                        // somewhere on a later line; the node is its header.
-                        let text = self.src[start..end].trim_end();
-                        if text.ends_with(|c: char| "|>+-0123456789".contains(c)) {
-                            end = start + text.len();
-                        } else {
-                            let (s, e) = self.block_header(start);
-                            start = s;
-                            end = e;
-                        }
-                    }
-                    ScalarStyle::Literal | ScalarStyle::Folded => {
-                        end = start + self.src[start..end].trim_end().len();
-                    }
-                    ScalarStyle::DoubleQuoted => {
-                        end = quoted_end(self.src, start, '"').unwrap_or(end)
-                    }
-                    ScalarStyle::SingleQuoted => {
-                        end = quoted_end(self.src, start, '\'').unwrap_or(end)
-                    }
-                    _ => {}
-                }
-                let has_properties = self.src[start..end].starts_with(['&', '!']);
-                if value.is_empty() && style == ScalarStyle::Plain && has_properties {
-                    // `key: &anchor` with no value: the node is its anchor
-                    // (or tag) text.
-                    end = start + self.src[start..end].trim_end().len();
-                } else if value.is_empty() && style == ScalarStyle::Plain {
-                    // An empty plain scalar has no text, whatever its span
-                    // says (in flow style it can cover the next `, `). As a
-                    // value it sits at its key's end, before the `:`; move it
-                    // after the `:` so the entry's range covers that.
-                    end = start;
-                    if let Some(after) = self.after_pending_colon() {
-                        start = after;
-                        end = after;
-                    }
-                }
+                let (start, end) = self.scalar_range(&value, style, &span);
                 let kind = Kind::Scalar {
                     value: value.into_owned(),
                     plain: style == ScalarStyle::Plain,
@@ -354,61 +308,117 @@ impl<'s> Builder<'s> {
                 self.attach(id)?;
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                let start = self.byte(span.start.index());
                 let is_map = matches!(ev, Event::MappingStart(..));
-                let kind = if is_map {
-                    Kind::Map(Vec::new())
-                } else {
-                    Kind::Seq(Vec::new())
-                };
-                let id = self.push_node(kind, start, start, pos, false);
-                let frame = if is_map {
-                    Frame::Map {
-                        id,
-                        entries: Vec::new(),
-                        key: None,
-                        seen: HashMap::new(),
-                    }
-                } else {
-                    Frame::Seq {
-                        id,
-                        items: Vec::new(),
-                    }
-                };
-                self.stack.push((frame, anchor));
+                self.start_collection(is_map, anchor, &span, pos);
             }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let Some((frame, anchor)) = self.stack.pop() else {
-                    return Ok(());
-                };
-                // A flow collection's end event covers its closing bracket; a
-                // block collection's is empty and sits where the next token is.
-                let flow = span.end.index() > span.start.index();
-                let (id, kind, last) = match frame {
-                    Frame::Seq { id, items } => {
-                        let last = items.last().copied();
-                        (id, Kind::Seq(items), last)
-                    }
-                    Frame::Map { id, entries, .. } => {
-                        let last = entries.last().map(|e| e.value);
-                        (id, Kind::Map(entries), last)
-                    }
-                };
-                let end = if flow {
-                    closing_bracket(self.src, self.byte(span.start.index()))
-                } else {
-                    last.map_or(self.nodes[id].start, |l| self.nodes[l].end)
-                };
-                let node = &mut self.nodes[id];
-                node.kind = kind;
-                node.end = end;
-                node.flow = flow;
-                self.register_anchor(anchor, id);
-                self.attach(id)?;
-            }
+            Event::SequenceEnd | Event::MappingEnd => self.end_collection(&span)?,
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
         Ok(())
+    }
+
+    /// The byte range of a scalar's node, from its event's span.
+    fn scalar_range(&self, value: &str, style: ScalarStyle, span: &Span) -> (usize, usize) {
+        let mut start = self.byte(span.start.index());
+        let mut end = self.byte(span.end.index());
+        // A quoted scalar's span can run on over a trailing comment;
+        // end it at its closing quote.
+        match style {
+            // A block scalar's span runs on over its final line break
+            // and the next line's indentation: end at its last text.
+            ScalarStyle::Literal | ScalarStyle::Folded if value.is_empty() => {
+                // No content. Its span is either its properties and
+                // header (`&a >-`) and what follows them, or empty
+                // somewhere on a later line; the node is its header.
+                let text = self.src[start..end].trim_end();
+                if text.ends_with(|c: char| "|>+-0123456789".contains(c)) {
+                    end = start + text.len();
+                } else {
+                    let (s, e) = self.block_header(start);
+                    start = s;
+                    end = e;
+                }
+            }
+            ScalarStyle::Literal | ScalarStyle::Folded => {
+                end = start + self.src[start..end].trim_end().len();
+            }
+            ScalarStyle::DoubleQuoted => end = quoted_end(self.src, start, '"').unwrap_or(end),
+            ScalarStyle::SingleQuoted => end = quoted_end(self.src, start, '\'').unwrap_or(end),
+            _ => {}
+        }
+        let has_properties = self.src[start..end].starts_with(['&', '!']);
+        if value.is_empty() && style == ScalarStyle::Plain && has_properties {
+            // `key: &anchor` with no value: the node is its anchor
+            // (or tag) text.
+            end = start + self.src[start..end].trim_end().len();
+        } else if value.is_empty() && style == ScalarStyle::Plain {
+            // An empty plain scalar has no text, whatever its span
+            // says (in flow style it can cover the next `, `). As a
+            // value it sits at its key's end, before the `:`; move it
+            // after the `:` so the entry's range covers that.
+            end = start;
+            if let Some(after) = self.after_pending_colon() {
+                start = after;
+                end = after;
+            }
+        }
+        (start, end)
+    }
+
+    /// A mapping or sequence begins: its node, and a frame for its items.
+    fn start_collection(&mut self, is_map: bool, anchor: usize, span: &Span, pos: Pos) {
+        let start = self.byte(span.start.index());
+        let kind = if is_map {
+            Kind::Map(Vec::new())
+        } else {
+            Kind::Seq(Vec::new())
+        };
+        let id = self.push_node(kind, start, start, pos, false);
+        let frame = if is_map {
+            Frame::Map {
+                id,
+                entries: Vec::new(),
+                key: None,
+                seen: HashMap::new(),
+            }
+        } else {
+            Frame::Seq {
+                id,
+                items: Vec::new(),
+            }
+        };
+        self.stack.push((frame, anchor));
+    }
+
+    /// A mapping or sequence ends: its items and its byte range.
+    fn end_collection(&mut self, span: &Span) -> Result<(), YamlError> {
+        let Some((frame, anchor)) = self.stack.pop() else {
+            return Ok(());
+        };
+        // A flow collection's end event covers its closing bracket; a
+        // block collection's is empty and sits where the next token is.
+        let flow = span.end.index() > span.start.index();
+        let (id, kind, last) = match frame {
+            Frame::Seq { id, items } => {
+                let last = items.last().copied();
+                (id, Kind::Seq(items), last)
+            }
+            Frame::Map { id, entries, .. } => {
+                let last = entries.last().map(|e| e.value);
+                (id, Kind::Map(entries), last)
+            }
+        };
+        let end = if flow {
+            closing_bracket(self.src, self.byte(span.start.index()))
+        } else {
+            last.map_or(self.nodes[id].start, |l| self.nodes[l].end)
+        };
+        let node = &mut self.nodes[id];
+        node.kind = kind;
+        node.end = end;
+        node.flow = flow;
+        self.register_anchor(anchor, id);
+        self.attach(id)
     }
 }
 

@@ -2,11 +2,13 @@
 //! it has, build and push the rest in parallel, and write the file only when
 //! everything has succeeded.
 
+use crate::plan::refresh::Refresh;
+use crate::plan::{Build, Check, Output, Plan};
 use crate::programs::docker;
 use crate::programs::ecr;
 use crate::running::interrupt;
 use crate::running::output;
-use crate::plan::{Build, Check, Output, Plan};
+use crate::running::progress;
 use crate::running::run::{self, capture, check, log, push, stream, tail_of, RunOptions};
 use anyhow::{anyhow, bail, Result};
 use std::io::Write;
@@ -56,19 +58,20 @@ struct Asked {
     repository: Option<bool>,
 }
 
+/// The service whose reference this is (a shared build's later refs belong
+/// to later services; the first always to the built one).
+fn who<'a>(plan: &'a Plan, &(b, r): &(usize, usize)) -> &'a str {
+    let build = &plan.builds[b];
+    build
+        .pushes
+        .get(r)
+        .map_or(build.services[0].as_str(), |(s, _)| s.as_str())
+}
+
 /// Does the registry have these references? A clear "no" and an unclear
 /// answer both mean build (the latter with a warning that names the
 /// service).
 fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Asked> {
-    let who = |&(b, r): &(usize, usize)| -> &str {
-        let build = &plan.builds[b];
-        // The service whose reference this is (a shared build's later refs
-        // belong to later services; the first always to the built one).
-        build
-            .pushes
-            .get(r)
-            .map_or(build.services[0].as_str(), |(s, _)| s.as_str())
-    };
     let started = Instant::now();
     let out = capture(&check.cmd, opts)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -79,27 +82,8 @@ fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Asked> {
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.success() && check.batch {
-        let answers = check
-            .asks
-            .iter()
-            .map(|ask| {
-                let reference = &plan.builds[ask.0].refs[ask.1];
-                match ecr::batch_answer(&stdout, crate::plan::tag_of(reference)) {
-                    ecr::TagAnswer::Found(digest) => answer(true, digest),
-                    ecr::TagAnswer::NotFound => answer(false, None),
-                    ecr::TagAnswer::Unknown(why) => {
-                        log(&format!(
-                            "[{}] warning: cannot tell whether {reference} exists ({why}); building it. Command: {}",
-                            who(ask),
-                            check.cmd
-                        ));
-                        answer(false, None)
-                    }
-                }
-            })
-            .collect();
         return Ok(Asked {
-            answers,
+            answers: batch_answers(check, plan, &stdout, &answer),
             repository: Some(true),
         });
     }
@@ -122,28 +106,62 @@ fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Asked> {
         "not found",
     ];
     if !missing.iter().any(|m| stderr.contains(m)) {
-        let why = tail_of(&stderr);
-        let why = why.last().map_or("no output", String::as_str);
-        let line = if check.batch {
-            let names: Vec<&str> = check.asks.iter().map(who).collect();
-            format!(
-                "[{}] warning: cannot tell which tags exist ({why}); building them. Command: {}",
-                names.join(", "),
-                check.cmd
-            )
-        } else {
-            format!(
-                "[{}] warning: cannot tell whether the tag exists ({why}); building it. Command: {}",
-                check.asks.first().map_or("?", who),
-                check.cmd
-            )
-        };
-        log(&line);
+        warn_unclear(check, plan, &stderr);
     }
     Ok(Asked {
         answers: check.asks.iter().map(|_| answer(false, None)).collect(),
         repository: (check.batch && ecr::is_repository_not_found(&stderr)).then_some(false),
     })
+}
+
+/// Each tag's answer in ECR's `batch-get-image` JSON.
+fn batch_answers(
+    check: &Check,
+    plan: &Plan,
+    stdout: &str,
+    answer: &dyn Fn(bool, Option<String>) -> Answer,
+) -> Vec<Answer> {
+    check
+        .asks
+        .iter()
+        .map(|ask| {
+            let reference = &plan.builds[ask.0].refs[ask.1];
+            match ecr::batch_answer(stdout, crate::plan::tag_of(reference)) {
+                ecr::TagAnswer::Found(digest) => answer(true, digest),
+                ecr::TagAnswer::NotFound => answer(false, None),
+                ecr::TagAnswer::Unknown(why) => {
+                    log(&format!(
+                        "[{}] warning: cannot tell whether {reference} exists ({why}); building it. Command: {}",
+                        who(plan, ask),
+                        check.cmd
+                    ));
+                    answer(false, None)
+                }
+            }
+        })
+        .collect()
+}
+
+/// A failed check that did not say "not found": say so, naming the
+/// services it leaves unknown.
+fn warn_unclear(check: &Check, plan: &Plan, stderr: &str) {
+    let why = tail_of(stderr);
+    let why = why.last().map_or("no output", String::as_str);
+    let line = if check.batch {
+        let names: Vec<&str> = check.asks.iter().map(|a| who(plan, a)).collect();
+        format!(
+            "[{}] warning: cannot tell which tags exist ({why}); building them. Command: {}",
+            names.join(", "),
+            check.cmd
+        )
+    } else {
+        format!(
+            "[{}] warning: cannot tell whether the tag exists ({why}); building it. Command: {}",
+            check.asks.first().map_or("?", |a| who(plan, a)),
+            check.cmd
+        )
+    };
+    log(&line);
 }
 
 /// The digest in `docker manifest inspect --verbose` JSON (`Descriptor.digest`).
@@ -252,44 +270,17 @@ fn run_build(
     };
     if existed.iter().all(|&e| e) {
         for s in &b.services {
-            crate::view::ui::done(s, "up to date: the registry has it");
+            progress::done(s, "up to date: the registry has it");
         }
         result.outcome = Outcome::UpToDate;
         return Ok(result);
     }
-    let push_missing = |result: &mut BuildResult| -> Result<()> {
-        for (i, (service, p)) in b.pushes.iter().enumerate() {
-            if existed[i] {
-                continue;
-            }
-            crate::view::ui::state(service, "pushing");
-            let started = Instant::now();
-            result.digests[i] = push(p, service, opts)?;
-            result.push_seconds[i] = started.elapsed().as_secs_f64();
-        }
-        Ok(())
-    };
-    if existed.iter().any(|&e| e) {
-        let mut local = None;
-        for r in &b.refs {
-            if capture(&docker::image_present(r), opts)?.status.success() {
-                local = Some(r.clone());
-                break;
-            }
-        }
-        if let Some(source) = local {
-            for (i, r) in b.refs.iter().enumerate() {
-                if !existed[i] && *r != source {
-                    check(&docker::tag(&source, r), opts, None)?;
-                }
-            }
-            push_missing(&mut result)?;
-            result.outcome = Outcome::Completed;
-            return Ok(result);
-        }
+    if existed.iter().any(|&e| e) && tag_from_local(b, &mut result, opts)? {
+        result.outcome = Outcome::Completed;
+        return Ok(result);
     }
     let started = Instant::now();
-    crate::view::ui::state(who, "building");
+    progress::state(who, "building");
     for &k in &b.bases {
         make_current(k)?;
     }
@@ -298,10 +289,10 @@ fn run_build(
         check(t, opts, None)?;
     }
     result.build_seconds = started.elapsed().as_secs_f64();
-    push_missing(&mut result)?;
+    push_missing(b, &mut result, opts)?;
     if let Some(c) = &b.cache {
         // The next build's cache source; a failure here costs only speed.
-        crate::view::ui::state(who, "pushing the cache");
+        progress::state(who, "pushing the cache");
         let pushed = check(&c.tag, opts, None).and_then(|_| push(&c.push, who, opts).map(|_| ()));
         if let Err(e) = pushed {
             log(&format!(
@@ -310,27 +301,69 @@ fn run_build(
             ));
         }
     }
-    crate::view::ui::done(
+    report_built(b, &result);
+    Ok(result)
+}
+
+/// Push each reference the registry does not have.
+fn push_missing(b: &Build, result: &mut BuildResult, opts: RunOptions) -> Result<()> {
+    for (i, (service, p)) in b.pushes.iter().enumerate() {
+        if result.existed[i] {
+            continue;
+        }
+        progress::state(service, "pushing");
+        let started = Instant::now();
+        result.digests[i] = push(p, service, opts)?;
+        result.push_seconds[i] = started.elapsed().as_secs_f64();
+    }
+    Ok(())
+}
+
+/// Some tags exist: when the engine has the image under one of its
+/// references, tag and push the missing ones from it, without a build.
+/// False when the engine has none of them.
+fn tag_from_local(b: &Build, result: &mut BuildResult, opts: RunOptions) -> Result<bool> {
+    let mut local = None;
+    for r in &b.refs {
+        if capture(&docker::image_present(r), opts)?.status.success() {
+            local = Some(r.clone());
+            break;
+        }
+    }
+    let Some(source) = local else {
+        return Ok(false);
+    };
+    for (i, r) in b.refs.iter().enumerate() {
+        if !result.existed[i] && *r != source {
+            check(&docker::tag(&source, r), opts, None)?;
+        }
+    }
+    push_missing(b, result, opts)?;
+    Ok(true)
+}
+
+/// Each service of a finished build is done; each push names its service
+/// (two services given the same tag share one push).
+fn report_built(b: &Build, result: &BuildResult) {
+    let who = &b.services[0];
+    progress::done(
         who,
         &format!(
             "built in {:.1} s, pushed in {:.1} s",
             result.build_seconds, result.push_seconds[0]
         ),
     );
-    // The other services of this build; each push names its service (two
-    // services given the same tag share one push).
     for s in b.services.iter().skip(1) {
         let pushed = b
             .pushes
             .iter()
             .position(|(p, _)| p == s)
             .map_or(0.0, |i| result.push_seconds[i]);
-        crate::view::ui::done(
+        progress::done(
             s,
             &format!("shares the build of {who}, pushed in {pushed:.1} s"),
         );
     }
-    Ok(result)
 }
 
 /// Run the plan up to, not including, the write: set up and log in to ECR,
@@ -355,7 +388,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         .filter(|s| !matches!(s.action, crate::plan::Action::Kept { .. }))
         .map(|s| s.name.as_str())
         .collect();
-    crate::view::ui::waiting(&names);
+    progress::waiting(&names);
     // Every check at once; each answers for one or more references.
     let mut per_build: Vec<Vec<Answer>> = plan
         .builds
@@ -380,16 +413,31 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
     // first build on it; builds that share it wait for that one.
     let current: Vec<OnceLock<Result<(), String>>> =
         plan.bases.iter().map(|_| OnceLock::new()).collect();
-    let make_current = |k: usize| -> Result<()> {
+    let current_base = |k: usize| -> Result<()> {
         current[k]
-            .get_or_init(|| {
-                crate::inputs::bases::make_current(&plan.bases[k], opts).map_err(|e| format!("{e:#}"))
-            })
+            .get_or_init(|| make_current(&plan.bases[k], opts).map_err(|e| format!("{e:#}")))
             .clone()
             .map_err(|e| anyhow!(e))
     };
     parallel(plan.builds.len(), usize::from(opts.jobs), |i| {
-        run_build(&plan.builds[i], &per_build[i], &make_current, opts)
+        run_build(&plan.builds[i], &per_build[i], &current_base, opts)
+    })
+}
+
+/// Make the engine's copy of a base the registry's before a build on it:
+/// ask the engine (`refresh.inspect`) and, when its copy is older, pull.
+/// A failed pull fails the build: the tag names the registry's base.
+fn make_current(refresh: &Refresh, opts: RunOptions) -> Result<()> {
+    let local = run::capture(&refresh.inspect, opts)?;
+    let line = String::from_utf8_lossy(&local.stdout);
+    if !refresh.stale(local.status.success().then_some(line.as_ref())) {
+        return Ok(());
+    }
+    run::check(&refresh.pull, opts, None).map(|_| ()).map_err(|e| {
+        e.context(format!(
+            "base image {}: the engine's copy is older than the registry's ({}), which the tags were made with, and pulling it failed",
+            refresh.image, refresh.digests
+        ))
     })
 }
 

@@ -1,6 +1,27 @@
-//! Stage 5: running it.
+//! Running it: the only place that starts processes, handles signals or
+//! writes the user's file.
+//!
+//! - [`run`]: running one command: streaming with a `[service]` prefix,
+//!   capture, time limits, retries of pushes, errors with the command line
+//!   and the tail of its output; the AWS account.
+//! - [`probe`]: the questions asked before the plan (builder, engine,
+//!   registry settings, base images), at once and each with a time limit.
+//! - [`execute`]: a plan executed: ECR set-up and login, the registry
+//!   checks, the builds in parallel (`--jobs`), the pushes, the cache; then
+//!   the atomic write.
+//! - [`release`]: `--convox-build`: `convox build` on the rewritten file.
+//! - [`interrupt`]: SIGINT and SIGTERM, child process groups, `--timeout`,
+//!   temporary files removed on the way out.
+//! - [`lock`]: one run at a time per output file.
+//! - [`output`]: the atomic write (temporary file, permissions kept, through
+//!   a symlink, rename), only when everything succeeded.
+//! - [`progress`]: where running tells what happens; the view installs
+//!   itself there.
 pub mod execute;
 pub mod interrupt;
 pub mod lock;
 pub mod output;
+pub mod probe;
+pub mod progress;
+pub mod release;
 pub mod run;

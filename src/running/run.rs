@@ -70,7 +70,7 @@ pub fn jobs_for_cpus(cpus: usize) -> u16 {
 }
 
 pub(crate) fn log(line: &str) {
-    crate::view::ui::line(line);
+    crate::running::progress::line(line);
 }
 
 fn spawn_error(cmd: &Cmd, e: &std::io::Error) -> anyhow::Error {
@@ -282,7 +282,7 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> 
         }
         let text = String::from_utf8_lossy(&buf);
         for line in text.split(['\r', '\n']).filter(|l| !l.trim().is_empty()) {
-            crate::view::ui::output(prefix, line);
+            crate::running::progress::output(prefix, line);
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }

@@ -1,8 +1,8 @@
 //! What a run tells its user: the summary table on stderr, and the JSON
 //! report (`--json`) on stdout for scripts.
 
-use crate::running::execute::{BuildResult, Outcome};
 use crate::plan::{Action, Output, Plan};
+use crate::running::execute::{BuildResult, Outcome};
 use serde_json::{json, Value};
 
 /// How one service ended.

@@ -2,8 +2,10 @@
 //! given), a live view: one line per service with its state, the time it has
 //! taken and the last line its command printed. Otherwise, as in Drone logs,
 //! plain lines, each whole and prefixed with `[service]`. Colour only on a
-//! terminal, and never when `NO_COLOR` is set.
+//! terminal, and never when `NO_COLOR` is set. [`init`] makes it the run's
+//! view (`running::progress`).
 
+use crate::running::progress::{self, Progress};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -52,6 +54,28 @@ pub fn init(quiet: bool, verbose: bool) {
         color: tty && !no_color,
         quiet,
     });
+    progress::show_in(Box::new(Terminal));
+}
+
+/// The terminal as the run's view.
+struct Terminal;
+
+impl Progress for Terminal {
+    fn line(&self, text: &str) {
+        line(text);
+    }
+    fn output(&self, service: &str, text: &str) {
+        output(service, text);
+    }
+    fn state(&self, service: &str, state: &str) {
+        self::state(service, state);
+    }
+    fn done(&self, service: &str, text: &str) {
+        done(service, text);
+    }
+    fn waiting(&self, services: &[&str]) {
+        waiting(services);
+    }
 }
 
 /// Is the output colourful?
@@ -121,7 +145,6 @@ pub fn output(prefix: &str, text: &str) {
 
 /// A service's state: `waiting`, `building`, `pushing`, ….
 pub fn state(prefix: &str, new_state: &str) {
-    crate::running::interrupt::activity(prefix, Some(new_state));
     show(prefix, new_state, |b, state| {
         *state = new_state.to_string();
         b.set_message(paint(new_state, &console::Style::new().bold()));
@@ -130,7 +153,6 @@ pub fn state(prefix: &str, new_state: &str) {
 
 /// A service is done.
 pub fn done(prefix: &str, text: &str) {
-    crate::running::interrupt::activity(prefix, None);
     show(prefix, text, |b, _| {
         b.finish_with_message(paint(text, &console::Style::new().green()));
     });

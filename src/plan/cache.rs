@@ -1,0 +1,61 @@
+//! The registry cache: each service's last image is kept in the cache
+//! repository (`REPOSITORY-cache`) under a fixed tag (`APP_SERVICE`), so that
+//! the next build of that service, on any runner, takes its unchanged layers
+//! from there.
+//!
+//! - The classic builder takes a cache image only from the engine, and with
+//!   `--cache-from` only from the images named there: the last image is
+//!   pulled first, and the build names it in `--cache-from` when the pull
+//!   succeeded (else the plain build, with the engine's own cache).
+//! - BuildKit names the last image in `--cache-from`, and writes the new
+//!   one's cache inline (`BUILDKIT_INLINE_CACHE=1`) for the next.
+//!
+//! After the push, the image is tagged and pushed to the cache repository.
+
+use crate::plan::target::Registry;
+use crate::plan::{tag, CachePush};
+use crate::programs::command::Cmd;
+use crate::programs::docker;
+use crate::read::compose::{ArgValue, BuildArg, BuildSpec};
+
+/// Where one build's cache goes.
+pub struct Site<'a> {
+    pub registry: &'a Registry,
+    pub app: &'a str,
+    pub service: &'a str,
+    /// The build's own reference.
+    pub reference: &'a str,
+    pub buildkit: bool,
+}
+
+/// The spec the build runs with, and the cache's pull and push.
+pub fn cache(
+    at: &Site<'_>,
+    spec: &BuildSpec,
+    build_cmd: &dyn Fn(&BuildSpec) -> Cmd,
+) -> (BuildSpec, CachePush) {
+    let reference_c = format!(
+        "{}/{}-cache:{}",
+        at.registry.host,
+        at.registry.repository,
+        tag::sanitize(&format!("{}_{}", at.app, at.service))
+    );
+    let mut cached = spec.clone();
+    cached.cache_from.push(reference_c.clone());
+    let push = CachePush {
+        tag: docker::tag(at.reference, &reference_c),
+        push: docker::push(&reference_c),
+        pull: (!at.buildkit).then(|| docker::pull_quiet(&reference_c)),
+        build_cached: (!at.buildkit).then(|| build_cmd(&cached)),
+        reference: reference_c.clone(),
+    };
+    let mut build_spec = spec.clone();
+    if at.buildkit {
+        build_spec.cache_from.push(reference_c);
+        build_spec.args.push(BuildArg {
+            name: "BUILDKIT_INLINE_CACHE".into(),
+            value: ArgValue::Literal("1".into()),
+        });
+    }
+    (build_spec, push)
+}

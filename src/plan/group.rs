@@ -1,0 +1,207 @@
+//! Grouping the builds: each service with `build:` gets its content digest
+//! and its tag; services whose builds are the same (context, Dockerfile,
+//! args, target, platform, secrets) share one image, built once and tagged
+//! for each of them. Two different builds may not get the same tag.
+
+use crate::plan::target::Registry;
+use crate::plan::{cache, tag, usage, Action, Build, Options, ServicePlan, Target, DIGEST_LABEL};
+use crate::programs::docker;
+use crate::read::compose::{is_remote_context, normalize, BuildSpec, Compose, Service, Source};
+use crate::read::dockerfile::Dockerfiles;
+use anyhow::{anyhow, Result};
+use std::path::Path;
+
+/// The image labels of every build: the app, the commit, the description
+/// (each build adds its digest).
+pub fn labels(opts: &Options) -> Vec<(String, String)> {
+    let mut labels = vec![(
+        "org.opencontainers.image.title".to_string(),
+        opts.app.clone(),
+    )];
+    if let Some(sha) = &opts.gitsha {
+        labels.push(("org.opencontainers.image.revision".into(), sha.clone()));
+    }
+    if !opts.description.is_empty() {
+        labels.push((
+            "org.opencontainers.image.description".into(),
+            opts.description.clone(),
+        ));
+    }
+    labels
+}
+
+/// What grouping needs.
+pub struct Grouping<'a> {
+    pub compose: &'a Compose,
+    pub opts: &'a Options,
+    pub target: &'a Target,
+    pub registry: &'a Registry,
+    pub labels: Vec<(String, String)>,
+    pub digest: &'a dyn Fn(&BuildSpec) -> Result<String>,
+    pub dockerfiles: &'a Dockerfiles,
+}
+
+/// The builds, what each service does, and each built service's reference.
+pub struct Grouped {
+    pub builds: Vec<Build>,
+    pub services: Vec<ServicePlan>,
+    pub refs: Vec<(String, String)>,
+}
+
+impl Grouping<'_> {
+    pub fn group(&self) -> Result<Grouped> {
+        let mut digests: Vec<(BuildSpec, String)> = Vec::new();
+        let mut out = Grouped {
+            builds: Vec::new(),
+            services: Vec::new(),
+            refs: Vec::new(),
+        };
+        for svc in &self.compose.services {
+            let spec = match &svc.source {
+                Source::Image(image) => {
+                    out.services.push(ServicePlan {
+                        name: svc.name.clone(),
+                        action: Action::Kept {
+                            image: image.clone(),
+                        },
+                        from_app_root: false,
+                    });
+                    continue;
+                }
+                Source::Build { spec, .. } => with_default_dockerfile(spec),
+            };
+            let hash = match digests.iter().find(|(s, _)| *s == spec) {
+                Some((_, d)) => d.clone(),
+                None => {
+                    let d = (self.digest)(&spec).map_err(|e| self.at(svc, e))?;
+                    digests.push((spec.clone(), d.clone()));
+                    d
+                }
+            };
+            self.add(&mut out, svc, spec, &hash)?;
+        }
+        Ok(out)
+    }
+
+    /// `file:line:col: service `NAME`: …`
+    fn at(&self, svc: &Service, e: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!(
+            "{}:{}: service `{}`: {e:#}",
+            self.compose.path.display(),
+            svc.pos,
+            svc.name
+        )
+    }
+
+    /// One service with `build:`: a build of its own, or a share of an
+    /// equal one.
+    fn add(&self, out: &mut Grouped, svc: &Service, spec: BuildSpec, hash: &str) -> Result<()> {
+        let from_app_root = matches!(svc.source, Source::Build { implicit: true, .. });
+        let reference = self.reference(&svc.name, hash)?;
+        out.refs.push((svc.name.clone(), reference.clone()));
+        if let Some(b) = out.builds.iter_mut().find(|b| b.spec == spec) {
+            let with = b.services[0].clone();
+            b.services.push(svc.name.clone());
+            if !b.refs.contains(&reference) {
+                b.tags.push(docker::tag(&b.refs[0], &reference));
+                b.pushes.push((svc.name.clone(), docker::push(&reference)));
+                b.refs.push(reference.clone());
+            }
+            out.services.push(ServicePlan {
+                name: svc.name.clone(),
+                action: Action::Shared { with, reference },
+                from_app_root,
+            });
+            return Ok(());
+        }
+        if let Some(other) = out.builds.iter().find(|b| b.refs.contains(&reference)) {
+            return Err(usage(format!(
+                "services `{}` and `{}` build different images but --tag `{}` gives both the tag {reference}; put {{service}} in the template",
+                other.services[0], svc.name, self.opts.tag
+            )));
+        }
+        if !self.target.builder.is_buildkit() && (!spec.secrets.is_empty() || !spec.ssh.is_empty())
+        {
+            return Err(self.at(svc, "build secrets and `build.ssh` need BuildKit, and the docker here runs the classic builder; set DOCKER_BUILDKIT=1 with a docker that has BuildKit (a client before 23, or one with the buildx plugin)"));
+        }
+        out.builds.push(self.build(svc, spec, hash, &reference));
+        out.services.push(ServicePlan {
+            name: svc.name.clone(),
+            action: Action::Built { reference },
+            from_app_root,
+        });
+        Ok(())
+    }
+
+    /// `HOST/REPOSITORY:TAG` of one service, from the tag template.
+    fn reference(&self, service: &str, hash: &str) -> Result<String> {
+        let opts = self.opts;
+        let tag = tag::render(&opts.tag, &|p| match p {
+            "app" => opts.app.clone(),
+            "service" => service.to_string(),
+            "gitsha" => opts.gitsha.clone().unwrap_or_default(),
+            "description" => opts.description.clone(),
+            "hash" => hash.chars().take(16).collect(),
+            _ => String::new(),
+        })
+        .map_err(usage)?;
+        Ok(format!(
+            "{}/{}:{tag}",
+            self.registry.host, self.registry.repository
+        ))
+    }
+
+    /// The build of the first service with this spec: its command (with
+    /// the registry cache, when kept), its push.
+    fn build(&self, svc: &Service, spec: BuildSpec, hash: &str, reference: &str) -> Build {
+        let mut labels = self.labels.clone();
+        labels.push((DIGEST_LABEL.to_string(), format!("blake3:{hash}")));
+        let dockerfile = self.dockerfiles.of(&spec);
+        let target = self.target;
+        let build_cmd = |s: &BuildSpec| {
+            docker::build(
+                s,
+                reference,
+                &labels,
+                dockerfile,
+                target.builder,
+                target.builder_name.as_deref(),
+            )
+        };
+        let (build_spec, cache) = if target.registry_cache {
+            let at = cache::Site {
+                registry: self.registry,
+                app: &self.opts.app,
+                service: &svc.name,
+                reference,
+                buildkit: target.builder.is_buildkit(),
+            };
+            let (build_spec, push) = cache::cache(&at, &spec, &build_cmd);
+            (build_spec, Some(push))
+        } else {
+            (spec.clone(), None)
+        };
+        Build {
+            digest: hash.to_string(),
+            at: format!("{}:{}", self.compose.path.display(), svc.pos),
+            services: vec![svc.name.clone()],
+            build: build_cmd(&build_spec),
+            spec,
+            refs: vec![reference.to_string()],
+            tags: Vec::new(),
+            pushes: vec![(svc.name.clone(), docker::push(reference))],
+            cache,
+            bases: Vec::new(),
+        }
+    }
+}
+
+/// The spec with its Dockerfile named: the context's `Dockerfile` unless
+/// it says otherwise (a remote context names none).
+fn with_default_dockerfile(spec: &BuildSpec) -> BuildSpec {
+    let mut spec = spec.clone();
+    if spec.dockerfile.is_none() && !is_remote_context(&spec.context) {
+        spec.dockerfile = Some(normalize(&Path::new(&spec.context).join("Dockerfile")));
+    }
+    spec
+}

@@ -1,0 +1,125 @@
+//! What a plan prints: every command in the order it runs, one shell line
+//! each ([`Plan::script`]), and the whole dry run around it
+//! ([`Plan::dry_run`]).
+
+use crate::plan::{Plan, ACCOUNT_PLACEHOLDER};
+use crate::programs::{convox, docker, ecr};
+
+/// What a dry run shows besides the plan's own commands.
+#[derive(Debug, Clone, Default)]
+pub struct DryRun<'a> {
+    /// The base images looked up before the plan (none with
+    /// `--no-base-digest`).
+    pub bases: &'a [String],
+    /// `--convox-build`: the app and the description it builds with.
+    pub convox_build: Option<(&'a str, &'a str)>,
+}
+
+impl Plan {
+    /// Every command in the order it runs, one shell line each.
+    pub fn script(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.ecr.is_some() && self.account_placeholder {
+            lines.push(format!(
+                "# {ACCOUNT_PLACEHOLDER} is the Account printed by: {}",
+                ecr::caller_identity()
+            ));
+        }
+        let setup = |lines: &mut Vec<String>| {
+            if let Some(e) = &self.ecr {
+                lines.push(format!("{} >/dev/null || {}", e.describe, e.create));
+                if let Some((_, describe, create)) = &e.cache {
+                    lines.push(format!("{describe} >/dev/null || {create}"));
+                }
+                lines.extend(self.login_line());
+            }
+        };
+        if self.login_first() {
+            setup(&mut lines);
+        }
+        if !self.builds.is_empty() {
+            lines.push(
+                "# a build whose tags all exist already is skipped (--force builds anyway):".into(),
+            );
+        }
+        lines.extend(self.checks.iter().map(|c| c.cmd.to_string()));
+        if !self.login_first() && self.ecr.is_some() {
+            lines.push("# only when something is to be built or pushed:".into());
+            setup(&mut lines);
+        }
+        for b in &self.builds {
+            let from_root: Vec<&str> = b
+                .services
+                .iter()
+                .filter(|n| {
+                    self.services
+                        .iter()
+                        .any(|s| &s.name == *n && s.from_app_root)
+                })
+                .map(String::as_str)
+                .collect();
+            if !from_root.is_empty() {
+                lines.push(format!(
+                    "# {}: no `build:` in the file, so built from the app root, as Convox does:",
+                    from_root.join(", ")
+                ));
+            }
+            match b
+                .cache
+                .as_ref()
+                .and_then(|c| c.pull.as_ref().zip(c.build_cached.as_ref()))
+            {
+                Some((pull, cached)) => lines.push(format!(
+                    "if {pull} >/dev/null; then {cached}; else {}; fi",
+                    b.build
+                )),
+                None => lines.push(b.build.to_string()),
+            }
+            lines.extend(b.tags.iter().map(ToString::to_string));
+            lines.extend(b.pushes.iter().map(|(_, p)| p.to_string()));
+            if let Some(c) = &b.cache {
+                lines.push(format!("{} && {}", c.tag, c.push));
+            }
+        }
+        lines
+    }
+
+    /// The dry run's text: what would run, in order, then the rewritten file.
+    pub fn dry_run(&self, extra: &DryRun<'_>) -> String {
+        let mut text = String::from(
+            "# dry run: these commands would run; nothing is run and no file is written\n",
+        );
+        if !extra.bases.is_empty() {
+            text.push_str("# first, each base image is looked up (all at once) and its registry digest goes into the tags, which are shown here without it (as --no-base-digest has them):\n");
+            for image in extra.bases {
+                if !image.contains("@sha256:") {
+                    text.push_str(&format!("{}\n", docker::registry_lookup(image, None)));
+                }
+            }
+            text.push_str("# and before the first build on a base the registry identified, its engine copy is checked, and pulled when older than the registry's:\n");
+            for image in extra.bases.iter().filter(|i| !i.contains("@sha256:")) {
+                text.push_str(&format!(
+                    "# {} (then, if stale: {})\n",
+                    docker::local_lookup(image),
+                    docker::pull(image)
+                ));
+            }
+        }
+        for line in self.script() {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        if let Some((app, description)) = extra.convox_build {
+            text.push_str(&format!(
+                "# then, in a fresh directory DIR holding only the rewritten file as docker-compose.yml:\n{}\n",
+                convox::build_cmd("DIR", app, description)
+            ));
+        }
+        text.push_str(&format!(
+            "# {}, rewritten:\n{}",
+            self.compose_file.display(),
+            self.rewritten
+        ));
+        text
+    }
+}

@@ -1,0 +1,157 @@
+//! Where the images go: the repository, its registry host (an ECR host from
+//! the account and region when `--repo` is a bare name), the ECR set-up and
+//! login, and whether the registry checks can ask ECR's own API. Decided
+//! before any digest is known.
+
+use crate::plan::{usage, EcrSetup, Options, ACCOUNT_PLACEHOLDER};
+use crate::programs::builder::Builder;
+use crate::programs::docker;
+use crate::programs::ecr::{self, Repo};
+use anyhow::Result;
+
+/// Where the push goes and which ECR set-up it needs, before any account id
+/// is known.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub repo: Repo,
+    pub region: Option<String>,
+    pub warnings: Vec<String>,
+    /// The engine reaches the registry over plain HTTP (loopback, or so
+    /// configured: `docker::insecure_in`).
+    pub insecure: bool,
+    /// Which builder `docker build` runs (`crate::programs::builder`).
+    pub builder: Builder,
+    /// buildx's `--builder NAME`.
+    pub builder_name: Option<String>,
+    /// Keep each service's last image in `REPOSITORY-cache` as the next
+    /// build's cache source (pulled first under the classic builder; inline
+    /// cache under BuildKit, on engines from 23 on); `--no-registry-cache`
+    /// turns it off.
+    pub registry_cache: bool,
+}
+
+impl Target {
+    pub fn new(opts: &Options) -> Result<Target> {
+        let repo = ecr::parse_repo(&opts.repo).map_err(|e| usage(e.to_string()))?;
+        let mut warnings = Vec::new();
+        let region = match &repo {
+            Repo::Ecr { region: uri, .. } => {
+                let region = opts.region.clone().or_else(|| uri.clone());
+                if let (Some(r), Some(u)) = (&region, uri) {
+                    if r != u {
+                        warnings.push(format!(
+                            "the region {r} differs from the region {u} in --repo; the ECR calls use {r}"
+                        ));
+                    }
+                }
+                Some(region.ok_or_else(|| {
+                    usage(format!(
+                        "--repo `{}` is a bare ECR repository name: give --region (or set AWS_REGION)",
+                        opts.repo
+                    ))
+                })?)
+            }
+            Repo::Other { .. } => None,
+        };
+        Ok(Target {
+            repo,
+            region,
+            warnings,
+            insecure: false,
+            builder: Builder::Classic,
+            builder_name: None,
+            registry_cache: true,
+        })
+    }
+
+    /// The host pushed to, when it is not ECR's: the engine may know it as a
+    /// plain-HTTP registry.
+    pub fn other_host<'a>(&'a self, opts: &'a Options) -> Option<&'a str> {
+        match (&self.repo, &opts.registry_host) {
+            (_, Some(h)) => Some(h.as_str()),
+            (Repo::Other { host, .. }, None) => Some(host.as_str()),
+            (Repo::Ecr { .. }, None) => None,
+        }
+    }
+
+    /// True when the registry host needs the account id from
+    /// `aws sts get-caller-identity`.
+    pub fn needs_account(&self, opts: &Options) -> bool {
+        matches!(&self.repo, Repo::Ecr { host: None, .. }) && opts.registry_host.is_none()
+    }
+}
+
+/// The registry a plan pushes to.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub host: String,
+    pub repository: String,
+    /// The account id is a placeholder (dry run of a bare ECR name).
+    pub account_placeholder: bool,
+    pub ecr: Option<EcrSetup>,
+    /// Whether a tag exists is asked of ECR's API (repository name, region)
+    /// when the push goes to ECR itself, else of the registry.
+    pub ecr_check: Option<(String, String)>,
+}
+
+/// Resolve the registry host and the ECR set-up. `account` is the caller's
+/// account id, when [`Target::needs_account`].
+pub fn registry(opts: &Options, target: &Target, account: Option<&str>) -> Registry {
+    let mut account_placeholder = false;
+    let (host, repository, ecr) = match &target.repo {
+        Repo::Other { host, path } => (host.clone(), path.clone(), None),
+        Repo::Ecr { name, host, .. } => {
+            let region = target.region.clone().unwrap_or_default();
+            let host = match (&opts.registry_host, host) {
+                (Some(h), _) => h.clone(),
+                (None, Some(h)) => h.clone(),
+                (None, None) => {
+                    let account = account.unwrap_or_else(|| {
+                        account_placeholder = true;
+                        ACCOUNT_PLACEHOLDER
+                    });
+                    ecr::registry_host(account, &region)
+                }
+            };
+            let setup = ecr_setup(name, &region, &host, target.registry_cache);
+            (host, name.clone(), Some(setup))
+        }
+    };
+    let host = match (&target.repo, &opts.registry_host) {
+        (Repo::Other { .. }, Some(h)) => h.clone(),
+        _ => host,
+    };
+    let ecr_check = match (&target.repo, &opts.registry_host) {
+        (Repo::Ecr { name, .. }, None) => {
+            Some((name.clone(), target.region.clone().unwrap_or_default()))
+        }
+        _ => None,
+    };
+    Registry {
+        host,
+        repository,
+        account_placeholder,
+        ecr,
+        ecr_check,
+    }
+}
+
+/// The repository's set-up and login, and its cache sibling's set-up.
+fn ecr_setup(name: &str, region: &str, host: &str, registry_cache: bool) -> EcrSetup {
+    let cache_name = format!("{name}-cache");
+    EcrSetup {
+        name: name.to_string(),
+        region: region.to_string(),
+        describe: ecr::describe_repository(name, region),
+        create: ecr::create_repository(name, region),
+        password: ecr::login_password(region),
+        login: docker::login(host),
+        cache: registry_cache.then(|| {
+            (
+                cache_name.clone(),
+                ecr::describe_repository(&cache_name, region),
+                ecr::create_repository(&cache_name, region),
+            )
+        }),
+    }
+}

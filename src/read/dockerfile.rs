@@ -1,0 +1,324 @@
+//! The Dockerfile, as docker's parser reads it: the rules this program
+//! relies on, in one place. Each build's Dockerfile is read once per run
+//! ([`Dockerfiles::read`]) and what was read is handed on: its bytes to the
+//! digest, its base images to `inputs::bases`, its last stage to the label
+//! decision of `programs::docker`.
+//!
+//! - **Parser directives**: `# escape=X`, `# syntax=…` and `# check=…`
+//!   comments before anything else. `escape` changes the line-continuation
+//!   character (default `\`); the first other line ends the directives.
+//! - **Instructions**: a keyword (compared without case) and the rest of the
+//!   line. A line ending in the escape character continues on the next; a
+//!   comment line inside a continued instruction is dropped, as are blank
+//!   and comment lines between instructions.
+//! - **`FROM` operands**: flags (`--platform=…`) left out, then the image,
+//!   then an optional `AS name` (the stage name, compared without case).
+//! - **`ARG` substitution**: the global `ARG`s, declared before the first
+//!   `FROM`, take the build's `--build-arg` value over their default, and are
+//!   substituted in `FROM` lines as `$A`, `${A}`, `${A:-x}`, `${A-x}`,
+//!   `${A:+x}` and `${A+x}`.
+//! - **One appended `LABEL` line**: a `LABEL` line added at the end of the
+//!   file lands where `--label` puts labels (the last stage built), unless a
+//!   `--target` names an earlier stage, or an escape directive changes how
+//!   the added line would be read.
+
+use crate::read::compose::{is_remote_context, normalize, BuildSpec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One Dockerfile as read from disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dockerfile {
+    pub path: PathBuf,
+    /// Its exact bytes (what the digest covers).
+    pub bytes: Vec<u8>,
+    /// Its text, when the bytes are UTF-8; the parsing rules apply only then.
+    pub text: Option<String>,
+}
+
+impl Dockerfile {
+    /// A Dockerfile from its text (no file behind it).
+    pub fn parse(text: &str) -> Dockerfile {
+        Dockerfile {
+            path: PathBuf::new(),
+            bytes: text.as_bytes().to_vec(),
+            text: Some(text.to_string()),
+        }
+    }
+
+    /// Read one from disk.
+    pub fn read(path: &Path) -> std::io::Result<Dockerfile> {
+        let bytes = std::fs::read(path)?;
+        let text = String::from_utf8(bytes.clone()).ok();
+        Ok(Dockerfile {
+            path: path.to_path_buf(),
+            bytes,
+            text,
+        })
+    }
+
+    /// Its instructions (none when it is not UTF-8).
+    pub fn instructions(&self) -> Vec<(String, String)> {
+        self.text.as_deref().map(instructions).unwrap_or_default()
+    }
+
+    /// Would one `LABEL` line appended to it land where `--label` would?
+    pub fn labels_can_go_last(&self, target: Option<&str>) -> bool {
+        self.text
+            .as_deref()
+            .is_some_and(|t| labels_can_go_last(t, target))
+    }
+}
+
+/// The Dockerfile path of a local build: its own, else the context's
+/// `Dockerfile` (as the plan names it). None for a remote context.
+pub fn path_of(spec: &BuildSpec) -> Option<PathBuf> {
+    if is_remote_context(&spec.context) {
+        return None;
+    }
+    Some(
+        spec.dockerfile
+            .as_deref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(normalize(&Path::new(&spec.context).join("Dockerfile")))
+            }),
+    )
+}
+
+/// Every build's Dockerfile, each read once. One that cannot be read is
+/// absent: the digest then reports it, by its own rules.
+#[derive(Debug, Clone, Default)]
+pub struct Dockerfiles(BTreeMap<PathBuf, Dockerfile>);
+
+impl Dockerfiles {
+    /// Read the Dockerfile of each of these builds (each path once).
+    pub fn read<'a>(specs: impl IntoIterator<Item = &'a BuildSpec>) -> Dockerfiles {
+        let mut map = BTreeMap::new();
+        for path in specs.into_iter().filter_map(path_of) {
+            if map.contains_key(&path) {
+                continue;
+            }
+            if let Ok(d) = Dockerfile::read(&path) {
+                map.insert(path, d);
+            }
+        }
+        Dockerfiles(map)
+    }
+
+    /// The Dockerfile of one build, when it was read.
+    pub fn of(&self, spec: &BuildSpec) -> Option<&Dockerfile> {
+        self.0.get(&path_of(spec)?)
+    }
+}
+
+/// A `FROM`'s image and stage name (`AS name`), flags left out.
+pub fn from_operands(rest: &str) -> Option<(String, Option<String>)> {
+    let mut parts = words(rest).into_iter().filter(|w| !w.starts_with("--"));
+    let image = parts.next()?;
+    let name = match (parts.next(), parts.next()) {
+        (Some(as_kw), Some(n)) if as_kw.eq_ignore_ascii_case("as") => Some(n),
+        _ => None,
+    };
+    Some((image, name))
+}
+
+/// The escape character the parser directives set (`\` unless `# escape=`),
+/// and the lines after the directives.
+fn directives(text: &str) -> (char, std::iter::Peekable<std::str::Lines<'_>>) {
+    let mut escape = '\\';
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.peek() {
+        let t = l.trim();
+        let Some(d) = t.strip_prefix('#') else { break };
+        let d = d.trim();
+        match d.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("escape") => {
+                escape = v.trim().chars().next().unwrap_or('\\');
+            }
+            Some((k, _))
+                if k.trim().eq_ignore_ascii_case("syntax")
+                    || k.trim().eq_ignore_ascii_case("check") => {}
+            _ => break,
+        }
+        lines.next();
+    }
+    (escape, lines)
+}
+
+/// The Dockerfile's instructions: (KEYWORD, the rest), with continuation
+/// lines joined and comments dropped.
+pub fn instructions(text: &str) -> Vec<(String, String)> {
+    let (escape, lines) = directives(text);
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in lines {
+        let t = line.trim();
+        if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        if !current.is_empty() && t.starts_with('#') {
+            continue; // a comment inside a continued instruction
+        }
+        let (body, more) = match t.strip_suffix(escape) {
+            Some(b) => (b, true),
+            None => (t, false),
+        };
+        current.push_str(body);
+        current.push(' ');
+        if !more {
+            push_instruction(&mut out, &current);
+            current.clear();
+        }
+    }
+    if !current.is_empty() {
+        push_instruction(&mut out, &current);
+    }
+    out
+}
+
+fn push_instruction(out: &mut Vec<(String, String)>, text: &str) {
+    let text = text.trim();
+    let (kw, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    out.push((kw.to_ascii_uppercase(), rest.trim().to_string()));
+}
+
+/// Whitespace-separated words, with quotes removed.
+pub fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(unquote).collect()
+}
+
+pub fn unquote(s: &str) -> String {
+    let s = s.trim();
+    for q in ['"', '\''] {
+        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
+            return s[1..s.len() - 1].to_string();
+        }
+    }
+    s.to_string()
+}
+
+/// One `ARG` line's declarations: each name with its default, if any.
+pub fn arg_declarations(rest: &str) -> Vec<(String, Option<String>)> {
+    words(rest)
+        .into_iter()
+        .map(|decl| match decl.split_once('=') {
+            Some((n, d)) => (n.to_string(), Some(unquote(d))),
+            None => (decl.clone(), None),
+        })
+        .collect()
+}
+
+/// The value of one `${NAME<op>word}` expression.
+fn expand(op: &str, value: Option<String>) -> String {
+    let set = value.as_deref().is_some_and(|v| !v.is_empty());
+    if let Some(d) = op.strip_prefix(":-") {
+        if set {
+            value.unwrap_or_default()
+        } else {
+            d.to_string()
+        }
+    } else if let Some(d) = op.strip_prefix('-') {
+        value.unwrap_or_else(|| d.to_string())
+    } else if let Some(a) = op.strip_prefix(":+") {
+        if set {
+            a.to_string()
+        } else {
+            String::new()
+        }
+    } else if let Some(a) = op.strip_prefix('+') {
+        if value.is_some() {
+            a.to_string()
+        } else {
+            String::new()
+        }
+    } else {
+        value.unwrap_or_default()
+    }
+}
+
+/// `$A`, `${A}`, `${A:-x}`, `${A-x}`, `${A:+x}`, `${A+x}` from the globals.
+pub fn substitute(text: &str, vars: &BTreeMap<String, Option<String>>) -> String {
+    let get = |n: &str| vars.get(n).cloned().flatten();
+    let name_len = |s: &str| {
+        s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(s.len())
+    };
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('{') {
+            let Some(close) = r.find('}') else {
+                out.push_str("${");
+                rest = r;
+                continue;
+            };
+            let expr = &r[..close];
+            rest = &r[close + 1..];
+            let (name, op) = expr.split_at(name_len(expr));
+            out.push_str(&expand(op, get(name)));
+        } else {
+            let n = name_len(rest);
+            if n == 0 {
+                out.push('$');
+                continue;
+            }
+            out.push_str(&get(&rest[..n]).unwrap_or_default());
+            rest = &rest[n..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Would a `LABEL` line at the end of this Dockerfile land where `--label`
+/// puts labels (the last stage built)? Yes, unless a `--target` names an
+/// earlier stage, or a parser directive changes the escape character.
+pub fn labels_can_go_last(text: &str, target: Option<&str>) -> bool {
+    let escape_directive = text
+        .lines()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .any(|l| {
+            let d = l
+                .trim_start()
+                .trim_start_matches('#')
+                .trim()
+                .to_ascii_lowercase();
+            d.starts_with("escape")
+        });
+    if escape_directive {
+        return false;
+    }
+    match target {
+        None => true,
+        Some(t) => last_stage_name(text).is_some_and(|n| n.eq_ignore_ascii_case(t)),
+    }
+}
+
+/// The name (`AS name`) of a Dockerfile's last stage.
+pub fn last_stage_name(text: &str) -> Option<String> {
+    instructions(text)
+        .into_iter()
+        .rev()
+        .find(|(keyword, _)| keyword == "FROM")
+        .and_then(|(_, rest)| from_operands(&rest)?.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_go_last_unless_a_target_or_escape_directive_says_otherwise() {
+        let df = "FROM scratch AS build\nCOPY a /a\n\nfrom   --platform=linux/amd64 scratch   as Prod\nCOPY b /b\n";
+        assert!(labels_can_go_last(df, None));
+        assert!(labels_can_go_last(df, Some("prod")));
+        assert!(!labels_can_go_last(df, Some("build")));
+        assert!(!labels_can_go_last("# escape=`\nFROM scratch\n", None));
+        assert!(!labels_can_go_last("FROM scratch\n", Some("x")));
+        let cont = "FROM scratch \\\n  AS one\nFROM scratch \\\n  AS two\n";
+        assert!(labels_can_go_last(cont, Some("two")));
+    }
+}

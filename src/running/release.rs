@@ -1,0 +1,33 @@
+//! `--convox-build`: after the rewrite, run `convox build` (the command is
+//! `programs::convox::build_cmd`) on the rewritten file alone, and return the
+//! release ID.
+
+use crate::programs::convox;
+use crate::running::run::{self, log, RunOptions};
+use anyhow::{anyhow, Context, Result};
+
+/// Run `convox build` in a fresh temporary directory that holds only the
+/// rewritten file, as `docker-compose.yml`; returns the release ID it prints.
+pub fn build(rewritten: &str, app: &str, description: &str, opts: RunOptions) -> Result<String> {
+    let dir = tempfile::Builder::new()
+        .prefix("convox-build-off-cluster.")
+        .tempdir()
+        .context("cannot create a temporary directory for convox build")?;
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(&file, rewritten).with_context(|| format!("cannot write {}", file.display()))?;
+    crate::running::interrupt::track_temp_file(file.clone());
+    let cmd = convox::build_cmd(&dir.path().display().to_string(), app, description);
+    let result = run::check(
+        &cmd,
+        opts,
+        Some("check the convox rack login (convox login) and the app name"),
+    );
+    crate::running::interrupt::untrack_temp_file(&file);
+    let stdout = result?;
+    let release =
+        convox::release_id(&stdout).ok_or_else(|| anyhow!("`{cmd}` printed no release ID"))?;
+    if !opts.quiet {
+        log(&format!("[convox] release {release}"));
+    }
+    Ok(release)
+}
