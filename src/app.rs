@@ -334,9 +334,13 @@ fn execute_plan(inv: &Invocation<'_>, loaded: &Loaded, plan: &Plan) -> Result<Re
     })
 }
 
-/// Stage 6: the JSON report, or the release ID, on stdout.
+/// Stage 6: the JSON report, or the release ID, on stdout; a GitHub
+/// Action's outputs appended to the file `$GITHUB_OUTPUT` names.
 fn report_results(inv: &Invocation<'_>, plan: &Plan, results: &Results) -> Result<()> {
     let options = &inv.resolved.options;
+    if let Some(path) = env("GITHUB_OUTPUT").filter(|p| !p.is_empty()) {
+        write_github_outputs(std::path::Path::new(&path), plan, results)?;
+    }
     if inv.cli.json {
         let report = report::json(
             plan,
@@ -351,6 +355,28 @@ fn report_results(inv: &Invocation<'_>, plan: &Plan, results: &Results) -> Resul
         println!("{r}");
     }
     Ok(())
+}
+
+/// Append the outputs (`report::github_outputs`), with a delimiter that
+/// occurs in none of them.
+fn write_github_outputs(path: &std::path::Path, plan: &Plan, results: &Results) -> Result<()> {
+    use anyhow::Context;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut delimiter = format!("ghadelimiter_{}_{nanos}", std::process::id());
+    let release = results.release.as_deref();
+    while report::github_outputs(plan, &results.builds, release, "").contains(delimiter.as_str()) {
+        delimiter.push('_');
+    }
+    let text = report::github_outputs(plan, &results.builds, release, &delimiter);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("cannot open $GITHUB_OUTPUT ({})", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write $GITHUB_OUTPUT ({})", path.display()))
 }
 
 /// Each built service's reference with `@sha256:…` of what was pushed.

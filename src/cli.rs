@@ -22,9 +22,13 @@ Examples:
 
 Exit status: 0 done, 1 failure, 2 bad usage.";
 
-/// Every option can also come from a Drone plugin setting: `settings: {app: x}`
-/// arrives as `PLUGIN_APP=x`. A flag wins over its `PLUGIN_*` variable, which
-/// wins over the `DRONE_*` defaults.
+/// Every option can also come from a Drone plugin setting (`settings: {app:
+/// x}` arrives as `PLUGIN_APP=x`) or a GitHub Action input (`with: {app: x}`
+/// arrives as `INPUT_APP=x`, read as `PLUGIN_APP` is: [`action_inputs`]).
+/// The precedence: a flag, then its `PLUGIN_*` variable, then its `INPUT_*`
+/// one, then the CI's defaults for the commit and the description
+/// (`DRONE_COMMIT_SHA`/`DRONE_COMMIT_BRANCH`, then
+/// `GITHUB_SHA`/`GITHUB_REF_NAME`), then the checkout.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "convox-build-off-cluster",
@@ -65,11 +69,11 @@ pub struct Cli {
     )]
     pub app: Option<String>,
 
-    /// The git commit, for the tag and the image label. [default: $DRONE_COMMIT_SHA, else the checkout's HEAD]
+    /// The git commit, for the tag and the image label. [default: $DRONE_COMMIT_SHA, $GITHUB_SHA, else the checkout's HEAD]
     #[arg(long, value_name = "SHA", env = "PLUGIN_GITSHA")]
     pub gitsha: Option<String>,
 
-    /// A description, e.g. the branch, for the image label and {description}. [default: $DRONE_COMMIT_BRANCH]
+    /// A description, e.g. the branch, for the image label and {description}. [default: $DRONE_COMMIT_BRANCH, else $GITHUB_REF_NAME]
     #[arg(long, value_name = "TEXT", env = "PLUGIN_DESCRIPTION")]
     pub description: Option<String>,
 
@@ -161,6 +165,59 @@ pub struct Cli {
     /// Accepted for the old tool's command line, and ignored.
     #[arg(long = "defaultAccount", hide = true)]
     pub default_account: Option<String>,
+}
+
+/// A GitHub Action's inputs as the `PLUGIN_*` variables they stand for.
+/// The runner passes `with: {compose_file: x}` as `INPUT_COMPOSE_FILE=x`
+/// (the name upper-cased, a hyphen kept), and every input the action
+/// declares, given or not, empty when not. So: each non-empty `INPUT_NAME`,
+/// hyphens read as underscores, becomes `PLUGIN_NAME` unless that is set
+/// already (a Drone setting wins). Returns the variables to set.
+pub fn action_inputs(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    let set = |name: &str| vars.iter().any(|(k, v)| k == name && !v.is_empty());
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in &vars {
+        let Some(input) = k.strip_prefix("INPUT_") else {
+            continue;
+        };
+        let plugin = format!("PLUGIN_{}", input.replace('-', "_").to_ascii_uppercase());
+        if v.is_empty() || set(&plugin) || out.iter().any(|(p, _)| *p == plugin) {
+            continue;
+        }
+        out.push((plugin, v.clone()));
+    }
+    out.sort();
+    out
+}
+
+/// Run as a GitHub Action (`GITHUB_ACTIONS=true`) without a required
+/// input, one line that names the input, instead of clap's usage text.
+pub fn missing_input(e: &clap::Error, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::MissingRequiredArgument
+        || env("GITHUB_ACTIONS").as_deref() != Some("true")
+    {
+        return None;
+    }
+    let missing: Vec<&str> = ["app", "repo"]
+        .into_iter()
+        .filter(|name| {
+            let given = |k: String| env(&k).is_some_and(|v| !v.is_empty());
+            !given(format!("PLUGIN_{}", name.to_ascii_uppercase()))
+                && !given(format!("INPUT_{}", name.to_ascii_uppercase()))
+        })
+        .collect();
+    let names: Vec<String> = missing.iter().map(|n| format!("`{n}`")).collect();
+    let (what, verb, pronoun) = if missing.len() == 1 {
+        ("input", "is", "it")
+    } else {
+        ("inputs", "are", "them")
+    };
+    Some(format!(
+        "the required {what} {} {verb} not set: give {pronoun} under `with:` in the workflow step",
+        names.join(" and ")
+    ))
+    .filter(|_| !missing.is_empty())
 }
 
 /// Long options that the old tool (Go's flag package) spelt with one dash.
@@ -315,11 +372,13 @@ impl Cli {
             .clone()
             .filter(|s| !s.is_empty())
             .or_else(|| non_empty("DRONE_COMMIT_SHA"))
+            .or_else(|| non_empty("GITHUB_SHA"))
             .or_else(|| git_head(&compose_dir));
         let description = self
             .description
             .clone()
             .or_else(|| non_empty("DRONE_COMMIT_BRANCH"))
+            .or_else(|| non_empty("GITHUB_REF_NAME"))
             .unwrap_or_default();
         let region = self
             .region
@@ -399,8 +458,29 @@ fn is_sha(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_duration, show_duration};
+    use super::{action_inputs, parse_duration, show_duration};
     use std::time::Duration;
+
+    #[test]
+    fn action_inputs_become_plugin_settings_unless_empty_or_set() {
+        let vars = [
+            ("INPUT_APP", "demo"),
+            ("INPUT_COMPOSE-FILE", "convox.yml"),
+            ("INPUT_GITSHA", ""),
+            ("INPUT_REPO", "from-input"),
+            ("PLUGIN_REPO", "from-drone"),
+            ("GITHUB_SHA", "abc"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let set = action_inputs(vars);
+        assert_eq!(
+            set,
+            [
+                ("PLUGIN_APP".to_string(), "demo".to_string()),
+                ("PLUGIN_COMPOSE_FILE".to_string(), "convox.yml".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn durations_as_people_write_them() {

@@ -1820,3 +1820,159 @@ fn the_registry_cache_under_buildkit_and_only_with_a_safe_engine() {
     );
     assert!(fakes.cache_calls().is_empty(), "{:?}", fakes.cache_calls());
 }
+
+/// The variables a GitHub Actions runner gives a Docker action for this
+/// repository's `action.yml`: every declared input, empty when not given.
+fn action_env<'a>(given: &[(&'a str, &'a str)], outputs: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("GITHUB_ACTIONS", "true"),
+        ("CI", "true"),
+        ("GITHUB_SHA", "ghsha0123456789"),
+        ("GITHUB_REF_NAME", "main"),
+        ("GITHUB_OUTPUT", outputs),
+    ];
+    let inputs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"))
+        .expect("action.yml");
+    let declared = |line: &str| {
+        let name = line.strip_prefix("  ")?.strip_suffix(':')?;
+        (!name.starts_with(' ')).then_some(name.to_string())
+    };
+    let section = inputs
+        .split("\ninputs:\n")
+        .nth(1)
+        .and_then(|s| s.split("\noutputs:\n").next())
+        .expect("inputs: then outputs:");
+    for name in section.lines().filter_map(declared) {
+        let var: &'a str = Box::leak(format!("INPUT_{}", name.to_uppercase()).into_boxed_str());
+        let value = given
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            .map_or("", |(_, v)| *v);
+        env.push((var, value));
+    }
+    env
+}
+
+/// The outputs an action wrote to the `$GITHUB_OUTPUT` file, parsed as the
+/// runner parses them (`name<<DELIMITER` … `DELIMITER`).
+fn github_outputs(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let (name, delimiter) = line.split_once("<<").expect("name<<DELIMITER");
+        let mut value = Vec::new();
+        for l in lines.by_ref() {
+            if l == delimiter {
+                break;
+            }
+            value.push(l);
+        }
+        out.push((name.to_string(), value.join("\n")));
+    }
+    out
+}
+
+#[test]
+fn action_inputs_are_read_as_settings_and_the_outputs_land_in_github_output() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let outputs = dir.path().join("github_output");
+    fs::write(&outputs, "earlier=kept\n").unwrap();
+    let outputs_path = outputs.display().to_string();
+    let env = action_env(
+        &[
+            ("app", "demo"),
+            ("repo", "127.0.0.1:5000/demo"),
+            ("compose_file", FILE),
+            ("tag", "temp_{app}_{service}_{gitsha}"),
+        ],
+        &outputs_path,
+    );
+    let (_, stderr) = run_ok(&fakes, dir.path(), &[], &env);
+    // The commit and the description came from GITHUB_SHA and GITHUB_REF_NAME.
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(
+        written.contains("image: 127.0.0.1:5000/demo:temp_demo_web_ghsha0123456789"),
+        "{written}\n{stderr}"
+    );
+    let dockerfile = fakes.dockerfile("temp_demo_web_ghsha0123456789").unwrap();
+    assert!(
+        dockerfile.contains(r#""org.opencontainers.image.description"="main""#),
+        "{dockerfile}"
+    );
+    let text = fs::read_to_string(&outputs).unwrap();
+    let rest = text
+        .strip_prefix("earlier=kept\n")
+        .expect("appended, not replaced");
+    let got = github_outputs(rest);
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["images", "built"], "{text}");
+    let images: serde_json::Value = serde_json::from_str(&got[0].1).expect("images is JSON");
+    assert_eq!(
+        images["api"], "127.0.0.1:5000/demo:temp_demo_api_ghsha0123456789",
+        "{images}"
+    );
+    assert!(
+        images.get("redis").is_none(),
+        "a kept image is no output: {images}"
+    );
+    let built: Vec<String> = serde_json::from_str(&got[1].1).expect("built is JSON");
+    assert_eq!(built, ["web", "worker", "api"]);
+}
+
+#[test]
+fn a_flag_wins_over_plugin_over_input_over_the_cis_commit() {
+    let dir = fixture("demo");
+    let fakes = Fakes::new(&[]);
+    // Each source in turn is the highest one given.
+    let sources: [(&str, &str); 5] = [
+        ("flag", "sha-from-flag"),
+        ("PLUGIN_GITSHA", "sha-from-plugin"),
+        ("INPUT_GITSHA", "sha-from-input"),
+        ("DRONE_COMMIT_SHA", "sha-from-drone"),
+        ("GITHUB_SHA", "sha-from-github"),
+    ];
+    for (k, (_, expected)) in sources.iter().enumerate() {
+        let mut args = vec![
+            "--dry-run",
+            "--app",
+            "demo",
+            "--repo",
+            "127.0.0.1:5000/demo",
+            "--tag",
+            "t_{service}_{gitsha}",
+        ];
+        let mut env: Vec<(&str, &str)> = Vec::new();
+        for (name, value) in &sources[k..] {
+            if *name == "flag" {
+                args.extend(["--gitsha", value]);
+            } else {
+                env.push((name, value));
+            }
+        }
+        let (stdout, _) = run_ok(&fakes, dir.path(), &args, &env);
+        assert!(
+            stdout.contains(&format!("image: 127.0.0.1:5000/demo:t_web_{expected}")),
+            "{expected} should win over {:?}:\n{stdout}",
+            &sources[k + 1..]
+        );
+    }
+}
+
+#[test]
+fn a_missing_required_action_input_is_one_clear_error() {
+    let dir = fixture("demo");
+    let fakes = Fakes::new(&["docker"]);
+    let outputs = dir.path().join("github_output");
+    let outputs_path = outputs.display().to_string();
+    let env = action_env(&[("repo", "127.0.0.1:5000/demo")], &outputs_path);
+    let out = run(&fakes, dir.path(), &[], &env);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "error: the required input `app` is not set: give it under `with:` in the workflow step"
+    );
+    assert!(fakes.calls().is_empty());
+    assert!(!outputs.exists(), "no outputs from a failed run");
+}

@@ -1,5 +1,5 @@
-//! What a run tells its user: the summary table on stderr, and the JSON
-//! report (`--json`) on stdout for scripts.
+//! What a run tells its user: the summary table on stderr, the JSON report
+//! (`--json`) on stdout for scripts, and a GitHub Action's outputs.
 
 use crate::plan::{Action, Output, Plan};
 use crate::running::execute::{BuildResult, Outcome};
@@ -151,6 +151,44 @@ pub fn json(
         "total_seconds": round(seconds),
         "services": services,
     })
+}
+
+/// A GitHub Action's outputs, in the form the runner reads from the file
+/// `$GITHUB_OUTPUT` names (`name<<DELIMITER`, the value, `DELIMITER`):
+/// - `images`: a JSON object of each service this run gave an image to
+///   (built, shared, up to date or pushed) and its reference;
+/// - `built`: a JSON list of the services whose build ran this run;
+/// - `release`: the release ID of `--convox-build`, when there is one.
+///
+/// `delimiter` must not occur in any value; the caller makes it unique.
+pub fn github_outputs(
+    plan: &Plan,
+    results: &[BuildResult],
+    release: Option<&str>,
+    delimiter: &str,
+) -> String {
+    let rows = rows(plan, results);
+    let images: serde_json::Map<String, Value> = rows
+        .iter()
+        .filter(|r| r.action != "kept")
+        .map(|r| (r.name.to_string(), Value::String(r.reference.to_string())))
+        .collect();
+    let built: Vec<&str> = rows
+        .iter()
+        .filter(|r| matches!(r.action, "built" | "shared"))
+        .map(|r| r.name)
+        .collect();
+    let mut outputs = vec![
+        ("images", Value::Object(images).to_string()),
+        ("built", json!(built).to_string()),
+    ];
+    if let Some(r) = release {
+        outputs.push(("release", r.to_string()));
+    }
+    outputs
+        .iter()
+        .map(|(name, value)| format!("{name}<<{delimiter}\n{value}\n{delimiter}\n"))
+        .collect()
 }
 
 fn round(s: f64) -> f64 {
