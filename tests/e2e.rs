@@ -1265,3 +1265,316 @@ fn a_fresh_runner_reuses_the_unchanged_layers_from_the_registry() {
         "{second}"
     );
 }
+
+/// The plugin / action image under test: `scripts/image`'s, which
+/// `scripts/test` builds once per run (named by its inputs' digest) and
+/// passes in `OFFCLUSTER_IMAGE`.
+fn image_under_test() -> Option<String> {
+    match std::env::var("OFFCLUSTER_IMAGE") {
+        Ok(i) if !i.is_empty() => Some(i),
+        _ => {
+            common::skip_or_fail(
+                "image test",
+                "OFFCLUSTER_IMAGE is not set (scripts/test sets it to `bash scripts/image`'s image)",
+            );
+            None
+        }
+    }
+}
+
+/// How the image is run: the workspace, where it is mounted (also the
+/// working directory), other mounts, the CI's variables, and an entrypoint
+/// and arguments in place of the image's own.
+struct Run<'a> {
+    workspace: &'a Path,
+    at: &'a str,
+    mounts: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+    entrypoint: Option<(&'a str, Vec<String>)>,
+}
+
+impl Stack {
+    /// Run the image as a CI runner runs a step: the host's docker socket
+    /// mounted, the workspace as the working directory, no TTY, no stdin.
+    /// The registry and moto listen on the host's loopback, so the
+    /// container shares the host's network; they stand in for ECR's public
+    /// endpoints, which a runner reaches the same way.
+    fn container(&self, image: &str, run: &Run<'_>) -> Output {
+        let mut c = Command::new("docker");
+        c.args(["run", "--rm", "--network", "host"])
+            .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+            .arg("-v")
+            .arg(format!("{}:{}", run.workspace.display(), run.at))
+            .args(["-w", run.at]);
+        for (from, to) in &run.mounts {
+            c.arg("-v").arg(format!("{from}:{to}"));
+        }
+        let aws = [
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.moto_port),
+            ),
+        ];
+        for (k, v) in aws
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .chain(run.env.iter().cloned())
+        {
+            c.arg("-e").arg(format!("{k}={v}"));
+        }
+        if buildkit_mode() {
+            // The image's docker (Debian's 20.10 client) runs BuildKit so.
+            c.args(["-e", "DOCKER_BUILDKIT=1"]);
+        }
+        if let Some((entrypoint, _)) = &run.entrypoint {
+            c.args(["--entrypoint", entrypoint]);
+        }
+        c.arg(image);
+        if let Some((_, args)) = &run.entrypoint {
+            c.args(args);
+        }
+        // The test's own docker client talks to the engine; its config is
+        // the test's (the container has its own).
+        c.env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .stdin(Stdio::null());
+        c.output().expect("docker run")
+    }
+}
+
+fn strings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The summary's state of each service: `(name, state)`.
+fn summary_states(stderr: &str) -> Vec<(String, String)> {
+    let Some((_, summary)) = stderr.split_once("done:\n") else {
+        return Vec::new();
+    };
+    summary
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?.to_string();
+            let state: Vec<&str> = w.take_while(|x| !x.contains('/')).collect();
+            Some((name, state.join(" ")))
+        })
+        .collect()
+}
+
+#[test]
+fn the_image_as_a_drone_plugin_step_builds_pushes_rewrites_and_then_builds_nothing() {
+    let Some(image) = image_under_test() else {
+        return;
+    };
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("demo");
+    let host = stack.host();
+    // `settings:` as Drone passes them: strings as they are, a number as
+    // text, a boolean as `false`.
+    let env = strings(&[
+        ("CI", "true"),
+        ("DRONE", "true"),
+        ("DRONE_REPO", "org/demo"),
+        ("DRONE_COMMIT_SHA", "drone1"),
+        ("DRONE_COMMIT_BRANCH", "main"),
+        ("PLUGIN_APP", "demo"),
+        ("PLUGIN_REPO", ECR),
+        ("PLUGIN_REGISTRY_HOST", &host),
+        ("PLUGIN_TAG", GITSHA_TAG),
+        ("PLUGIN_JOBS", "4"),
+        ("PLUGIN_FORCE", "false"),
+        ("PLUGIN_TIMEOUT", "5m"),
+    ]);
+    let run = Run {
+        workspace: app.path(),
+        at: "/drone/src",
+        mounts: Vec::new(),
+        env,
+        entrypoint: None,
+    };
+    let out = stack.container(&image, &run);
+    let stderr = ok(&out);
+    assert_eq!(
+        stack.tags("demo"),
+        [
+            "temp_demo_api_drone1",
+            "temp_demo_web_drone1",
+            "temp_demo_worker_drone1"
+        ],
+        "{stderr}"
+    );
+    assert!(stack.moto_repositories().contains(&"demo".to_string()));
+    let written = fs::read_to_string(app.path().join(FILE)).expect("rewritten file");
+    assert_eq!(written, expected_demo(&host, "drone1"));
+    assert!(
+        summary_states(&stderr).contains(&("web".into(), "built".into())),
+        "{stderr}"
+    );
+
+    // The same tree again (the file as committed): the registry has every
+    // tag, so nothing is built or pushed.
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/demo")
+            .join(FILE),
+        app.path().join(FILE),
+    )
+    .expect("restore the file");
+    let again = stack.container(&image, &run);
+    let stderr = ok(&again);
+    let states = summary_states(&stderr);
+    for s in ["web", "worker", "api"] {
+        assert!(
+            states.contains(&(s.to_string(), "up to date".to_string())),
+            "{s}: {states:?}\n{stderr}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("file"),
+        written
+    );
+}
+
+#[test]
+fn the_image_runs_the_old_drone_commands_step() {
+    let Some(image) = image_under_test() else {
+        return;
+    };
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("demo");
+    let host = stack.host();
+    // The seed's `commands:` line, in the image's shell, as Drone runs it.
+    let line = "convox-build-off-cluster -app=demo -description=${DRONE_COMMIT_BRANCH} -gitsha=${DRONE_COMMIT_SHA} -repo $REPO -registry-host $HOST -tag $TAG";
+    let run = Run {
+        workspace: app.path(),
+        at: "/drone/src",
+        mounts: Vec::new(),
+        env: strings(&[
+            ("CI", "true"),
+            ("DRONE_COMMIT_SHA", "cmd1"),
+            ("DRONE_COMMIT_BRANCH", "main"),
+            ("REPO", ECR),
+            ("HOST", &host),
+            ("TAG", GITSHA_TAG),
+        ]),
+        entrypoint: Some(("/bin/sh", vec!["-ec".into(), line.into()])),
+    };
+    let out = stack.container(&image, &run);
+    let stderr = ok(&out);
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("rewritten file"),
+        expected_demo(&host, "cmd1"),
+        "{stderr}"
+    );
+    assert_eq!(stack.tags("demo").len(), 3, "{stderr}");
+}
+
+/// Each input `action.yml` declares, as the runner passes it: `INPUT_NAME`,
+/// empty unless given.
+fn action_inputs(given: &[(&str, &str)]) -> Vec<(String, String)> {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml"))
+        .expect("action.yml");
+    let inputs = text
+        .split("\ninputs:\n")
+        .nth(1)
+        .and_then(|s| s.split("\noutputs:\n").next())
+        .expect("inputs: then outputs:");
+    inputs
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':'))
+        .filter(|n| !n.starts_with(' '))
+        .map(|name| {
+            let value = given
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("", |(_, v)| *v);
+            (format!("INPUT_{}", name.to_uppercase()), value.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_image_as_a_github_action_writes_its_outputs_and_names_a_missing_input() {
+    let Some(image) = image_under_test() else {
+        return;
+    };
+    let Some(stack) = Stack::start() else { return };
+    let app = fixture("demo");
+    let host = stack.host();
+    let commands = tempfile::tempdir().expect("file commands dir");
+    let output = commands.path().join("set_output");
+    fs::write(&output, "").expect("output file");
+    let github = |inputs: &[(&str, &str)]| {
+        let mut env = strings(&[
+            ("CI", "true"),
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_SHA", "gh1"),
+            ("GITHUB_REF_NAME", "main"),
+            ("GITHUB_REPOSITORY", "org/demo"),
+            ("GITHUB_WORKSPACE", "/github/workspace"),
+            ("GITHUB_OUTPUT", "/github/file_commands/set_output"),
+        ]);
+        env.extend(action_inputs(inputs));
+        Run {
+            workspace: app.path(),
+            at: "/github/workspace",
+            mounts: vec![(
+                commands.path().display().to_string(),
+                "/github/file_commands".into(),
+            )],
+            env,
+            entrypoint: None,
+        }
+    };
+    let run = github(&[
+        ("app", "demo"),
+        ("repo", ECR),
+        ("registry_host", &host),
+        ("tag", GITSHA_TAG),
+    ]);
+    let out = stack.container(&image, &run);
+    let stderr = ok(&out);
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("rewritten file"),
+        expected_demo(&host, "gh1"),
+        "{stderr}"
+    );
+    // The outputs, as the runner reads them: `name<<DELIMITER` … `DELIMITER`.
+    let text = fs::read_to_string(&output).expect("outputs");
+    let mut outputs = std::collections::BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(head) = lines.next() {
+        let (name, delimiter) = head.split_once("<<").expect("name<<DELIMITER");
+        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+        outputs.insert(name.to_string(), value.join("\n"));
+    }
+    let images: serde_json::Value = serde_json::from_str(&outputs["images"]).expect("images");
+    assert_eq!(
+        images["web"],
+        format!("{host}/demo:temp_demo_web_gh1"),
+        "{text}"
+    );
+    assert_eq!(
+        images["api"],
+        format!("{host}/demo:temp_demo_api_gh1"),
+        "{text}"
+    );
+    let built: Vec<String> = serde_json::from_str(&outputs["built"]).expect("built");
+    assert_eq!(built, ["web", "worker", "api"]);
+
+    // Without the required `app` input: one line that names it, exit 2.
+    fs::write(&output, "").expect("output file");
+    let out = stack.container(&image, &github(&[("repo", ECR)]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "error: the required input `app` is not set: give it under `with:` in the workflow step"
+    );
+    assert_eq!(fs::read_to_string(&output).expect("outputs"), "");
+}
