@@ -20,6 +20,7 @@ use crate::inputs::{bases, digest};
 use crate::plan::script::DryRun;
 use crate::plan::{self, refresh, Plan, Target, UsageError};
 use crate::programs::builder::{self, Builder};
+use crate::programs::buildx::Buildx;
 use crate::programs::docker;
 use crate::read::compose::{BuildSpec, Compose, Source};
 use crate::read::dockerfile::Dockerfiles;
@@ -193,6 +194,12 @@ fn probe_environment(inv: &Invocation<'_>, loaded: &Loaded) -> Result<Probed> {
             Vec::new()
         },
         account: loaded.target.needs_account(options) && !dry_run,
+        buildx_builder: inv
+            .cli
+            .builder
+            .clone()
+            .or_else(|| env("BUILDX_BUILDER"))
+            .filter(|b| !b.is_empty()),
     };
     probe::probe(&questions, inv.opts)
 }
@@ -208,38 +215,12 @@ fn other_host(loaded: &Loaded, options: &plan::Options) -> Option<String> {
 
 /// Stage 4: the target from what was probed, then the plan.
 fn make_plan(inv: &Invocation<'_>, loaded: &Loaded, probed: &Probed) -> Result<Plan> {
-    let cli = inv.cli;
     let options = &inv.resolved.options;
     let mut target = loaded.target.clone();
     if let (Some(c), Some(host)) = (&probed.registry_config, &other_host(loaded, options)) {
         target.insecure = docker::insecure_in(c, host);
     }
-    target.builder = probed.builder;
-    // The classic builder uses a pulled image as its cache on any engine;
-    // BuildKit writes inline cache, which only engines from 23 do safely.
-    target.registry_cache = !cli.no_registry_cache
-        && (!probed.builder.is_buildkit() || builder::inline_cache_safe(probed.engine.as_deref()));
-    if probed.builder.is_buildkit()
-        && !cli.no_registry_cache
-        && !inv.resolved.dry_run
-        && !target.registry_cache
-    {
-        eprintln!(
-            "note: the registry cache is off: this engine ({}) is older than 23, and its BuildKit can crash the whole engine writing inline cache",
-            probed.engine.as_deref().unwrap_or("version unknown")
-        );
-    }
-    if let Some(name) = &cli.builder {
-        if inv.resolved.dry_run {
-            target.builder = Builder::BuildKit { buildx: true };
-        } else if target.builder != (Builder::BuildKit { buildx: true }) {
-            return Err(anyhow::Error::new(UsageError(format!(
-                "--builder {name} is a buildx builder, and the docker here runs {} without buildx",
-                target.builder.name()
-            ))));
-        }
-        target.builder_name = Some(name.clone());
-    }
+    choose_builder(inv, probed, &mut target)?;
     let digest = |spec: &BuildSpec| {
         let ids: Vec<(String, String)> = loaded
             .bases_of(spec)
@@ -266,6 +247,72 @@ fn make_plan(inv: &Invocation<'_>, loaded: &Loaded, probed: &Probed) -> Result<P
     Ok(plan)
 }
 
+/// The builder, from what was probed, and the registry cache it can keep.
+///
+/// A buildx builder that pushes itself (any driver but `docker`: named by
+/// `--builder`, `BUILDX_BUILDER`, or made current by `docker buildx use`)
+/// builds, unless `DOCKER_BUILDKIT=0` asks for the classic builder; a dry run
+/// assumes one for `--builder`. Else the builder docker's own rules give.
+fn choose_builder(inv: &Invocation<'_>, probed: &Probed, target: &mut Target) -> Result<()> {
+    let cli = inv.cli;
+    let dry_run = inv.resolved.dry_run;
+    let classic_asked = env("DOCKER_BUILDKIT")
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false"));
+    let pushing = if dry_run {
+        cli.builder.as_deref().map(Buildx::assumed)
+    } else {
+        probed
+            .buildx
+            .clone()
+            .filter(|b| b.pushes_itself() && !classic_asked)
+    };
+    target.builder = probed.builder;
+    if let Some(bx) = pushing {
+        target.builder = Builder::BuildKit { buildx: true };
+        target.registry_cache = !cli.no_registry_cache;
+        if target.registry_cache
+            && !bx.ecr_cache_form()
+            && plan::cache::is_ecr(&registry_host(inv, target))
+        {
+            eprintln!(
+                "note: the registry cache is inline: builder {}'s BuildKit ({}) is older than 0.12, and ECR accepts BuildKit's registry cache only in the form 0.12 writes",
+                bx.name,
+                bx.buildkit.as_deref().unwrap_or("version unknown")
+            );
+        }
+        target.buildx = Some(bx);
+        return Ok(());
+    }
+    // The classic builder uses a pulled image as its cache on any engine;
+    // BuildKit writes inline cache, which only engines from 23.0.1 do safely.
+    target.registry_cache = !cli.no_registry_cache
+        && (!probed.builder.is_buildkit() || builder::inline_cache_safe(probed.engine.as_deref()));
+    if probed.builder.is_buildkit() && !cli.no_registry_cache && !dry_run && !target.registry_cache
+    {
+        eprintln!(
+            "note: the registry cache is off: this engine ({}) is older than 23.0.1, and its BuildKit can crash the whole engine writing inline cache",
+            probed.engine.as_deref().unwrap_or("version unknown")
+        );
+    }
+    if let Some(name) = &cli.builder {
+        if dry_run {
+            target.builder = Builder::BuildKit { buildx: true };
+        } else if target.builder != (Builder::BuildKit { buildx: true }) {
+            return Err(anyhow::Error::new(UsageError(format!(
+                "--builder {name} is a buildx builder, and the docker here runs {} without buildx",
+                target.builder.name()
+            ))));
+        }
+        target.builder_name = Some(name.clone());
+    }
+    Ok(())
+}
+
+/// The host the images are pushed to.
+fn registry_host(inv: &Invocation<'_>, target: &Target) -> String {
+    plan::target::registry(&inv.resolved.options, target, Some("000000000000")).host
+}
+
 /// A dry run: the plan printed, nothing run, no file written.
 fn print_dry_run(inv: &Invocation<'_>, loaded: &Loaded, plan: &Plan) -> Result<()> {
     let options = &inv.resolved.options;
@@ -279,6 +326,7 @@ fn print_dry_run(inv: &Invocation<'_>, loaded: &Loaded, plan: &Plan) -> Result<(
             .cli
             .convox_build
             .then_some((options.app.as_str(), options.description.as_str())),
+        assumed_builder: inv.cli.builder.as_deref(),
     });
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;

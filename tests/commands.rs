@@ -1976,3 +1976,211 @@ fn a_missing_required_action_input_is_one_clear_error() {
     assert!(fakes.calls().is_empty());
     assert!(!outputs.exists(), "no outputs from a failed run");
 }
+
+#[test]
+fn the_inline_cache_needs_an_engine_from_23_0_1() {
+    for (engine, kept) in [("23.0.0", false), ("23.0.1", true)] {
+        let (fakes, _dir, out) = run_demo(
+            &["docker"],
+            &standard_args("127.0.0.1:5000/demo"),
+            &[
+                ("DOCKER_BUILDKIT", "1"),
+                ("FAKE_VERSIONS", &format!("{engine}|{engine}")),
+                // A buildx whose builder is the engine's own: as without one.
+                ("FAKE_BUILDX_INSPECT", BUILDX_DOCKER),
+            ],
+        );
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let inline = fakes
+            .all_call_lines()
+            .iter()
+            .any(|l| l.contains("docker build") && l.contains("BUILDKIT_INLINE_CACHE=1"));
+        assert_eq!(inline, kept, "engine {engine}: {stderr}");
+        assert_eq!(
+            stderr.contains("note: the registry cache is off"),
+            !kept,
+            "{stderr}"
+        );
+    }
+}
+
+/// `docker buildx inspect` as buildx 0.10 and later print it.
+const BUILDX_REMOTE: &str = "Name:          NAME\nDriver:        remote\nLast Activity: 2026-12-01 17:38:59 +0000 UTC\n\nNodes:\nName:      NAME0\nEndpoint:  tcp://10.1.2.3:1234\nStatus:    running\nBuildkit:  v0.12.5\nPlatforms: linux/amd64, linux/386";
+const BUILDX_DOCKER: &str = "Name:   default\nDriver: docker\n\nNodes:\nName:      default\nEndpoint:  default\nStatus:    running\nBuildkit:  23.0.1\nPlatforms: linux/amd64, linux/386";
+
+/// A run with a buildx builder that pushes itself: its calls, its stderr
+/// and the JSON report.
+fn run_on_builder(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    Fakes,
+    tempfile::TempDir,
+    Vec<String>,
+    String,
+    serde_json::Value,
+) {
+    let mut all = standard_args(ECR);
+    all.extend(["--json", "--pin-digest"]);
+    all.extend(args);
+    let mut envs = vec![("FAKE_VERSIONS", "20.10.24|20.10.24")];
+    envs.extend(env);
+    let (fakes, dir, out) = run_demo(&["docker", "aws"], &all, &envs);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report = serde_json::from_str(&stdout).expect("JSON report");
+    let lines = fakes.all_call_lines();
+    (fakes, dir, lines, stderr, report)
+}
+
+#[test]
+fn a_builder_that_is_not_the_engines_pushes_every_ref_itself_with_its_registry_cache() {
+    // `--builder bk`, a remote driver with BuildKit 0.12.
+    let (fakes, dir, lines, stderr, report) = run_on_builder(
+        &["--builder", "bk"],
+        &[("FAKE_BUILDX_INSPECT", BUILDX_REMOTE)],
+    );
+    assert!(
+        lines.contains(&"docker buildx inspect bk".to_string()),
+        "{lines:?}"
+    );
+    let builds: Vec<&String> = lines.iter().filter(|l| l.contains(" build ")).collect();
+    assert_eq!(
+        builds.len(),
+        2,
+        "web (shared with worker) and api: {builds:?}"
+    );
+    let web = builds
+        .iter()
+        .find(|l| l.contains("temp_demo_web_abc123"))
+        .expect("web's build");
+    let cache = format!("{}-cache:demo_web", ECR);
+    for part in [
+        "docker buildx build --builder bk --progress plain --push --metadata-file ".to_string(),
+        format!(" -t {ECR}:temp_demo_web_abc123 -t {ECR}:temp_demo_worker_abc123 "),
+        format!(" --cache-from type=registry,ref={cache} "),
+        format!(" --cache-to type=registry,ref={cache},mode=max,image-manifest=true,oci-mediatypes=true web"),
+    ] {
+        assert!(web.contains(&part), "{part}\nnot in: {web}");
+    }
+    // No tag or push of its own, nothing pulled or asked of the engine.
+    for l in &lines {
+        assert!(
+            !l.starts_with("docker tag ")
+                && !l.starts_with("docker push ")
+                && !l.starts_with("docker pull ")
+                && !l.starts_with("docker image "),
+            "{l}"
+        );
+    }
+    // The pushed digest, from the metadata file, in the report and the file.
+    let digest = format!("sha256:{:064}", 7);
+    let web = &report["services"][0];
+    assert_eq!(web["digest"], digest.as_str(), "{report}");
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(
+        written.contains(&format!("image: {ECR}:temp_demo_web_abc123@{digest}")),
+        "{written}"
+    );
+    assert!(!stderr.contains("registry cache is"), "{stderr}");
+    drop(fakes);
+}
+
+#[test]
+fn an_older_buildkit_on_ecr_falls_back_to_inline_cache_and_says_why() {
+    let (_, _, lines, stderr, _) = run_on_builder(
+        &[],
+        &[
+            ("BUILDX_BUILDER", "bk"),
+            (
+                "FAKE_BUILDX_INSPECT",
+                &BUILDX_REMOTE.replace("v0.12.5", "v0.11.6"),
+            ),
+        ],
+    );
+    assert!(
+        lines.contains(&"docker buildx inspect bk".to_string()),
+        "{lines:?}"
+    );
+    let cache = format!("{}-cache:demo_web", ECR);
+    let web = lines
+        .iter()
+        .find(|l| l.contains("buildx build") && l.contains("temp_demo_web_"))
+        .expect("web's build");
+    assert!(
+        web.contains(&format!(" -t {cache} "))
+            && web.contains(&format!(
+                " --cache-from type=registry,ref={cache} --cache-to type=inline "
+            )),
+        "{web}"
+    );
+    assert_eq!(
+        stderr.matches("note: the registry cache is inline: builder bk's BuildKit (v0.11.6) is older than 0.12").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_current_builder_counts_and_the_docker_driver_builds_as_before() {
+    // Made current by `docker buildx use`: inspect names no builder.
+    let (_, _, lines, _, _) = run_on_builder(&[], &[("FAKE_BUILDX_INSPECT", BUILDX_REMOTE)]);
+    assert!(
+        lines.contains(&"docker buildx inspect".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("docker buildx build --builder current ")),
+        "{lines:?}"
+    );
+    // The engine's own builder: the image lands in the engine, then is
+    // tagged and pushed.
+    let (_, _, lines, _, _) = run_on_builder(&[], &[("FAKE_BUILDX_INSPECT", BUILDX_DOCKER)]);
+    assert!(
+        !lines.iter().any(|l| l.contains("buildx build")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("docker build ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("docker tag {ECR}:temp_demo_web_"))),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("docker push {ECR}:temp_demo_worker_"))),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_dry_run_with_builder_says_what_it_assumed() {
+    let (fakes, dir, out) = run_demo(
+        &["docker", "aws"],
+        &[&standard_args(ECR)[..], &["--dry-run", "--builder", "bk"]].concat(),
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(fakes.all_call_lines().is_empty(), "a dry run asks nothing");
+    assert!(
+        stdout.contains(
+            "# --builder bk: a dry run asks buildx nothing, so it assumes a builder of its own"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("docker buildx build --builder bk "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("docker push "), "{stdout}");
+    drop(dir);
+}

@@ -11,11 +11,18 @@
 //!   one's cache inline (`BUILDKIT_INLINE_CACHE=1`) for the next.
 //!
 //! After the push, the image is tagged and pushed to the cache repository.
+//!
+//! A buildx builder that pushes itself (`programs::buildx`) writes
+//! BuildKit's own registry cache instead, of every stage (`mode=max`), in
+//! the form ECR accepts when its BuildKit is 0.12 or later; inline cache in
+//! an image pushed as the cache reference when it is older and the registry
+//! is ECR ([`builder_cache`]).
 
 use crate::plan::target::Registry;
 use crate::plan::{tag, CachePush};
+use crate::programs::buildx::Buildx;
 use crate::programs::command::Cmd;
-use crate::programs::docker;
+use crate::programs::docker::{self, BuilderCache};
 use crate::read::compose::{ArgValue, BuildArg, BuildSpec};
 
 /// Where one build's cache goes.
@@ -28,18 +35,53 @@ pub struct Site<'a> {
     pub buildkit: bool,
 }
 
+/// The cache reference of one service: `HOST/REPOSITORY-cache:APP_SERVICE`.
+pub fn reference(registry: &Registry, app: &str, service: &str) -> String {
+    format!(
+        "{}/{}-cache:{}",
+        registry.host,
+        registry.repository,
+        tag::sanitize(&format!("{app}_{service}"))
+    )
+}
+
+/// Is the registry ECR itself (it refuses BuildKit's older cache manifest)?
+pub fn is_ecr(host: &str) -> bool {
+    host.contains(".dkr.ecr.") && host.contains(".amazonaws.com")
+}
+
+/// The registry cache of a build on a builder that pushes itself.
+pub fn builder_cache(registry: &Registry, app: &str, service: &str, bx: &Buildx) -> BuilderCache {
+    let reference = reference(registry, app, service);
+    let from = format!("type=registry,ref={reference}");
+    let ecr = is_ecr(&registry.host);
+    let (to, inline) = if ecr && !bx.ecr_cache_form() {
+        ("type=inline".to_string(), true)
+    } else if ecr {
+        (
+            format!(
+                "type=registry,ref={reference},mode=max,image-manifest=true,oci-mediatypes=true"
+            ),
+            false,
+        )
+    } else {
+        (format!("type=registry,ref={reference},mode=max"), false)
+    };
+    BuilderCache {
+        reference,
+        from,
+        to,
+        inline,
+    }
+}
+
 /// The spec the build runs with, and the cache's pull and push.
 pub fn cache(
     at: &Site<'_>,
     spec: &BuildSpec,
     build_cmd: &dyn Fn(&BuildSpec) -> Cmd,
 ) -> (BuildSpec, CachePush) {
-    let reference_c = format!(
-        "{}/{}-cache:{}",
-        at.registry.host,
-        at.registry.repository,
-        tag::sanitize(&format!("{}_{}", at.app, at.service))
-    );
+    let reference_c = reference(at.registry, at.app, at.service);
     let mut cached = spec.clone();
     cached.cache_from.push(reference_c.clone());
     let push = CachePush {

@@ -5,6 +5,7 @@
 
 use crate::plan::target::Registry;
 use crate::plan::{cache, tag, usage, Action, Build, Options, ServicePlan, Target, DIGEST_LABEL};
+use crate::programs::buildx::Buildx;
 use crate::programs::docker;
 use crate::read::compose::{is_remote_context, normalize, BuildSpec, Compose, Service, Source};
 use crate::read::dockerfile::Dockerfiles;
@@ -79,6 +80,11 @@ impl Grouping<'_> {
                 }
             };
             self.add(&mut out, svc, spec, &hash)?;
+        }
+        if let Some(bx) = self.target.buildx.as_ref().filter(|b| b.pushes_itself()) {
+            for b in &mut out.builds {
+                self.pushed_by_builder(b, bx);
+            }
         }
         Ok(out)
     }
@@ -192,7 +198,36 @@ impl Grouping<'_> {
             pushes: vec![(svc.name.clone(), docker::push(reference))],
             cache,
             bases: Vec::new(),
+            metadata_file: None,
         }
+    }
+
+    /// On a builder that pushes itself: one build that pushes every ref of
+    /// the build (the shared services' too), its cache BuildKit's own, and
+    /// no tag or push of its own.
+    fn pushed_by_builder(&self, b: &mut Build, bx: &Buildx) {
+        let mut labels = self.labels.clone();
+        labels.push((DIGEST_LABEL.to_string(), format!("blake3:{}", b.digest)));
+        let cache = self
+            .target
+            .registry_cache
+            .then(|| cache::builder_cache(self.registry, &self.opts.app, &b.services[0], bx));
+        let metadata = std::env::temp_dir().join(format!(
+            "convox-build-off-cluster.{}.{}.metadata.json",
+            std::process::id(),
+            &b.digest[..b.digest.len().min(16)]
+        ));
+        b.build = docker::buildx_build(
+            &b.spec,
+            &b.refs,
+            &labels,
+            &bx.name,
+            cache.as_ref(),
+            &metadata,
+        );
+        b.tags.clear();
+        b.cache = None;
+        b.metadata_file = Some(metadata);
     }
 }
 

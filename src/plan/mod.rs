@@ -141,6 +141,11 @@ pub struct Build {
     /// Its base images to refresh before it builds (indices into
     /// `Plan::bases`).
     pub bases: Vec<usize>,
+    /// The builder pushes the image itself (a buildx builder whose driver
+    /// is not `docker`, `programs::buildx`): every ref is a `-t` of the
+    /// build, no tag or push runs, and the pushed digest is read from this
+    /// `--metadata-file`.
+    pub metadata_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

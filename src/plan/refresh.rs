@@ -39,14 +39,15 @@ impl Refresh {
 }
 
 /// Give the plan the bases the registry identified, and each build the ones
-/// it is built on.
+/// it is built on. A build on a builder that pushes itself gets none: that
+/// builder pulls its bases, never the engine.
 pub fn attach(
     plan: &mut Plan,
     resolved: &[Resolved],
     bases_of: &dyn Fn(&BuildSpec) -> Vec<String>,
 ) {
     plan.bases = resolved.iter().filter_map(Refresh::of).collect();
-    for b in &mut plan.builds {
+    for b in plan.builds.iter_mut().filter(|b| b.metadata_file.is_none()) {
         let images = bases_of(&b.spec);
         b.bases = plan
             .bases

@@ -13,6 +13,8 @@ pub struct DryRun<'a> {
     pub bases: &'a [String],
     /// `--convox-build`: the app and the description it builds with.
     pub convox_build: Option<(&'a str, &'a str)>,
+    /// `--builder NAME`, which a dry run does not ask buildx about.
+    pub assumed_builder: Option<&'a str>,
 }
 
 impl Plan {
@@ -75,6 +77,10 @@ impl Plan {
                 )),
                 None => lines.push(b.build.to_string()),
             }
+            if b.metadata_file.is_some() {
+                // The builder pushed every ref itself.
+                continue;
+            }
             lines.extend(b.tags.iter().map(ToString::to_string));
             lines.extend(b.pushes.iter().map(|(_, p)| p.to_string()));
             if let Some(c) = &b.cache {
@@ -104,6 +110,9 @@ impl Plan {
                     docker::pull(image)
                 ));
             }
+        }
+        if let Some(name) = extra.assumed_builder {
+            text.push_str(&format!("# --builder {name}: a dry run asks buildx nothing, so it assumes a builder of its own (not the engine's `docker` driver) with BuildKit 0.12 or later: it pushes each image itself (every ref a -t) and keeps BuildKit's registry cache\n"));
         }
         for line in self.script() {
             text.push_str(&line);

@@ -5,6 +5,7 @@
 
 use crate::plan::{usage, EcrSetup, Options, ACCOUNT_PLACEHOLDER};
 use crate::programs::builder::Builder;
+use crate::programs::buildx::Buildx;
 use crate::programs::docker;
 use crate::programs::ecr::{self, Repo};
 use anyhow::Result;
@@ -23,6 +24,9 @@ pub struct Target {
     pub builder: Builder,
     /// buildx's `--builder NAME`.
     pub builder_name: Option<String>,
+    /// The buildx builder that builds and pushes the images itself (any
+    /// driver but `docker`); None: the image lands in the engine.
+    pub buildx: Option<Buildx>,
     /// Keep each service's last image in `REPOSITORY-cache` as the next
     /// build's cache source (pulled first under the classic builder; inline
     /// cache under BuildKit, on engines from 23 on); `--no-registry-cache`
@@ -60,6 +64,7 @@ impl Target {
             insecure: false,
             builder: Builder::Classic,
             builder_name: None,
+            buildx: None,
             registry_cache: true,
         })
     }

@@ -58,10 +58,26 @@ pub fn parse_versions(out: &str) -> (Option<String>, Option<String>) {
 
 /// Can this engine's BuildKit write inline cache safely? Docker 20.10's
 /// (BuildKit 0.8) crashed the whole engine here doing so (a stack overflow in
-/// `remotecache/v1.marshalItem`, on a two-stage Dockerfile), so the registry
-/// cache is used with engines from 23 on only.
+/// `remotecache/v1.marshalItem`, on a two-stage Dockerfile), and 23.0.0 still
+/// crashes writing it (moby/moby#44918, fixed in 23.0.1); so the registry
+/// cache under the engine's BuildKit needs an engine from 23.0.1 on.
 pub fn inline_cache_safe(engine: Option<&str>) -> bool {
-    engine.and_then(major).is_some_and(|m| m >= 23)
+    engine.and_then(release).is_some_and(|v| v >= (23, 0, 1))
+}
+
+/// (major, minor, patch) of a docker version string (`23.0.1`,
+/// `20.10.24+dfsg1`, `24.0.7-1`).
+fn release(version: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = version
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 /// Succeeds when the buildx plugin is there.
@@ -142,5 +158,10 @@ mod tests {
         assert!(!inline_cache_safe(Some("20.10.24+dfsg1")));
         assert!(inline_cache_safe(Some("27.3.1")));
         assert!(!inline_cache_safe(None));
+        // 23.0.0 crashes writing inline cache (moby/moby#44918); 23.0.1 not.
+        assert!(!inline_cache_safe(Some("23.0.0")));
+        assert!(inline_cache_safe(Some("23.0.1")));
+        assert!(inline_cache_safe(Some("24.0.7-1")));
+        assert!(!inline_cache_safe(Some("22.06.0-beta")));
     }
 }

@@ -91,6 +91,53 @@ fn buildkit_build(
         c = c.args(["-f", d.as_str()]);
     }
     c = common_build_args(c.args(["-t", reference]), spec);
+    secrets_and_labels(c, spec, labels).arg(spec.context.as_str())
+}
+
+/// The registry cache of a build on a builder that pushes itself
+/// (`programs::buildx`): `--cache-from` and `--cache-to` as given, and, for
+/// inline cache, the cache image pushed as one more `-t`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuilderCache {
+    pub reference: String,
+    pub from: String,
+    pub to: String,
+    pub inline: bool,
+}
+
+/// `docker buildx build --builder NAME --push --metadata-file FILE -t REF…`:
+/// a build on a builder that keeps its result to itself unless told to
+/// push. Every reference of the build is a `-t`; the rest as under BuildKit.
+pub fn buildx_build(
+    spec: &BuildSpec,
+    refs: &[String],
+    labels: &[(String, String)],
+    builder: &str,
+    cache: Option<&BuilderCache>,
+    metadata_file: &std::path::Path,
+) -> Cmd {
+    let mut c = Cmd::new("docker").args(["buildx", "build", "--builder", builder]);
+    c = c.args(["--progress", "plain", "--push", "--metadata-file"]);
+    c = c.arg(metadata_file.display().to_string());
+    if let Some(d) = &spec.dockerfile {
+        c = c.args(["-f", d.as_str()]);
+    }
+    for r in refs {
+        c = c.args(["-t", r.as_str()]);
+    }
+    if let Some(k) = cache.filter(|k| k.inline) {
+        c = c.args(["-t", k.reference.as_str()]);
+    }
+    c = common_build_args(c, spec);
+    c = secrets_and_labels(c, spec, labels);
+    if let Some(k) = cache {
+        c = c.args(["--cache-from", k.from.as_str(), "--cache-to", k.to.as_str()]);
+    }
+    c.arg(spec.context.as_str())
+}
+
+/// Labels as flags, secrets by id and source (never by value), SSH.
+fn secrets_and_labels(mut c: Cmd, spec: &BuildSpec, labels: &[(String, String)]) -> Cmd {
     for (k, v) in labels {
         c = c.args(["--label".to_string(), format!("{k}={v}")]);
     }
@@ -104,7 +151,7 @@ fn buildkit_build(
     for s in &spec.ssh {
         c = c.args(["--ssh", s.as_str()]);
     }
-    c.arg(spec.context.as_str())
+    c
 }
 
 /// One `LABEL` instruction with every label, quoted for the Dockerfile.

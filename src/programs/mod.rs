@@ -8,12 +8,15 @@
 //! - [`builder`]: which builder `docker build` runs (classic, BuildKit with
 //!   or without buildx), decided from docker's answers and `DOCKER_BUILDKIT`;
 //!   whether the engine writes inline cache safely.
+//! - [`buildx`]: buildx's builders: which one builds, whether it pushes the
+//!   image itself (any driver but `docker`), its registry cache's form.
 //! - [`docker`]: the docker command lines: build (per builder), tag, push,
 //!   login, manifest inspect, the base-image lookups, `docker info`.
 //! - [`ecr`]: ECR repository names and hosts, and the aws commands: set-up,
 //!   login password, `batch-get-image`, and reading their answers.
 //! - [`convox`]: `convox build`, the release step.
 pub mod builder;
+pub mod buildx;
 pub mod command;
 pub mod convox;
 pub mod docker;

@@ -4,6 +4,7 @@
 
 use crate::plan::refresh::Refresh;
 use crate::plan::{Build, Check, Output, Plan};
+use crate::programs::buildx;
 use crate::programs::docker;
 use crate::programs::ecr;
 use crate::running::interrupt;
@@ -275,6 +276,9 @@ fn run_build(
         result.outcome = Outcome::UpToDate;
         return Ok(result);
     }
+    if let Some(metadata) = &b.metadata_file {
+        return built_and_pushed_by_builder(b, metadata, result, opts);
+    }
     if existed.iter().any(|&e| e) && tag_from_local(b, &mut result, opts)? {
         result.outcome = Outcome::Completed;
         return Ok(result);
@@ -301,6 +305,39 @@ fn run_build(
             ));
         }
     }
+    report_built(b, &result);
+    Ok(result)
+}
+
+/// A build on a builder that pushes itself: the build is the push (every
+/// ref a `-t`), the digest comes from its metadata file, and nothing lands
+/// in the engine, so there is nothing to tag, push or make current here.
+fn built_and_pushed_by_builder(
+    b: &Build,
+    metadata: &std::path::Path,
+    mut result: BuildResult,
+    opts: RunOptions,
+) -> Result<BuildResult> {
+    let who = &b.services[0];
+    let started = Instant::now();
+    progress::state(who, "building and pushing");
+    crate::running::interrupt::track_temp_file(metadata.to_path_buf());
+    let built = stream(&b.build, who, opts);
+    let written = std::fs::read_to_string(metadata).ok();
+    let _ = std::fs::remove_file(metadata);
+    crate::running::interrupt::untrack_temp_file(metadata);
+    built?;
+    let digest = written.as_deref().and_then(buildx::metadata_digest);
+    if digest.is_none() {
+        log(&format!(
+            "[{who}] warning: the builder wrote no image digest to {}; the report has none",
+            metadata.display()
+        ));
+    }
+    for d in &mut result.digests {
+        *d = digest.clone();
+    }
+    result.build_seconds = started.elapsed().as_secs_f64();
     report_built(b, &result);
     Ok(result)
 }

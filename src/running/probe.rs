@@ -6,6 +6,7 @@
 
 use crate::inputs::bases::{self, Resolved, LOOKUP_LIMIT};
 use crate::programs::builder::{self, Builder};
+use crate::programs::buildx::{self, Buildx};
 use crate::programs::docker;
 use crate::running::run::{self, RunOptions};
 use anyhow::Result;
@@ -27,6 +28,9 @@ pub struct Questions {
     pub bases: Vec<String>,
     /// Ask AWS the account (a bare ECR repository name needs it).
     pub account: bool,
+    /// The buildx builder named (`--builder`, else `BUILDX_BUILDER`); None
+    /// asks for the current one.
+    pub buildx_builder: Option<String>,
 }
 
 /// What the environment answered.
@@ -35,6 +39,8 @@ pub struct Probed {
     /// The AWS account, when asked.
     pub account: Option<String>,
     pub builder: Builder,
+    /// The buildx builder that builds, when buildx is there and answered.
+    pub buildx: Option<Buildx>,
     /// The engine's version, when it answered.
     pub engine: Option<String>,
     /// `docker info`'s registry configuration, when asked and answered.
@@ -59,11 +65,11 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
     let (detected, registry_config, identities) = std::thread::scope(|s| {
         let detect = s.spawn(|| {
             if q.dry_run {
-                Ok((builder::assume(q.docker_buildkit.as_deref()), None))
+                Ok((builder::assume(q.docker_buildkit.as_deref()), None, None))
             } else if q.builds_something {
-                detect_builder(opts, q.docker_buildkit.as_deref())
+                detect_builder(opts, q)
             } else {
-                Ok((Builder::Classic, None))
+                Ok((Builder::Classic, None, None))
             }
         });
         let config = if q.registry_config {
@@ -77,36 +83,46 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: asking docker its builder")));
         (detected, config, identities)
     });
-    let (builder, engine) = detected?;
+    let (builder, engine, buildx) = detected?;
     Ok(Probed {
         account,
         builder,
+        buildx,
         engine,
         registry_config,
         identities,
     })
 }
 
-/// Which builder `docker build` runs here, and the engine's version: ask
-/// docker its versions and whether buildx is there (both at once, a few
-/// seconds at most).
+/// Which builder `docker build` runs here, the engine's version, and the
+/// buildx builder a build would use: ask docker its versions, whether buildx
+/// is there, and what that builder is (all at once, a few seconds at most).
 fn detect_builder(
     opts: RunOptions,
-    docker_buildkit: Option<&str>,
-) -> Result<(Builder, Option<String>)> {
+    q: &Questions,
+) -> Result<(Builder, Option<String>, Option<Buildx>)> {
     let limit = Duration::from_secs(10);
-    let (versions, buildx) = std::thread::scope(|s| {
+    let inspect = buildx::inspect(q.buildx_builder.as_deref());
+    let (versions, buildx, inspected) = std::thread::scope(|s| {
         let v = s.spawn(|| run::capture_within(&builder::versions(), opts, limit));
         let b = s.spawn(|| run::capture_within(&builder::buildx_version(), opts, limit));
-        (v.join().ok().flatten(), b.join().ok().flatten())
+        let i = s.spawn(|| run::capture_within(&inspect, opts, limit));
+        (
+            v.join().ok().flatten(),
+            b.join().ok().flatten(),
+            i.join().ok().flatten(),
+        )
     });
     let (client, engine) = versions
         .map(|o| builder::parse_versions(&String::from_utf8_lossy(&o.stdout)))
         .unwrap_or((None, None));
     let buildx = buildx.is_some_and(|o| o.status.success());
-    let b = builder::decide(docker_buildkit, client.as_deref(), buildx)
+    let b = builder::decide(q.docker_buildkit.as_deref(), client.as_deref(), buildx)
         .map_err(|e| anyhow::anyhow!(e))?;
-    Ok((b, engine))
+    let builder_of_buildx = inspected
+        .filter(|o| buildx && o.status.success())
+        .and_then(|o| buildx::parse_inspect(&String::from_utf8_lossy(&o.stdout)));
+    Ok((b, engine, builder_of_buildx))
 }
 
 /// Identify every base image, in parallel, each lookup within

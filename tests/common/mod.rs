@@ -93,6 +93,17 @@ case "$name $1 $2" in
     if [[ " $FAKE_EXISTING " == *" ${ref##*:} "* ]]; then echo "pulled $ref"; else echo "Error response from daemon: manifest for $ref not found: manifest unknown" >&2; exit 1; fi ;;
   "docker version"*)
     [[ -n "$FAKE_VERSIONS" ]] && echo "$FAKE_VERSIONS" ;;
+  "docker buildx inspect")
+    # As buildx 0.10 and later answer: FAKE_BUILDX_INSPECT is the text, with
+    # NAME replaced by the builder asked about (or `current`).
+    [[ -z "$FAKE_BUILDX_INSPECT" ]] && { echo "ERROR: no builder found" >&2; exit 1; }
+    printf '%s\n' "${FAKE_BUILDX_INSPECT//NAME/${3:-current}}" ;;
+  "docker buildx build")
+    prev=; for a in "$@"; do
+      [[ "$prev" == --metadata-file ]] && printf '{"containerimage.digest":"sha256:%064d"}' 7 > "$a"
+      prev=$a
+    done
+    echo "step 1: load build definition from Dockerfile"; echo "step 9: pushing layers done" ;;
   "aws ecr get-login-password")
     printf '%s\n' "$FAKE_PASSWORD" ;;
   "docker build"*)
@@ -269,7 +280,10 @@ fn is_probe(c: &[String]) -> bool {
     at(0) == Some("docker")
         && matches!(
             (at(1), at(2)),
-            (Some("version"), _) | (Some("info"), _) | (Some("buildx"), Some("version"))
+            (Some("version"), _)
+                | (Some("info"), _)
+                | (Some("buildx"), Some("version"))
+                | (Some("buildx"), Some("inspect"))
         )
 }
 

@@ -1,0 +1,146 @@
+//! buildx's builders, and how a built image leaves each: the rules behind
+//! `--builder`, `BUILDX_BUILDER` and `docker buildx use`.
+//!
+//! - **Which builder.** `--builder NAME`, else `BUILDX_BUILDER`, else the
+//!   builder `docker buildx use` made current; `docker buildx inspect
+//!   [NAME]` tells its driver and its nodes' BuildKit version. A build then
+//!   names that builder explicitly (`docker buildx build --builder NAME`):
+//!   buildx 0.10's `docker build` ignores a builder made current and builds
+//!   on the engine's own.
+//! - **The `docker` driver** is the engine's own BuildKit: the image lands in
+//!   the engine, and is tagged and pushed from there.
+//! - **Every other driver** (`docker-container`, `remote`, `kubernetes`, a
+//!   cloud builder) keeps its result to itself unless told `--push` or
+//!   `--load`: the build pushes, with every reference of the build as a
+//!   `-t`, no `docker tag` or `docker push` runs, and the pushed digest comes
+//!   from `--metadata-file` (`containerimage.digest`). Its base images are
+//!   pulled by that builder, never by the engine.
+//! - **Its registry cache** is BuildKit's own: `--cache-to
+//!   type=registry,ref=CACHE,mode=max` (every stage's layers, not only the
+//!   last's) and `--cache-from type=registry,ref=CACHE`. ECR accepts that
+//!   cache manifest only in the form BuildKit 0.12 added
+//!   (`image-manifest=true,oci-mediatypes=true`); with an older BuildKit on
+//!   ECR the cache is written inline into an image pushed as CACHE.
+
+use crate::programs::command::Cmd;
+
+/// A buildx builder, as `docker buildx inspect` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buildx {
+    pub name: String,
+    pub driver: String,
+    /// The first node's BuildKit version (`v0.11.6`), when it says.
+    pub buildkit: Option<String>,
+    /// Not asked but assumed (a dry run with `--builder`).
+    pub assumed: bool,
+}
+
+/// `docker buildx inspect [NAME]`.
+pub fn inspect(name: Option<&str>) -> Cmd {
+    let c = Cmd::new("docker").args(["buildx", "inspect"]);
+    match name {
+        Some(n) => c.arg(n),
+        None => c,
+    }
+}
+
+/// The builder in `docker buildx inspect`'s output (buildx 0.10 and later:
+/// `Name:` and `Driver:` first, then each node's `Buildkit:`).
+pub fn parse_inspect(out: &str) -> Option<Buildx> {
+    let field = |key: &str| {
+        out.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let name = field("Name").filter(|n| !n.is_empty())?;
+    let driver = field("Driver").filter(|d| !d.is_empty())?;
+    let buildkit = field("Buildkit")
+        .or_else(|| field("BuildKit version"))
+        .filter(|v| !v.is_empty());
+    Some(Buildx {
+        name,
+        driver,
+        buildkit,
+        assumed: false,
+    })
+}
+
+impl Buildx {
+    /// What a dry run assumes of `--builder NAME`: a builder of its own (not
+    /// the engine's), with a current BuildKit.
+    pub fn assumed(name: &str) -> Buildx {
+        Buildx {
+            name: name.to_string(),
+            driver: "remote".into(),
+            buildkit: None,
+            assumed: true,
+        }
+    }
+
+    /// Does the build push the image itself (any driver but `docker`)?
+    pub fn pushes_itself(&self) -> bool {
+        self.driver != "docker"
+    }
+
+    /// Does its BuildKit write a registry cache ECR accepts (0.12 or later)?
+    /// Assumed when not said.
+    pub fn ecr_cache_form(&self) -> bool {
+        match self.buildkit.as_deref().and_then(version) {
+            Some(v) => v >= (0, 12, 0),
+            None => self.assumed,
+        }
+    }
+}
+
+/// `v0.11.6`, `0.12.5`, `v0.13.0-rc1` as numbers; None for `0.0.0+unknown`
+/// or anything else that says nothing.
+fn version(text: &str) -> Option<(u32, u32, u32)> {
+    let t = text.trim().trim_start_matches('v');
+    let mut parts = t.split(|c: char| !c.is_ascii_digit()).take(3);
+    let mut next = || parts.next()?.parse::<u32>().ok();
+    let v = (next()?, next()?, next().unwrap_or(0));
+    (v != (0, 0, 0)).then_some(v)
+}
+
+/// The pushed image's digest in a `--metadata-file`.
+pub fn metadata_digest(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.get("containerimage.digest")?
+        .as_str()
+        .filter(|d| d.starts_with("sha256:"))
+        .map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REMOTE: &str = "Name:          bkremote\nDriver:        remote\nLast Activity: 2026-12-01 17:38:59 +0000 UTC\n\nNodes:\nName:      bkremote0\nEndpoint:  tcp://127.0.0.1:1234\nStatus:    running\nBuildkit:  v0.11.6\nPlatforms: linux/amd64, linux/386\n";
+    const DOCKER: &str = "Name:   default\nDriver: docker\n\nNodes:\nName:      default\nEndpoint:  default\nStatus:    running\nBuildkit:  20.10.24+dfsg1\nPlatforms: linux/amd64, linux/386\n";
+
+    #[test]
+    fn inspect_output_of_buildx_0_10() {
+        let r = parse_inspect(REMOTE).expect("a builder");
+        assert_eq!((r.name.as_str(), r.driver.as_str()), ("bkremote", "remote"));
+        assert_eq!(r.buildkit.as_deref(), Some("v0.11.6"));
+        assert!(r.pushes_itself());
+        assert!(!r.ecr_cache_form(), "0.11 writes no ECR-accepted cache");
+        let d = parse_inspect(DOCKER).expect("a builder");
+        assert!(!d.pushes_itself());
+        assert_eq!(parse_inspect("error: no builder \"x\" found"), None);
+        let new = parse_inspect(&REMOTE.replace("v0.11.6", "v0.12.5")).expect("builder");
+        assert!(new.ecr_cache_form());
+        let unknown = parse_inspect(&REMOTE.replace("v0.11.6", "0.0.0+unknown")).expect("b");
+        assert!(!unknown.ecr_cache_form(), "unknown is not 0.12");
+        assert!(Buildx::assumed("x").ecr_cache_form());
+    }
+
+    #[test]
+    fn the_pushed_digest_from_the_metadata_file() {
+        let json = r#"{"buildx.build.ref":"b/b0/x","containerimage.descriptor":{},"containerimage.digest":"sha256:abc","image.name":"r:1,r:2"}"#;
+        assert_eq!(metadata_digest(json).as_deref(), Some("sha256:abc"));
+        assert_eq!(metadata_digest("{}"), None);
+        assert_eq!(metadata_digest("not json"), None);
+    }
+}
