@@ -2184,3 +2184,67 @@ fn a_dry_run_with_builder_says_what_it_assumed() {
     assert!(!stdout.contains("docker push "), "{stdout}");
     drop(dir);
 }
+
+#[test]
+fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache() {
+    let cache = "127.0.0.1:5000/demo-cache:demo_api";
+    let api_build = |lines: &[String]| -> String {
+        lines
+            .iter()
+            .find(|l| {
+                l.starts_with("docker build ")
+                    && l.contains(" -t 127.0.0.1:5000/demo:temp_demo_api_")
+            })
+            .cloned()
+            .expect("api's build")
+    };
+    // A fresh runner whose registry has the stage's cache image, not the
+    // final one: only what pulled is named in --cache-from.
+    let (fakes, _dir, out) = run_demo(
+        &["docker"],
+        &standard_args("127.0.0.1:5000/demo"),
+        &[("FAKE_EXISTING", "demo_api-base")],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let lines = fakes.all_call_lines();
+    let build = api_build(&lines);
+    assert!(
+        build.contains(&format!(" --cache-from {cache}-base api")),
+        "{build}"
+    );
+    assert!(
+        !build.contains(&format!(" --cache-from {cache} ")),
+        "{build}"
+    );
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {lines:#?}"))
+    };
+    // Pulled before the build; after the image's push, the stage is built
+    // with --target (from the engine's cache) and pushed.
+    let pull = at(&format!("docker pull -q {cache}-base"));
+    let built = lines.iter().position(|l| *l == build).expect("build");
+    let pushed = at("docker push 127.0.0.1:5000/demo:temp_demo_api_");
+    let stage = at(&format!(
+        "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base api"
+    ));
+    let stage_push = at(&format!("docker push {cache}-base"));
+    assert!(
+        pull < built && built < pushed && pushed < stage && stage < stage_push,
+        "{lines:#?}"
+    );
+    // web's Dockerfile has one stage: nothing of the kind.
+    assert!(!lines.iter().any(|l| l.contains("demo_web-")), "{lines:#?}");
+
+    // Nothing in the registry yet: no --cache-from, the stage still pushed.
+    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args("127.0.0.1:5000/demo"), &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let lines = fakes.all_call_lines();
+    assert!(!api_build(&lines).contains("--cache-from"), "{lines:#?}");
+    assert!(
+        lines.contains(&format!("docker push {cache}-base")),
+        "{lines:#?}"
+    );
+}

@@ -11,6 +11,11 @@
 //!   one's cache inline (`BUILDKIT_INLINE_CACHE=1`) for the next.
 //!
 //! After the push, the image is tagged and pushed to the cache repository.
+//! Under the classic builder, a multi-stage Dockerfile's earlier stages would
+//! be lost that way (the classic builder keeps no stage in the image), so
+//! each stage the target needs is kept too: `CACHE-STAGE`, pulled and named
+//! in `--cache-from` before the build, built with `--target` and pushed
+//! after it, so that a slow step in any stage comes from the registry.
 //!
 //! A buildx builder that pushes itself (`programs::buildx`) writes
 //! BuildKit's own registry cache instead, of every stage (`mode=max`), in
@@ -19,11 +24,13 @@
 //! is ECR ([`builder_cache`]).
 
 use crate::plan::target::Registry;
-use crate::plan::{tag, CachePush};
+use crate::plan::{tag, CachePush, StageCache};
+use crate::programs::builder::Builder;
 use crate::programs::buildx::Buildx;
 use crate::programs::command::Cmd;
 use crate::programs::docker::{self, BuilderCache};
 use crate::read::compose::{ArgValue, BuildArg, BuildSpec};
+use crate::read::dockerfile::Dockerfile;
 
 /// Where one build's cache goes.
 pub struct Site<'a> {
@@ -33,6 +40,8 @@ pub struct Site<'a> {
     /// The build's own reference.
     pub reference: &'a str,
     pub buildkit: bool,
+    /// The build's Dockerfile as read (for its stages).
+    pub dockerfile: Option<&'a Dockerfile>,
 }
 
 /// The cache reference of one service: `HOST/REPOSITORY-cache:APP_SERVICE`.
@@ -43,6 +52,38 @@ pub fn reference(registry: &Registry, app: &str, service: &str) -> String {
         registry.repository,
         tag::sanitize(&format!("{app}_{service}"))
     )
+}
+
+/// Each stage the target needs, as a cache image of its own (classic
+/// builder): `CACHE-STAGE`, built with `--target STAGE` and no labels.
+fn stages(at: &Site<'_>, spec: &BuildSpec, cache: &str) -> Vec<StageCache> {
+    let Some(dockerfile) = at.dockerfile else {
+        return Vec::new();
+    };
+    dockerfile
+        .stages_needed(spec.target.as_deref())
+        .iter()
+        .map(|stage| {
+            let id = stage.id();
+            let reference = format!("{cache}-{}", tag::sanitize(&id));
+            let mut of_stage = spec.clone();
+            of_stage.target = Some(id.clone());
+            StageCache {
+                build: docker::build(
+                    &of_stage,
+                    &reference,
+                    &[],
+                    Some(dockerfile),
+                    Builder::Classic,
+                    None,
+                ),
+                pull: docker::pull_quiet(&reference),
+                push: docker::push(&reference),
+                stage: id,
+                reference,
+            }
+        })
+        .collect()
 }
 
 /// Is the registry ECR itself (it refuses BuildKit's older cache manifest)?
@@ -89,6 +130,11 @@ pub fn cache(
         push: docker::push(&reference_c),
         pull: (!at.buildkit).then(|| docker::pull_quiet(&reference_c)),
         build_cached: (!at.buildkit).then(|| build_cmd(&cached)),
+        stages: if at.buildkit {
+            Vec::new()
+        } else {
+            stages(at, spec, &reference_c)
+        },
         reference: reference_c.clone(),
     };
     let mut build_spec = spec.clone();

@@ -181,6 +181,7 @@ impl Grouping<'_> {
                 service: &svc.name,
                 reference,
                 buildkit: target.builder.is_buildkit(),
+                dockerfile,
             };
             let (build_spec, push) = cache::cache(&at, &spec, &build_cmd);
             (build_spec, Some(push))

@@ -103,6 +103,23 @@ pub struct CachePush {
     /// (else the plain build, with the engine's own cache).
     pub pull: Option<Cmd>,
     pub build_cached: Option<Cmd>,
+    /// Under the classic builder, each stage the target needs, kept in the
+    /// cache too (`REPOSITORY-cache:APP_SERVICE-STAGE`): pulled before the
+    /// build and named in `--cache-from` when the pull succeeded, then
+    /// built with `--target` after it (from the engine's cache: the build
+    /// just ran its steps) and pushed.
+    pub stages: Vec<StageCache>,
+}
+
+/// One build stage in the registry cache (classic builder).
+#[derive(Debug, Clone)]
+pub struct StageCache {
+    pub stage: String,
+    pub reference: String,
+    pub pull: Cmd,
+    /// `docker build --target STAGE -t REFERENCE …`.
+    pub build: Cmd,
+    pub push: Cmd,
 }
 
 /// How to ask whether references already exist in the registry: one

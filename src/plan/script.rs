@@ -2,7 +2,8 @@
 //! each ([`Plan::script`]), and the whole dry run around it
 //! ([`Plan::dry_run`]).
 
-use crate::plan::{Plan, ACCOUNT_PLACEHOLDER};
+use crate::plan::{Build, Plan, ACCOUNT_PLACEHOLDER};
+use crate::programs::command::Cmd;
 use crate::programs::{convox, docker, ecr};
 
 /// What a dry run shows besides the plan's own commands.
@@ -50,44 +51,67 @@ impl Plan {
             setup(&mut lines);
         }
         for b in &self.builds {
-            let from_root: Vec<&str> = b
-                .services
-                .iter()
-                .filter(|n| {
-                    self.services
-                        .iter()
-                        .any(|s| &s.name == *n && s.from_app_root)
-                })
-                .map(String::as_str)
-                .collect();
-            if !from_root.is_empty() {
-                lines.push(format!(
-                    "# {}: no `build:` in the file, so built from the app root, as Convox does:",
-                    from_root.join(", ")
-                ));
-            }
-            match b
-                .cache
-                .as_ref()
-                .and_then(|c| c.pull.as_ref().zip(c.build_cached.as_ref()))
-            {
-                Some((pull, cached)) => lines.push(format!(
-                    "if {pull} >/dev/null; then {cached}; else {}; fi",
-                    b.build
-                )),
-                None => lines.push(b.build.to_string()),
-            }
-            if b.metadata_file.is_some() {
-                // The builder pushed every ref itself.
-                continue;
-            }
-            lines.extend(b.tags.iter().map(ToString::to_string));
-            lines.extend(b.pushes.iter().map(|(_, p)| p.to_string()));
-            if let Some(c) = &b.cache {
-                lines.push(format!("{} && {}", c.tag, c.push));
-            }
+            self.build_lines(b, &mut lines);
         }
         lines
+    }
+
+    /// One build's lines: its stage caches' pulls, the build (with the
+    /// cache's pull), its tags and pushes, and the cache's pushes.
+    fn build_lines(&self, b: &Build, lines: &mut Vec<String>) {
+        let from_root: Vec<&str> = b
+            .services
+            .iter()
+            .filter(|n| {
+                self.services
+                    .iter()
+                    .any(|s| &s.name == *n && s.from_app_root)
+            })
+            .map(String::as_str)
+            .collect();
+        if !from_root.is_empty() {
+            lines.push(format!(
+                "# {}: no `build:` in the file, so built from the app root, as Convox does:",
+                from_root.join(", ")
+            ));
+        }
+        let stages = b.cache.iter().flat_map(|c| &c.stages);
+        let stage_refs: Vec<&str> = stages.clone().map(|s| s.reference.as_str()).collect();
+        if !stage_refs.is_empty() {
+            lines.push(
+                "# each stage's cache image, named in --cache-from below when its pull succeeded:"
+                    .into(),
+            );
+            lines.extend(stages.clone().map(|s| format!("{} >/dev/null", s.pull)));
+        }
+        let with_stages = |c: &Cmd| {
+            c.clone()
+                .before_last(stage_refs.iter().flat_map(|r| ["--cache-from", r]))
+        };
+        match b
+            .cache
+            .as_ref()
+            .and_then(|c| c.pull.as_ref().zip(c.build_cached.as_ref()))
+        {
+            Some((pull, cached)) => lines.push(format!(
+                "if {pull} >/dev/null; then {}; else {}; fi",
+                with_stages(cached),
+                with_stages(&b.build)
+            )),
+            None => lines.push(b.build.to_string()),
+        }
+        if b.metadata_file.is_some() {
+            // The builder pushed every ref itself.
+            return;
+        }
+        lines.extend(b.tags.iter().map(ToString::to_string));
+        lines.extend(b.pushes.iter().map(|(_, p)| p.to_string()));
+        if let Some(c) = &b.cache {
+            lines.push(format!("{} && {}", c.tag, c.push));
+            for st in &c.stages {
+                lines.push(format!("{} && {}", st.build, st.push));
+            }
+        }
     }
 
     /// The dry run's text: what would run, in order, then the rewritten file.

@@ -53,6 +53,18 @@ impl Cmd {
         self
     }
 
+    /// More arguments before the last one (a build's context stays last).
+    pub fn before_last<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let last = self.args.pop();
+        self.args.extend(args.into_iter().map(Into::into));
+        self.args.extend(last);
+        self
+    }
+
     /// An environment variable for the child only. Its value is never shown.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.envs.push((key.into(), value.into()));

@@ -70,6 +70,97 @@ impl Dockerfile {
     }
 }
 
+/// One build stage: its `FROM` and what it depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub index: usize,
+    /// `AS name`, lower-cased (stage names compare without case).
+    pub name: Option<String>,
+    /// The stages it builds on or copies from (by index).
+    pub needs: Vec<usize>,
+}
+
+impl Stage {
+    /// How `--target` and a tag name it: its name, else its index.
+    pub fn id(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.index.to_string())
+    }
+}
+
+impl Dockerfile {
+    /// Its stages: each `FROM`, with the earlier stages it builds on (`FROM
+    /// stage`) or takes files from (`COPY --from=`, `RUN
+    /// --mount=…,from=`), by name or number.
+    pub fn stages(&self) -> Vec<Stage> {
+        let mut stages: Vec<Stage> = Vec::new();
+        let find = |stages: &[Stage], x: &str| -> Option<usize> {
+            let x = x.to_lowercase();
+            stages
+                .iter()
+                .find(|s| s.name.as_deref() == Some(x.as_str()))
+                .map(|s| s.index)
+                .or_else(|| x.parse::<usize>().ok().filter(|&i| i < stages.len()))
+        };
+        for (keyword, rest) in self.instructions() {
+            if keyword == "FROM" {
+                let Some((image, name)) = from_operands(&rest) else {
+                    continue;
+                };
+                let needs = find(&stages, &image).into_iter().collect();
+                stages.push(Stage {
+                    index: stages.len(),
+                    name: name.map(|n| n.to_lowercase()),
+                    needs,
+                });
+                continue;
+            }
+            let Some(current) = stages.len().checked_sub(1) else {
+                continue;
+            };
+            if keyword != "COPY" && keyword != "RUN" {
+                continue;
+            }
+            for w in words(&rest).iter().take_while(|w| w.starts_with("--")) {
+                let from = w.strip_prefix("--from=").map(String::from).or_else(|| {
+                    w.strip_prefix("--mount=").and_then(|m| {
+                        m.split(',')
+                            .find_map(|kv| kv.strip_prefix("from="))
+                            .map(String::from)
+                    })
+                });
+                if let Some(i) = from.and_then(|f| find(&stages[..current], &f)) {
+                    stages[current].needs.push(i);
+                }
+            }
+        }
+        stages
+    }
+
+    /// The stages that the target (`--target`, else the last stage) needs,
+    /// directly or not, in the order they appear; the target itself not.
+    pub fn stages_needed(&self, target: Option<&str>) -> Vec<Stage> {
+        let stages = self.stages();
+        let target = match target {
+            Some(t) => stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.to_lowercase().as_str())),
+            None => stages.len().checked_sub(1),
+        };
+        let Some(target) = target else {
+            return Vec::new();
+        };
+        let mut needed = vec![false; stages.len()];
+        let mut todo = stages[target].needs.clone();
+        while let Some(i) = todo.pop() {
+            if !needed[i] {
+                needed[i] = true;
+                todo.extend(stages[i].needs.iter().copied());
+            }
+        }
+        stages.into_iter().filter(|s| needed[s.index]).collect()
+    }
+}
+
 /// The Dockerfile path of a local build: its own, else the context's
 /// `Dockerfile` (as the plan names it). None for a remote context.
 pub fn path_of(spec: &BuildSpec) -> Option<PathBuf> {
@@ -309,6 +400,32 @@ pub fn last_stage_name(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stages_a_target_needs() {
+        let df = Dockerfile::parse(
+            "FROM node:20 AS Deps\nRUN npm ci\nFROM deps AS test\nRUN npm test\nFROM golang AS tools\nFROM scratch AS assets\nCOPY --from=tools /x /x\nFROM alpine\nCOPY --from=deps /n /n\nRUN --mount=type=bind,from=assets,target=/a true\nCOPY --from=nginx:1 /etc/nginx /n\n",
+        );
+        let ids = |t: Option<&str>| -> Vec<String> {
+            df.stages_needed(t).iter().map(Stage::id).collect()
+        };
+        // The last stage needs deps and assets, and assets needs tools; not test.
+        assert_eq!(ids(None), ["deps", "tools", "assets"]);
+        assert_eq!(ids(Some("test")), ["deps"]);
+        assert_eq!(ids(Some("deps")), Vec::<String>::new());
+        let numbered = Dockerfile::parse("FROM a\nRUN x\nFROM b\nCOPY --from=0 /x /x\n");
+        assert_eq!(
+            numbered
+                .stages_needed(None)
+                .iter()
+                .map(Stage::id)
+                .collect::<Vec<_>>(),
+            ["0"]
+        );
+        assert!(Dockerfile::parse("FROM scratch\n")
+            .stages_needed(None)
+            .is_empty());
+    }
 
     #[test]
     fn labels_go_last_unless_a_target_or_escape_directive_says_otherwise() {

@@ -5,6 +5,7 @@
 use crate::plan::refresh::Refresh;
 use crate::plan::{Build, Check, Output, Plan};
 use crate::programs::buildx;
+use crate::programs::command::Cmd;
 use crate::programs::docker;
 use crate::programs::ecr;
 use crate::running::interrupt;
@@ -236,18 +237,40 @@ fn parallel<T: Send>(
 /// one that names the service's last image as its cache source when that
 /// image could be pulled (the first build of a service has none; naming a
 /// missing image would turn off the engine's own cache).
-fn build_command(b: &Build, opts: RunOptions) -> &crate::programs::command::Cmd {
-    let Some(c) = &b.cache else { return &b.build };
-    match (&c.pull, &c.build_cached) {
-        (Some(pull), Some(cached)) => {
-            let pulled = capture(pull, opts).is_ok_and(|o| o.status.success());
-            if pulled {
-                cached
-            } else {
-                &b.build
-            }
+fn build_command(b: &Build, opts: RunOptions) -> Cmd {
+    let Some(c) = &b.cache else {
+        return b.build.clone();
+    };
+    let pulled = |pull: &Cmd| capture(pull, opts).is_ok_and(|o| o.status.success());
+    let base = match (&c.pull, &c.build_cached) {
+        (Some(pull), Some(cached)) if pulled(pull) => cached.clone(),
+        _ => b.build.clone(),
+    };
+    // Each stage's cache image that pulled (naming one the engine does not
+    // have would turn the engine's own cache off).
+    let stages: Vec<&str> = c
+        .stages
+        .iter()
+        .filter(|s| pulled(&s.pull))
+        .map(|s| s.reference.as_str())
+        .collect();
+    base.before_last(stages.iter().flat_map(|r| ["--cache-from", r]))
+}
+
+/// After the build's own cache push: each stage the target needs, built
+/// from the engine's cache with `--target` and pushed; a failure costs the
+/// next build only speed.
+fn push_stage_caches(b: &Build, opts: RunOptions) {
+    let who = &b.services[0];
+    for st in b.cache.iter().flat_map(|c| &c.stages) {
+        let pushed =
+            check(&st.build, opts, None).and_then(|_| push(&st.push, who, opts).map(|_| ()));
+        if let Err(e) = pushed {
+            log(&format!(
+                "[{who}] warning: the registry cache of stage {} ({}) was not updated ({e:#}); the next build of {who} runs that stage without it",
+                st.stage, st.reference
+            ));
         }
-        _ => &b.build,
     }
 }
 
@@ -288,7 +311,7 @@ fn run_build(
     for &k in &b.bases {
         make_current(k)?;
     }
-    stream(build_command(b, opts), who, opts)?;
+    stream(&build_command(b, opts), who, opts)?;
     for t in &b.tags {
         check(t, opts, None)?;
     }
@@ -304,6 +327,7 @@ fn run_build(
                 c.reference
             ));
         }
+        push_stage_caches(b, opts);
     }
     report_built(b, &result);
     Ok(result)

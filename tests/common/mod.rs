@@ -268,11 +268,17 @@ pub fn make_executable(path: &Path) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-/// Copy a fixture directory into a fresh temporary directory.
+/// A call of the registry cache's: one that names a `…-cache` repository,
+/// but a build that only reads it (`--cache-from`); a build whose own tag
+/// (`-t`) is in the cache (a stage's cache image) is one.
 fn is_cache(c: &[String]) -> bool {
-    c.get(1).is_none_or(|sub| sub != "build")
-        && c.iter()
-            .any(|a| a.ends_with("-cache") || a.contains("-cache:"))
+    if c.get(1).is_some_and(|sub| sub == "build") {
+        return c
+            .windows(2)
+            .any(|w| w[0] == "-t" && w[1].contains("-cache:"));
+    }
+    c.iter()
+        .any(|a| a.ends_with("-cache") || a.contains("-cache:"))
 }
 
 fn is_probe(c: &[String]) -> bool {
@@ -287,6 +293,7 @@ fn is_probe(c: &[String]) -> bool {
         )
 }
 
+/// Copy a fixture directory into a fresh temporary directory.
 pub fn fixture(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     copy_dir(
