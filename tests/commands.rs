@@ -2223,12 +2223,13 @@ fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache()
             .unwrap_or_else(|| panic!("no `{prefix}` in {lines:#?}"))
     };
     // Pulled before the build; after the image's push, the stage is built
-    // with --target (from the engine's cache) and pushed.
+    // with --target from the same cache images (a pulled image's layers
+    // have no parents in the engine) and pushed.
     let pull = at(&format!("docker pull -q {cache}-base"));
     let built = lines.iter().position(|l| *l == build).expect("build");
     let pushed = at("docker push 127.0.0.1:5000/demo:temp_demo_api_");
     let stage = at(&format!(
-        "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base api"
+        "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base --cache-from {cache}-base api"
     ));
     let stage_push = at(&format!("docker push {cache}-base"));
     assert!(
@@ -2246,5 +2247,11 @@ fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache()
     assert!(
         lines.contains(&format!("docker push {cache}-base")),
         "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&format!(
+            "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base api"
+        )),
+        "the stage from the engine's own cache: {lines:#?}"
     );
 }

@@ -79,7 +79,7 @@ impl Plan {
         let stage_refs: Vec<&str> = stages.clone().map(|s| s.reference.as_str()).collect();
         if !stage_refs.is_empty() {
             lines.push(
-                "# each stage's cache image, named in --cache-from below when its pull succeeded:"
+                "# each cache image, named in --cache-from below only when its pull succeeded:"
                     .into(),
             );
             lines.extend(stages.clone().map(|s| format!("{} >/dev/null", s.pull)));
@@ -108,8 +108,16 @@ impl Plan {
         lines.extend(b.pushes.iter().map(|(_, p)| p.to_string()));
         if let Some(c) = &b.cache {
             lines.push(format!("{} && {}", c.tag, c.push));
+            // The stages' steps come from the same cache images.
+            let pulled: Vec<&str> = std::iter::once(c.reference.as_str())
+                .chain(stage_refs.iter().copied())
+                .collect();
             for st in &c.stages {
-                lines.push(format!("{} && {}", st.build, st.push));
+                let build = st
+                    .build
+                    .clone()
+                    .before_last(pulled.iter().flat_map(|r| ["--cache-from", r]));
+                lines.push(format!("{build} && {}", st.push));
             }
         }
     }

@@ -237,34 +237,46 @@ fn parallel<T: Send>(
 /// one that names the service's last image as its cache source when that
 /// image could be pulled (the first build of a service has none; naming a
 /// missing image would turn off the engine's own cache).
-fn build_command(b: &Build, opts: RunOptions) -> Cmd {
+/// The build's command, with each cache image that pulled named in
+/// `--cache-from` (naming one the engine does not have would turn the
+/// engine's own cache off); and those images, for the stages' builds.
+fn build_command(b: &Build, opts: RunOptions) -> (Cmd, Vec<String>) {
     let Some(c) = &b.cache else {
-        return b.build.clone();
+        return (b.build.clone(), Vec::new());
     };
     let pulled = |pull: &Cmd| capture(pull, opts).is_ok_and(|o| o.status.success());
+    let mut from: Vec<String> = Vec::new();
     let base = match (&c.pull, &c.build_cached) {
-        (Some(pull), Some(cached)) if pulled(pull) => cached.clone(),
+        (Some(pull), Some(cached)) if pulled(pull) => {
+            from.push(c.reference.clone());
+            cached.clone()
+        }
         _ => b.build.clone(),
     };
-    // Each stage's cache image that pulled (naming one the engine does not
-    // have would turn the engine's own cache off).
-    let stages: Vec<&str> = c
+    let stages: Vec<String> = c
         .stages
         .iter()
         .filter(|s| pulled(&s.pull))
-        .map(|s| s.reference.as_str())
+        .map(|s| s.reference.clone())
         .collect();
-    base.before_last(stages.iter().flat_map(|r| ["--cache-from", r]))
+    let cmd = base.before_last(stages.iter().flat_map(|r| ["--cache-from", r.as_str()]));
+    from.extend(stages);
+    (cmd, from)
 }
 
 /// After the build's own cache push: each stage the target needs, built
-/// from the engine's cache with `--target` and pushed; a failure costs the
-/// next build only speed.
-fn push_stage_caches(b: &Build, opts: RunOptions) {
+/// with `--target` and pushed; a failure costs the next build only speed.
+/// The stage's steps come from the same cache images as the build's
+/// (`pulled`): a pulled image's layers have no parents in the engine, so
+/// without them the stage would be built again.
+fn push_stage_caches(b: &Build, pulled: &[String], opts: RunOptions) {
     let who = &b.services[0];
     for st in b.cache.iter().flat_map(|c| &c.stages) {
-        let pushed =
-            check(&st.build, opts, None).and_then(|_| push(&st.push, who, opts).map(|_| ()));
+        let build = st
+            .build
+            .clone()
+            .before_last(pulled.iter().flat_map(|r| ["--cache-from", r.as_str()]));
+        let pushed = check(&build, opts, None).and_then(|_| push(&st.push, who, opts).map(|_| ()));
         if let Err(e) = pushed {
             log(&format!(
                 "[{who}] warning: the registry cache of stage {} ({}) was not updated ({e:#}); the next build of {who} runs that stage without it",
@@ -311,7 +323,8 @@ fn run_build(
     for &k in &b.bases {
         make_current(k)?;
     }
-    stream(&build_command(b, opts), who, opts)?;
+    let (build, pulled) = build_command(b, opts);
+    stream(&build, who, opts)?;
     for t in &b.tags {
         check(t, opts, None)?;
     }
@@ -327,7 +340,7 @@ fn run_build(
                 c.reference
             ));
         }
-        push_stage_caches(b, opts);
+        push_stage_caches(b, &pulled, opts);
     }
     report_built(b, &result);
     Ok(result)
