@@ -22,7 +22,7 @@ use crate::plan::{self, refresh, Plan, Target, UsageError};
 use crate::programs::builder::{self, Builder};
 use crate::programs::buildx::Buildx;
 use crate::programs::docker;
-use crate::read::compose::{BuildSpec, Compose, Source};
+use crate::read::compose::{BuildSpec, Compose};
 use crate::read::dockerfile::Dockerfiles;
 use crate::running::execute::{self, BuildResult};
 use crate::running::lock::FileLock;
@@ -117,7 +117,7 @@ impl Loaded {
     fn read(inv: &Invocation<'_>) -> Result<Loaded> {
         let compose = Compose::load(&inv.resolved.compose_file, &env)?;
         let target = Target::new(&inv.resolved.options)?;
-        let dockerfiles = Dockerfiles::read(build_specs(&compose));
+        let dockerfiles = Dockerfiles::read(compose.build_specs());
         let loaded = Loaded {
             bases: Vec::new(),
             compose,
@@ -141,7 +141,9 @@ impl Loaded {
             &stand_in,
             &loaded.dockerfiles,
         )?;
-        let mut bases: Vec<String> = build_specs(&loaded.compose)
+        let mut bases: Vec<String> = loaded
+            .compose
+            .build_specs()
             .flat_map(|s| loaded.bases_of(s))
             .collect();
         bases.sort();
@@ -158,15 +160,8 @@ impl Loaded {
     }
 
     fn builds_something(&self) -> bool {
-        build_specs(&self.compose).next().is_some()
+        self.compose.build_specs().next().is_some()
     }
-}
-
-fn build_specs(compose: &Compose) -> impl Iterator<Item = &BuildSpec> {
-    compose.services.iter().filter_map(|s| match &s.source {
-        Source::Build { spec, .. } => Some(spec),
-        Source::Image(_) => None,
-    })
 }
 
 /// Stage 3: the environment. The AWS account first (when a bare ECR name

@@ -211,11 +211,7 @@ pub fn plan(
     account: Option<&str>,
     digest: &dyn Fn(&BuildSpec) -> Result<String>,
 ) -> Result<Plan> {
-    let specs = compose.services.iter().filter_map(|s| match &s.source {
-        Source::Build { spec, .. } => Some(spec),
-        Source::Image(_) => None,
-    });
-    let dockerfiles = Dockerfiles::read(specs);
+    let dockerfiles = Dockerfiles::read(compose.build_specs());
     plan_with(compose, opts, target, account, digest, &dockerfiles)
 }
 

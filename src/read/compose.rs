@@ -193,6 +193,14 @@ impl Compose {
     }
 
     /// The environment the file was read in, as far as the file names it.
+    /// What each service with a build builds, in file order.
+    pub fn build_specs(&self) -> impl Iterator<Item = &BuildSpec> {
+        self.services.iter().filter_map(|s| match &s.source {
+            Source::Build { spec, .. } => Some(spec),
+            Source::Image(_) => None,
+        })
+    }
+
     pub fn env(&self, name: &str) -> Option<String> {
         self.vars
             .iter()
