@@ -71,14 +71,14 @@ pub fn images(
     };
     for (keyword, rest) in dockerfile.instructions() {
         match keyword.as_str() {
-            "ARG" if !r.seen_from => r.global_args(&rest, env),
+            "ARG" if !r.seen_from => r.global_args(rest, env),
             "FROM" => {
                 if r.past_target {
                     break;
                 }
-                r.from(&rest);
+                r.from(rest);
             }
-            "COPY" | "RUN" => r.copy_or_run(&rest),
+            "COPY" | "RUN" => r.copy_or_run(rest),
             _ => {}
         }
     }

@@ -26,7 +26,7 @@ use crate::read::compose::{is_remote_context, normalize, BuildSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// One Dockerfile as read from disk.
+/// One Dockerfile as read from disk, its instructions parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dockerfile {
     pub path: PathBuf,
@@ -34,39 +34,61 @@ pub struct Dockerfile {
     pub bytes: Vec<u8>,
     /// Its text, when the bytes are UTF-8; the parsing rules apply only then.
     pub text: Option<String>,
+    instructions: Vec<(String, String)>,
 }
 
 impl Dockerfile {
+    fn new(path: PathBuf, bytes: Vec<u8>) -> Dockerfile {
+        let text = String::from_utf8(bytes.clone()).ok();
+        let instructions = text.as_deref().map(instructions).unwrap_or_default();
+        Dockerfile {
+            path,
+            bytes,
+            text,
+            instructions,
+        }
+    }
+
     /// A Dockerfile from its text (no file behind it).
     pub fn parse(text: &str) -> Dockerfile {
-        Dockerfile {
-            path: PathBuf::new(),
-            bytes: text.as_bytes().to_vec(),
-            text: Some(text.to_string()),
-        }
+        Dockerfile::new(PathBuf::new(), text.as_bytes().to_vec())
     }
 
     /// Read one from disk.
     pub fn read(path: &Path) -> std::io::Result<Dockerfile> {
-        let bytes = std::fs::read(path)?;
-        let text = String::from_utf8(bytes.clone()).ok();
-        Ok(Dockerfile {
-            path: path.to_path_buf(),
-            bytes,
-            text,
-        })
+        Ok(Dockerfile::new(path.to_path_buf(), std::fs::read(path)?))
     }
 
     /// Its instructions (none when it is not UTF-8).
-    pub fn instructions(&self) -> Vec<(String, String)> {
-        self.text.as_deref().map(instructions).unwrap_or_default()
+    pub fn instructions(&self) -> &[(String, String)] {
+        &self.instructions
     }
 
-    /// Would one `LABEL` line appended to it land where `--label` would?
+    /// Would one `LABEL` line appended to it land where `--label` puts
+    /// labels (the last stage built)? Yes, unless a `--target` names an
+    /// earlier stage, or a parser directive changes the escape character.
     pub fn labels_can_go_last(&self, target: Option<&str>) -> bool {
-        self.text
-            .as_deref()
-            .is_some_and(|t| labels_can_go_last(t, target))
+        let Some(text) = self.text.as_deref() else {
+            return false;
+        };
+        if has_escape_directive(text) {
+            return false;
+        }
+        match target {
+            None => true,
+            Some(t) => self
+                .last_stage_name()
+                .is_some_and(|n| n.eq_ignore_ascii_case(t)),
+        }
+    }
+
+    /// The name (`AS name`) of its last stage.
+    pub fn last_stage_name(&self) -> Option<String> {
+        self.instructions
+            .iter()
+            .rev()
+            .find(|(keyword, _)| keyword == "FROM")
+            .and_then(|(_, rest)| from_operands(rest)?.1)
     }
 }
 
@@ -103,7 +125,7 @@ impl Dockerfile {
         };
         for (keyword, rest) in self.instructions() {
             if keyword == "FROM" {
-                let Some((image, name)) = from_operands(&rest) else {
+                let Some((image, name)) = from_operands(rest) else {
                     continue;
                 };
                 let needs = find(&stages, &image).into_iter().collect();
@@ -120,7 +142,7 @@ impl Dockerfile {
             if keyword != "COPY" && keyword != "RUN" {
                 continue;
             }
-            for w in words(&rest).iter().take_while(|w| w.starts_with("--")) {
+            for w in words(rest).iter().take_while(|w| w.starts_with("--")) {
                 let from = w.strip_prefix("--from=").map(String::from).or_else(|| {
                     w.strip_prefix("--mount=").and_then(|m| {
                         m.split(',')
@@ -364,12 +386,9 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, Option<String>>) -> String
     out
 }
 
-/// Would a `LABEL` line at the end of this Dockerfile land where `--label`
-/// puts labels (the last stage built)? Yes, unless a `--target` names an
-/// earlier stage, or a parser directive changes the escape character.
-pub fn labels_can_go_last(text: &str, target: Option<&str>) -> bool {
-    let escape_directive = text
-        .lines()
+/// Does a parser directive at the top set the escape character?
+fn has_escape_directive(text: &str) -> bool {
+    text.lines()
         .take_while(|l| l.trim_start().starts_with('#'))
         .any(|l| {
             let d = l
@@ -378,23 +397,12 @@ pub fn labels_can_go_last(text: &str, target: Option<&str>) -> bool {
                 .trim()
                 .to_ascii_lowercase();
             d.starts_with("escape")
-        });
-    if escape_directive {
-        return false;
-    }
-    match target {
-        None => true,
-        Some(t) => last_stage_name(text).is_some_and(|n| n.eq_ignore_ascii_case(t)),
-    }
+        })
 }
 
-/// The name (`AS name`) of a Dockerfile's last stage.
-pub fn last_stage_name(text: &str) -> Option<String> {
-    instructions(text)
-        .into_iter()
-        .rev()
-        .find(|(keyword, _)| keyword == "FROM")
-        .and_then(|(_, rest)| from_operands(&rest)?.1)
+/// [`Dockerfile::labels_can_go_last`] for a Dockerfile's text.
+pub fn labels_can_go_last(text: &str, target: Option<&str>) -> bool {
+    Dockerfile::parse(text).labels_can_go_last(target)
 }
 
 #[cfg(test)]
