@@ -318,18 +318,30 @@ impl Drop for Stack {
                     .output();
             }
         }
-        let new: Vec<String> = image_ids()
+        remove_images_since(&self.images_before);
+    }
+}
+
+/// Remove every image that is not in `before`, one at a time and in a few
+/// passes (docker refuses a parent while its children are there); the IDs of
+/// what is left.
+fn remove_images_since(before: &[String]) -> Vec<String> {
+    let new = || -> Vec<String> {
+        image_ids()
             .into_iter()
-            .filter(|i| !self.images_before.contains(i))
-            .collect();
-        if !new.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rmi")
-                .arg("-f")
-                .args(&new)
-                .output();
+            .filter(|i| !before.contains(i))
+            .collect()
+    };
+    for _ in 0..5 {
+        let left = new();
+        if left.is_empty() {
+            break;
+        }
+        for id in left {
+            let _ = Command::new("docker").args(["rmi", "-f", &id]).output();
         }
     }
+    new()
 }
 
 /// The first 16 hex digits of the content digest of a demo service's build.
@@ -1613,23 +1625,11 @@ fn multi_stage_app(host: &str) -> tempfile::TempDir {
 /// A fresh runner: every image that appeared on the engine since the test
 /// began is removed (the app's, its stages', the base's copy).
 fn wipe_new_images(stack: &Stack) {
-    let new = || -> Vec<String> {
-        image_ids()
-            .into_iter()
-            .filter(|i| !stack.images_before.contains(i))
-            .collect()
-    };
-    // One at a time, a few passes: a parent goes once its children have.
-    for _ in 0..5 {
-        let left = new();
-        if left.is_empty() {
-            break;
-        }
-        for id in left {
-            let _ = Command::new("docker").args(["rmi", "-f", &id]).output();
-        }
-    }
-    assert_eq!(new(), Vec::<String>::new(), "images left on the engine");
+    assert_eq!(
+        remove_images_since(&stack.images_before),
+        Vec::<String>::new(),
+        "images left on the engine"
+    );
 }
 
 #[test]
