@@ -39,6 +39,7 @@ pub fn parse_repo(repo: &str) -> Result<Repo> {
     match (is_host, rest) {
         (true, Some(path)) => {
             if let Some((account, region)) = ecr_host(first) {
+                check_name(path)?;
                 Ok(Repo::Ecr {
                     name: path.to_string(),
                     host: Some(first.to_string()),
@@ -53,13 +54,51 @@ pub fn parse_repo(repo: &str) -> Result<Repo> {
             }
         }
         (true, None) => bail!("--repo `{repo}` names a registry but no repository; add /NAME"),
-        (false, _) => Ok(Repo::Ecr {
-            name: repo.to_string(),
-            host: None,
-            account: None,
-            region: None,
-        }),
+        (false, _) => {
+            check_name(repo)?;
+            Ok(Repo::Ecr {
+                name: repo.to_string(),
+                host: None,
+                account: None,
+                region: None,
+            })
+        }
     }
+}
+
+/// ECR's rule for a repository name (the API's pattern
+/// `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2 to
+/// 256 characters): lowercase letters and digits, with one `.`, `_`, `-`
+/// or `/` at a time between them. The error says which character breaks it.
+pub fn check_name(name: &str) -> Result<()> {
+    let count = name.chars().count();
+    if !(2..=256).contains(&count) {
+        bail!("--repo: the ECR repository name `{name}` is {count} characters long; ECR allows 2 to 256");
+    }
+    let is_sep = |c: char| matches!(c, '.' | '_' | '-' | '/');
+    let mut prev: Option<char> = None;
+    for (i, c) in name.chars().enumerate() {
+        let at = i + 1;
+        if c.is_ascii_uppercase() {
+            bail!(
+                "--repo: ECR repository names are lowercase, and `{c}` (character {at} of `{name}`) is not; write `{}`",
+                name.to_ascii_lowercase()
+            );
+        }
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || is_sep(c)) {
+            bail!(
+                "--repo: `{c}` (character {at} of `{name}`) is not allowed in an ECR repository name: only lowercase letters, digits, and `.`, `_`, `-`, `/` between them"
+            );
+        }
+        let last = at == count;
+        if is_sep(c) && (prev.is_none_or(is_sep) || last) {
+            bail!(
+                "--repo: `{c}` (character {at} of `{name}`) must stand between letters or digits in an ECR repository name"
+            );
+        }
+        prev = Some(c);
+    }
+    Ok(())
 }
 
 /// `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]` gives (account, region).
@@ -214,6 +253,19 @@ pub fn is_already_there(stderr: &str) -> bool {
     stderr.contains("RepositoryAlreadyExistsException")
 }
 
+/// What to do about a failed `create-repository`, when its stderr says:
+/// a refused permission, or a name ECR refuses (which `check_name` should
+/// have caught first).
+pub fn create_hint(stderr: &str) -> Option<String> {
+    if stderr.contains("AccessDenied") || stderr.contains("not authorized") {
+        Some("the credentials need ecr:CreateRepository, or create the repository first".into())
+    } else if stderr.contains("InvalidParameterException") {
+        Some("ECR refuses this repository name; see the message above".into())
+    } else {
+        None
+    }
+}
+
 /// The account in `aws sts get-caller-identity --output json`.
 pub fn parse_account(json: &str) -> Result<String> {
     let v: serde_json::Value = serde_json::from_str(json)
@@ -317,6 +369,26 @@ application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json"
         for bad in ["", "ghcr.io", "a/b:tag", "a@sha256:00", "x/"] {
             assert!(parse_repo(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ecr_names_follow_ecrs_rule_and_say_which_character_is_wrong() {
+        for good in ["ab", "team/app", "a.b_c-d/e1", "0x", &"a".repeat(256)] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        let err = |n: &str| check_name(n).unwrap_err().to_string();
+        assert!(err("Co-App").contains("`C` (character 1 of `Co-App`)"));
+        assert!(err("Co-App").contains("write `co-app`"));
+        assert!(err("a+b").contains("`+` (character 2"));
+        for bad in ["-ab", "ab-", "a//b", "a._b", "/ab"] {
+            assert!(err(bad).contains("must stand between"), "{bad}");
+        }
+        assert!(err("a").contains("1 characters long"));
+        assert!(err(&"a".repeat(257)).contains("257 characters"));
+        // Both forms of --repo are checked; another registry's path is not.
+        assert!(parse_repo("123456789012.dkr.ecr.us-east-1.amazonaws.com/Co-App").is_err());
+        assert!(parse_repo("Co-App").is_err());
+        assert!(parse_repo("ghcr.io/Org/App").is_ok());
     }
 
     #[test]

@@ -546,14 +546,7 @@ fn set_up_ecr(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()>
         if created.status.success() {
             ecr::parse_repository_uri(&String::from_utf8_lossy(&created.stdout))?;
         } else if !ecr::is_already_there(&stderr) {
-            return Err(run::failed(
-                &e.create,
-                &created,
-                Some(
-                    "the credentials need ecr:CreateRepository, or create the repository first"
-                        .into(),
-                ),
-            ));
+            return Err(run::failed(&e.create, &created, ecr::create_hint(&stderr)));
         }
     }
     if let Some((name, describe, create)) = &e.cache {
