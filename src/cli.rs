@@ -126,6 +126,10 @@ pub struct Cli {
     #[arg(long = "no-registry-cache", env = "PLUGIN_NO_REGISTRY_CACHE")]
     pub no_registry_cache: bool,
 
+    /// The days after which REPO-cache's untagged images expire: the lifecycle policy set when this program creates that repository (never on one it did not create); 0 sets none.
+    #[arg(long = "cache-expiry-days", value_name = "N", default_value_t = 7, env = "PLUGIN_CACHE_EXPIRY_DAYS")]
+    pub cache_expiry_days: u32,
+
     /// The buildx builder to build with (one that `docker buildx ls` lists); needs buildx.
     #[arg(long, value_name = "NAME", env = "PLUGIN_BUILDER")]
     pub builder: Option<String>,
@@ -401,6 +405,7 @@ impl Cli {
                 registry_host: self.registry_host.clone().filter(|h| !h.is_empty()),
                 tag: self.tag.clone(),
                 output,
+                cache_expiry_days: self.cache_expiry_days,
             },
             compose_file: self.compose_file.clone(),
             dry_run: self.dry_run,

@@ -23,6 +23,7 @@ fn options() -> Options {
         registry_host: None,
         tag: offcluster::plan::tag::GITSHA_TEMPLATE.into(),
         output: Output::Stdout,
+        cache_expiry_days: 7,
     }
 }
 

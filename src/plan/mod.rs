@@ -70,6 +70,9 @@ pub struct Options {
     pub registry_host: Option<String>,
     pub tag: String,
     pub output: Output,
+    /// The days after which the cache repository's untagged images expire,
+    /// set as its lifecycle policy when this program creates it; 0: none.
+    pub cache_expiry_days: u32,
 }
 
 /// The placeholder for the account id of a bare ECR name in a dry run.
@@ -86,7 +89,18 @@ pub struct EcrSetup {
     pub login: Cmd,
     /// The registry-cache repository (`NAME-cache`, tags mutable), when
     /// builds use one: set up like the first, but its failure only warns.
-    pub cache: Option<(String, Cmd, Cmd)>,
+    pub cache: Option<CacheRepository>,
+}
+
+/// The registry cache's repository, which this program creates.
+#[derive(Debug, Clone)]
+pub struct CacheRepository {
+    pub name: String,
+    pub describe: Cmd,
+    pub create: Cmd,
+    /// Set right after this program created it (never on a repository it
+    /// found): untagged images expire (`--cache-expiry-days`).
+    pub lifecycle: Option<Cmd>,
 }
 
 /// After a build is pushed (either builder): its image also goes, under a

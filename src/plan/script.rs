@@ -31,8 +31,14 @@ impl Plan {
         let setup = |lines: &mut Vec<String>| {
             if let Some(e) = &self.ecr {
                 lines.push(format!("{} >/dev/null || {}", e.describe, e.create));
-                if let Some((_, describe, create)) = &e.cache {
-                    lines.push(format!("{describe} >/dev/null || {create}"));
+                if let Some(c) = &e.cache {
+                    match &c.lifecycle {
+                        Some(l) => lines.push(format!(
+                            "{} >/dev/null || {{ {} && {l}; }}",
+                            c.describe, c.create
+                        )),
+                        None => lines.push(format!("{} >/dev/null || {}", c.describe, c.create)),
+                    }
                 }
                 lines.extend(self.login_line());
             }

@@ -3,7 +3,7 @@
 //! login, and whether the registry checks can ask ECR's own API. Decided
 //! before any digest is known.
 
-use crate::plan::{usage, EcrSetup, Options, ACCOUNT_PLACEHOLDER};
+use crate::plan::{usage, CacheRepository, EcrSetup, Options, ACCOUNT_PLACEHOLDER};
 use crate::programs::builder::Builder;
 use crate::programs::buildx::Buildx;
 use crate::programs::docker;
@@ -118,7 +118,8 @@ pub fn registry(opts: &Options, target: &Target, account: Option<&str>) -> Regis
                     ecr::registry_host(account, &region)
                 }
             };
-            let setup = ecr_setup(name, &region, &host, target.registry_cache);
+            let expiry = target.registry_cache.then_some(opts.cache_expiry_days);
+            let setup = ecr_setup(name, &region, &host, expiry);
             (host, name.clone(), Some(setup))
         }
     };
@@ -141,8 +142,9 @@ pub fn registry(opts: &Options, target: &Target, account: Option<&str>) -> Regis
     }
 }
 
-/// The repository's set-up and login, and its cache sibling's set-up.
-fn ecr_setup(name: &str, region: &str, host: &str, registry_cache: bool) -> EcrSetup {
+/// The repository's set-up and login, and its cache sibling's set-up
+/// (`cache_expiry`: the cache's days, when builds keep one).
+fn ecr_setup(name: &str, region: &str, host: &str, cache_expiry: Option<u32>) -> EcrSetup {
     let cache_name = format!("{name}-cache");
     EcrSetup {
         name: name.to_string(),
@@ -151,12 +153,11 @@ fn ecr_setup(name: &str, region: &str, host: &str, registry_cache: bool) -> EcrS
         create: ecr::create_repository(name, region),
         password: ecr::login_password(region),
         login: docker::login(host),
-        cache: registry_cache.then(|| {
-            (
-                cache_name.clone(),
-                ecr::describe_repository(&cache_name, region),
-                ecr::create_repository(&cache_name, region),
-            )
+        cache: cache_expiry.map(|days| CacheRepository {
+            describe: ecr::describe_repository(&cache_name, region),
+            create: ecr::create_repository(&cache_name, region),
+            lifecycle: (days > 0).then(|| ecr::put_lifecycle_policy(&cache_name, region, days)),
+            name: cache_name,
         }),
     }
 }

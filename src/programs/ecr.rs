@@ -158,6 +158,42 @@ pub fn create_repository(name: &str, region: &str) -> Cmd {
     ])
 }
 
+/// The lifecycle policy of a cache repository: its untagged images (each
+/// build moves the cache tags and leaves the old image untagged) expire
+/// `days` after their push.
+pub fn lifecycle_policy(days: u32) -> String {
+    serde_json::json!({
+        "rules": [{
+            "rulePriority": 1,
+            "description": format!("expire untagged cache images {days} days after their push (convox-build-off-cluster)"),
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": days,
+            },
+            "action": {"type": "expire"},
+        }]
+    })
+    .to_string()
+}
+
+/// `aws ecr put-lifecycle-policy` with [`lifecycle_policy`].
+pub fn put_lifecycle_policy(name: &str, region: &str, days: u32) -> Cmd {
+    Cmd::new("aws").args([
+        "ecr",
+        "put-lifecycle-policy",
+        "--repository-name",
+        name,
+        "--lifecycle-policy-text",
+        &lifecycle_policy(days),
+        "--region",
+        region,
+        "--output",
+        "json",
+    ])
+}
+
 /// Asks, in one call, which of these tags exist in an ECR repository (at
 /// most 100 tags, the API's limit). It needs no `docker login`, so it can
 /// run before the repository is set up: when every tag exists, nothing else

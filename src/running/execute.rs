@@ -3,7 +3,7 @@
 //! everything has succeeded.
 
 use crate::plan::refresh::Refresh;
-use crate::plan::{Build, Check, Output, Plan};
+use crate::plan::{Build, CacheRepository, Check, Output, Plan};
 use crate::programs::buildx;
 use crate::programs::command::Cmd;
 use crate::programs::docker;
@@ -549,20 +549,38 @@ fn set_up_ecr(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()>
             return Err(run::failed(&e.create, &created, ecr::create_hint(&stderr)));
         }
     }
-    if let Some((name, describe, create)) = &e.cache {
-        let there = capture(describe, opts).is_ok_and(|o| o.status.success());
-        if !there {
-            let made = capture(create, opts).is_ok_and(|o| {
-                o.status.success() || ecr::is_already_there(&String::from_utf8_lossy(&o.stderr))
-            });
-            if !made {
-                log(&format!(
-                    "warning: cannot create the ECR repository {name} for the registry cache (`{create}`); builds go on without it"
-                ));
-            }
-        }
+    if let Some(c) = &e.cache {
+        set_up_cache_repository(c, opts);
     }
     run::login(&e.password, &e.login, opts)
+}
+
+/// The registry cache's repository: created when missing, and then (only
+/// then: never on a repository this run did not create) given its
+/// lifecycle policy. A failure costs only speed or storage: a warning.
+fn set_up_cache_repository(c: &CacheRepository, opts: RunOptions) {
+    if capture(&c.describe, opts).is_ok_and(|o| o.status.success()) {
+        return;
+    }
+    let created = match capture(&c.create, opts) {
+        Ok(o) if o.status.success() => true,
+        Ok(o) if ecr::is_already_there(&String::from_utf8_lossy(&o.stderr)) => false,
+        _ => {
+            log(&format!(
+                "warning: cannot create the ECR repository {} for the registry cache (`{}`); builds go on without it",
+                c.name, c.create
+            ));
+            return;
+        }
+    };
+    if let (true, Some(policy)) = (created, &c.lifecycle) {
+        if let Err(e) = check(policy, opts, None) {
+            log(&format!(
+                "warning: the lifecycle policy of {} was not set, so its untagged images stay until removed ({e:#})",
+                c.name
+            ));
+        }
+    }
 }
 
 /// Fill in the digests `--pin-digest` needs that no answer or push gave,
