@@ -127,7 +127,12 @@ pub struct Cli {
     pub no_registry_cache: bool,
 
     /// The days after which REPO-cache's untagged images expire: the lifecycle policy set when this program creates that repository (never on one it did not create); 0 sets none.
-    #[arg(long = "cache-expiry-days", value_name = "N", default_value_t = 7, env = "PLUGIN_CACHE_EXPIRY_DAYS")]
+    #[arg(
+        long = "cache-expiry-days",
+        value_name = "N",
+        default_value_t = 7,
+        env = "PLUGIN_CACHE_EXPIRY_DAYS"
+    )]
     pub cache_expiry_days: u32,
 
     /// The buildx builder to build with (one that `docker buildx ls` lists); needs buildx.

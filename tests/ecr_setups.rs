@@ -34,16 +34,28 @@ fn a_repository_name_ecr_refuses_is_one_line_exit_2_and_nothing_runs() {
             "123456789012.dkr.ecr.us-east-1.amazonaws.com/Co-App",
             "`C` (character 1 of `Co-App`)",
         ),
-        ("team//app", "`/` (character 6 of `team//app`) must stand between"),
+        (
+            "team//app",
+            "`/` (character 6 of `team//app`) must stand between",
+        ),
         ("my+app", "`+` (character 3 of `my+app`) is not allowed"),
     ] {
-        let out = run(&fakes, dir.path(), &["--repo", repo, "--region", "us-east-1"], &[]);
+        let out = run(
+            &fakes,
+            dir.path(),
+            &["--repo", repo, "--region", "us-east-1"],
+            &[],
+        );
         let stderr = text(&out).1;
         assert_eq!(out.status.code(), Some(2), "{repo}: {stderr}");
         assert!(stderr.contains(says), "{repo}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
-    assert!(fakes.all_call_lines().is_empty(), "{:?}", fakes.all_call_lines());
+    assert!(
+        fakes.all_call_lines().is_empty(),
+        "{:?}",
+        fakes.all_call_lines()
+    );
     assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
 }
 
@@ -71,7 +83,12 @@ fn the_cache_repository_this_run_creates_gets_a_lifecycle_policy_and_no_other_do
     // Neither repository exists: both are created; only the cache gets one.
     let fakes = Fakes::new(&["docker", "aws"]);
     let dir = fixture("demo");
-    let out = run(&fakes, dir.path(), &["--repo", ECR], &[("FAKE_NO_REPO", "1")]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR],
+        &[("FAKE_NO_REPO", "1")],
+    );
     common::ok(&out);
     let policies = calls_with(&fakes, "put-lifecycle-policy");
     assert_eq!(policies.len(), 1, "{:?}", fakes.all_call_lines());
@@ -95,7 +112,10 @@ fn the_cache_repository_this_run_creates_gets_a_lifecycle_policy_and_no_other_do
         .iter()
         .position(|l| l.contains("create-repository --repository-name demo-cache"))
         .expect("cache created");
-    assert!(lines[created + 1].contains("put-lifecycle-policy"), "{lines:#?}");
+    assert!(
+        lines[created + 1].contains("put-lifecycle-policy"),
+        "{lines:#?}"
+    );
 
     // --cache-expiry-days sets the days; 0 sets no policy.
     let fakes = Fakes::new(&["docker", "aws"]);
@@ -146,14 +166,163 @@ fn a_refused_lifecycle_policy_is_one_warning_and_the_run_goes_on() {
         &[
             ("FAKE_NO_REPO", "1"),
             ("FAKE_FAIL", "put-lifecycle-policy"),
-            ("FAKE_FAIL_MSG", "AccessDeniedException: ecr:PutLifecyclePolicy"),
+            (
+                "FAKE_FAIL_MSG",
+                "AccessDeniedException: ecr:PutLifecyclePolicy",
+            ),
         ],
     );
     let stderr = common::ok(&out);
     assert_eq!(
-        stderr.matches("the lifecycle policy of demo-cache was not set").count(),
+        stderr
+            .matches("the lifecycle policy of demo-cache was not set")
+            .count(),
         1,
         "{stderr}"
     );
-    assert!(fs::read_to_string(dir.path().join(FILE)).unwrap().contains("image: "));
+    assert!(fs::read_to_string(dir.path().join(FILE))
+        .unwrap()
+        .contains("image: "));
+}
+
+const IMMUTABLE: &str = "tag invalid: The image tag 'temp_demo_web_abc123' already exists in the 'demo' repository and cannot be overwritten because the repository is immutable.";
+
+/// The fake registry's digest of a tag (as tests/common's fake computes it).
+fn registry_digest(tag: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tag.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("sha256:{}", &String::from_utf8_lossy(&out.stdout)[..64])
+}
+
+#[test]
+fn a_push_refused_by_an_immutable_repository_counts_as_pushed_by_another_run() {
+    let immutable = [
+        ("FAKE_APPEAR_ON_PUSH", "1"),
+        (
+            "FAKE_FAIL",
+            "docker push 123456789012.dkr.ecr.us-east-1.amazonaws.com/demo:temp_demo_web",
+        ),
+        ("FAKE_FAIL_MSG", IMMUTABLE),
+    ];
+    // The first run pushed; the second, at the same time, is refused.
+    let first = Fakes::new(&["docker", "aws"]);
+    let dir1 = fixture("demo");
+    common::ok(&run(&first, dir1.path(), &["--repo", ECR], &[]));
+    let second = Fakes::new(&["docker", "aws"]);
+    let dir2 = fixture("demo");
+    let out = run(&second, dir2.path(), &["--repo", ECR], &immutable);
+    let stderr = common::ok(&out);
+    assert_eq!(
+        fs::read_to_string(dir1.path().join(FILE)).unwrap(),
+        fs::read_to_string(dir2.path().join(FILE)).unwrap()
+    );
+    assert!(
+        stderr.contains("was pushed by another run first"),
+        "{stderr}"
+    );
+    let web = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("web "))
+        .unwrap();
+    assert!(web.contains("pushed by another run"), "{stderr}");
+    // Refused at once: no retry of a push that cannot succeed.
+    let pushes = second
+        .call_lines()
+        .iter()
+        .filter(|l| l.contains("docker push") && l.contains("temp_demo_web"))
+        .count();
+    assert_eq!(pushes, 1, "{:?}", second.call_lines());
+
+    // --pin-digest pins the registry's digest of that tag.
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR, "--pin-digest"],
+        &immutable,
+    );
+    common::ok(&out);
+    let file = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    let want = format!(
+        "{ECR}:temp_demo_web_abc123@{}",
+        registry_digest("temp_demo_web_abc123")
+    );
+    assert!(file.contains(&want), "{want} in\n{file}");
+
+    // A refusal for a tag the registry still does not have is a failure.
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let before = fs::read(dir.path().join(FILE)).unwrap();
+    let out = run(&fakes, dir.path(), &["--repo", ECR], &immutable[1..]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
+}
+
+#[test]
+fn a_builder_that_pushes_itself_refused_as_immutable_counts_as_pushed() {
+    let inspect = "Name: NAME\nDriver: remote\n\nNodes:\nName: NAME0\nBuildkit: v0.32.2\n";
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR, "--builder", "bk"],
+        &[
+            ("FAKE_BUILDX_INSPECT", inspect),
+            ("FAKE_VERSIONS", "28.2.2 28.2.2"),
+            ("FAKE_APPEAR_ON_PUSH", "1"),
+            ("FAKE_FAIL", "docker buildx build"),
+            ("FAKE_FAIL_MSG", IMMUTABLE),
+        ],
+    );
+    let stderr = common::ok(&out);
+    assert!(
+        stderr.contains("was pushed by another run first"),
+        "{stderr}"
+    );
+    assert!(fs::read_to_string(dir.path().join(FILE))
+        .unwrap()
+        .contains("temp_demo_web_abc123"));
+}
+
+#[test]
+fn a_cache_tag_refused_as_immutable_is_one_warning_and_the_build_goes_on() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let cache = "push 123456789012.dkr.ecr.us-east-1.amazonaws.com/demo-cache:demo_web";
+    let msg = IMMUTABLE.replace("temp_demo_web_abc123", "demo_web");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR],
+        &[("FAKE_FAIL", cache), ("FAKE_FAIL_MSG", &msg)],
+    );
+    let stderr = common::ok(&out);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("warning") && l.contains("demo-cache:demo_web"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert_eq!(
+        fakes
+            .cache_calls()
+            .iter()
+            .filter(|l| l.contains(cache))
+            .count(),
+        1,
+        "not retried: {:?}",
+        fakes.cache_calls()
+    );
 }

@@ -278,6 +278,14 @@ pub fn login_password(region: &str) -> Cmd {
     Cmd::new("aws").args(["ecr", "get-login-password", "--region", region])
 }
 
+/// Did ECR refuse a push because the tag exists already in an immutable
+/// repository (`imageTagMutability=IMMUTABLE`)? `tag invalid: The image tag
+/// 'T' already exists in the 'R' repository and cannot be overwritten
+/// because the repository is immutable.`
+pub fn is_immutable_refusal(text: &str) -> bool {
+    text.contains("cannot be overwritten because the repository is immutable")
+}
+
 /// Does this stderr say the repository does not exist?
 pub fn is_repository_not_found(stderr: &str) -> bool {
     stderr.contains("RepositoryNotFoundException")

@@ -50,6 +50,11 @@ pub struct BuildResult {
     pub build_seconds: f64,
     /// Per reference: how long its push took (0 when not pushed).
     pub push_seconds: Vec<f64>,
+    /// Per reference: its push was refused because another run had pushed
+    /// the same tag to an immutable repository first (the tag is the
+    /// content digest, so that image is this one); its digest is the
+    /// registry's.
+    pub by_other_run: Vec<bool>,
 }
 
 /// What one check said: an answer per `check.asks`, and what an ECR
@@ -291,7 +296,7 @@ fn push_stage_caches(b: &Build, pulled: &[String], opts: RunOptions) {
 fn run_build(
     b: &Build,
     answers: &[Answer],
-    make_current: &dyn Fn(usize) -> Result<()>,
+    steps: &Steps<'_>,
     opts: RunOptions,
 ) -> Result<BuildResult> {
     let who = &b.services[0];
@@ -303,6 +308,7 @@ fn run_build(
         check_seconds: answers.iter().map(|a| a.seconds).fold(0.0, f64::max),
         build_seconds: 0.0,
         push_seconds: vec![0.0; b.refs.len()],
+        by_other_run: vec![false; b.refs.len()],
     };
     if existed.iter().all(|&e| e) {
         for s in &b.services {
@@ -312,16 +318,16 @@ fn run_build(
         return Ok(result);
     }
     if let Some(metadata) = &b.metadata_file {
-        return built_and_pushed_by_builder(b, metadata, result, opts);
+        return built_and_pushed_by_builder(b, metadata, result, steps, opts);
     }
-    if existed.iter().any(|&e| e) && tag_from_local(b, &mut result, opts)? {
+    if existed.iter().any(|&e| e) && tag_from_local(b, &mut result, steps, opts)? {
         result.outcome = Outcome::Completed;
         return Ok(result);
     }
     let started = Instant::now();
     progress::state(who, "building");
     for &k in &b.bases {
-        make_current(k)?;
+        (steps.make_current)(k)?;
     }
     let (build, pulled) = build_command(b, opts);
     stream(&build, who, opts)?;
@@ -329,7 +335,7 @@ fn run_build(
         check(t, opts, None)?;
     }
     result.build_seconds = started.elapsed().as_secs_f64();
-    push_missing(b, &mut result, opts)?;
+    push_missing(b, &mut result, steps, opts)?;
     if let Some(c) = &b.cache {
         // The next build's cache source; a failure here costs only speed.
         progress::state(who, "pushing the cache");
@@ -353,6 +359,7 @@ fn built_and_pushed_by_builder(
     b: &Build,
     metadata: &std::path::Path,
     mut result: BuildResult,
+    steps: &Steps<'_>,
     opts: RunOptions,
 ) -> Result<BuildResult> {
     let who = &b.services[0];
@@ -363,7 +370,14 @@ fn built_and_pushed_by_builder(
     let written = std::fs::read_to_string(metadata).ok();
     let _ = std::fs::remove_file(metadata);
     crate::running::interrupt::untrack_temp_file(metadata);
-    built?;
+    if let Err(e) = built {
+        if pushed_by_another_run(b, &mut result, &e, steps, 0..b.refs.len()) {
+            result.build_seconds = started.elapsed().as_secs_f64();
+            report_built(b, &result);
+            return Ok(result);
+        }
+        return Err(e);
+    }
     let digest = written.as_deref().and_then(buildx::metadata_digest);
     if digest.is_none() {
         log(&format!(
@@ -379,24 +393,81 @@ fn built_and_pushed_by_builder(
     Ok(result)
 }
 
-/// Push each reference the registry does not have.
-fn push_missing(b: &Build, result: &mut BuildResult, opts: RunOptions) -> Result<()> {
+/// Push each reference the registry does not have. A push refused because
+/// another run pushed the tag first to an immutable repository counts as
+/// pushed.
+fn push_missing(
+    b: &Build,
+    result: &mut BuildResult,
+    steps: &Steps<'_>,
+    opts: RunOptions,
+) -> Result<()> {
     for (i, (service, p)) in b.pushes.iter().enumerate() {
         if result.existed[i] {
             continue;
         }
         progress::state(service, "pushing");
         let started = Instant::now();
-        result.digests[i] = push(p, service, opts)?;
+        match push(p, service, opts) {
+            Ok(digest) => result.digests[i] = digest,
+            Err(e) if pushed_by_another_run(b, result, &e, steps, i..i + 1) => {}
+            Err(e) => return Err(e),
+        }
         result.push_seconds[i] = started.elapsed().as_secs_f64();
     }
     Ok(())
 }
 
+/// What a build asks of the run besides its own commands.
+struct Steps<'a> {
+    /// Make a base image current on the engine (index into `Plan::bases`).
+    make_current: &'a (dyn Fn(usize) -> Result<()> + Sync),
+    /// Ask the registry again about one of the build's references.
+    recheck: &'a (dyn Fn(usize) -> Option<Answer> + Sync),
+}
+
+/// Was `failure` ECR refusing the tags `refs` because they exist in an
+/// immutable repository, and does the registry now have each of them? Then
+/// another run of the same content pushed them first: each counts as
+/// pushed, with the registry's digest.
+fn pushed_by_another_run(
+    b: &Build,
+    result: &mut BuildResult,
+    failure: &anyhow::Error,
+    steps: &Steps<'_>,
+    refs: std::ops::Range<usize>,
+) -> bool {
+    if !ecr::is_immutable_refusal(&format!("{failure:#}")) {
+        return false;
+    }
+    let mut answers = Vec::new();
+    for i in refs.clone() {
+        match (steps.recheck)(i) {
+            Some(a) if a.exists => answers.push((i, a.digest)),
+            _ => return false,
+        }
+    }
+    for (i, digest) in answers {
+        result.by_other_run[i] = true;
+        result.digests[i] = digest;
+        let who = b.pushes.get(i).map_or(b.services[0].as_str(), |(s, _)| s);
+        log(&format!(
+            "[{who}] {} was pushed by another run first (the repository is immutable, and the tag is the content digest): counted as pushed",
+            b.refs[i]
+        ));
+    }
+    true
+}
+
 /// Some tags exist: when the engine has the image under one of its
 /// references, tag and push the missing ones from it, without a build.
 /// False when the engine has none of them.
-fn tag_from_local(b: &Build, result: &mut BuildResult, opts: RunOptions) -> Result<bool> {
+fn tag_from_local(
+    b: &Build,
+    result: &mut BuildResult,
+    steps: &Steps<'_>,
+    opts: RunOptions,
+) -> Result<bool> {
     let mut local = None;
     for r in &b.refs {
         if capture(&docker::image_present(r), opts)?.status.success() {
@@ -412,7 +483,7 @@ fn tag_from_local(b: &Build, result: &mut BuildResult, opts: RunOptions) -> Resu
             check(&docker::tag(&source, r), opts, None)?;
         }
     }
-    push_missing(b, result, opts)?;
+    push_missing(b, result, steps, opts)?;
     Ok(true)
 }
 
@@ -494,8 +565,21 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
             .map_err(|e| anyhow!(e))
     };
     parallel(plan.builds.len(), usize::from(opts.jobs), |i| {
-        run_build(&plan.builds[i], &per_build[i], &current_base, opts)
+        let recheck = |r: usize| recheck(plan, (i, r), opts);
+        let steps = Steps {
+            make_current: &current_base,
+            recheck: &recheck,
+        };
+        run_build(&plan.builds[i], &per_build[i], &steps, opts)
     })
+}
+
+/// Ask the registry again about one reference (build, index), with the
+/// check that asked about it first.
+fn recheck(plan: &Plan, at: (usize, usize), opts: RunOptions) -> Option<Answer> {
+    let check = plan.checks.iter().find(|c| c.asks.contains(&at))?;
+    let k = check.asks.iter().position(|a| *a == at)?;
+    ask(check, plan, opts).ok()?.answers.into_iter().nth(k)
 }
 
 /// Make the engine's copy of a base the registry's before a build on it:

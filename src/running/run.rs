@@ -199,6 +199,7 @@ fn is_permanent(tail: &[String]) -> bool {
         "An image does not exist",
         "invalid reference format",
         "Cannot connect to the Docker daemon",
+        "cannot be overwritten because the repository is immutable",
     ]
     .iter()
     .any(|n| text.contains(n))

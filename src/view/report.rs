@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 /// How one service ended.
 struct Row<'a> {
     name: &'a str,
-    /// `built`, `shared`, `up-to-date`, `pushed` or `kept`.
+    /// `built`, `shared`, `up-to-date`, `pushed`, `pushed-by-another-run`
+    /// or `kept`.
     action: &'static str,
     shared_with: Option<&'a str>,
     reference: &'a str,
@@ -62,6 +63,7 @@ fn rows<'a>(plan: &'a Plan, results: &'a [BuildResult]) -> Vec<Row<'a>> {
             let first = b.services[0] == s.name;
             let action = match (r.existed.get(i).copied().unwrap_or(false), r.outcome) {
                 (true, _) => "up-to-date",
+                _ if r.by_other_run.get(i).copied().unwrap_or(false) => "pushed-by-another-run",
                 (false, Outcome::Completed) => "pushed",
                 (false, _) if shared_with.is_some() => "shared",
                 (false, _) => "built",
@@ -97,6 +99,10 @@ pub fn summary(plan: &Plan, results: &[BuildResult]) -> String {
             ("pushed", _) => (
                 "pushed (image was here)".to_string(),
                 console::Style::new().green(),
+            ),
+            ("pushed-by-another-run", _) => (
+                "pushed by another run".to_string(),
+                console::Style::new().cyan(),
             ),
             (a, _) => (a.to_string(), console::Style::new().green().bold()),
         };

@@ -41,6 +41,15 @@ if [[ -n "$FAKE_BARRIER" && "$line" == *"$FAKE_BARRIER_ON"* ]]; then
   done
   (( n >= FAKE_BARRIER )) || { echo "fake $name: barrier not reached: the calls did not overlap" >&2; exit 1; }
 fi
+# Each tag a push tried; with FAKE_APPEAR_ON_PUSH the registry has it from
+# then on (another run pushed it first).
+if [[ "$name $1" == "docker push" ]]; then : > "$FAKE_DIR/attempted.${2##*:}"; fi
+if [[ "$name $1 $2" == "docker buildx build" ]]; then
+  prev=; for a in "$@"; do [[ "$prev" == -t ]] && : > "$FAKE_DIR/attempted.${a##*:}"; prev=$a; done
+fi
+exists() {
+  [[ " $FAKE_EXISTING " == *" $1 "* ]] || { [[ -n "$FAKE_APPEAR_ON_PUSH" && -e "$FAKE_DIR/attempted.$1" ]]; }
+}
 fail=
 if [[ -n "$FAKE_FAIL" && "$line" == *"$FAKE_FAIL"* ]]; then
   fail=1
@@ -73,7 +82,7 @@ case "$name $1 $2" in
     for a in "$@"; do
       [[ "$a" == imageTag=* ]] || continue
       t=${a#imageTag=}
-      if [[ " $FAKE_EXISTING " == *" $t "* ]]; then
+      if exists "$t"; then
         images+="${images:+,}"'{"imageId":{"imageDigest":"'"$(fake_digest "$t")"'","imageTag":"'"$t"'"},"imageManifest":"{}"}'
       else
         failures+="${failures:+,}"'{"imageId":{"imageTag":"'"$t"'"},"failureCode":"'"${FAKE_ECR_FAILURE:-ImageNotFound}"'","failureReason":"fake reason"}'
@@ -82,7 +91,7 @@ case "$name $1 $2" in
     echo '{"images":['"$images"'],"failures":['"$failures"']}' ;;
   "docker manifest inspect")
     ref=${!#}
-    if [[ " $FAKE_EXISTING " == *" ${ref##*:} "* ]]; then
+    if exists "${ref##*:}"; then
       echo '{"Ref": "'"$ref"'", "Descriptor": {"digest": "'"$(fake_digest "$ref")"'"}}'
     else echo "no such manifest: $ref" >&2; exit 1; fi ;;
   "docker image inspect")
