@@ -23,6 +23,7 @@ use crate::programs::builder::{self, Builder};
 use crate::programs::buildx::Buildx;
 use crate::programs::docker;
 use crate::read::compose::{BuildSpec, Compose};
+use crate::read::docker_config::DockerConfig;
 use crate::read::dockerfile::Dockerfiles;
 use crate::running::execute::{self, BuildResult};
 use crate::running::lock::FileLock;
@@ -148,7 +149,14 @@ impl Loaded {
             .collect();
         bases.sort();
         bases.dedup();
-        Ok(Loaded { bases, ..loaded })
+        let mut target = loaded.target.clone();
+        target.credentials = DockerConfig::load(&env).map_err(|e| anyhow::anyhow!(e))?;
+        target.base_registries = plan::login::base_registries(&bases);
+        Ok(Loaded {
+            bases,
+            target,
+            ..loaded
+        })
     }
 
     /// The base images of one build, from its Dockerfile as read.

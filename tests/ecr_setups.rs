@@ -326,3 +326,96 @@ fn a_cache_tag_refused_as_immutable_is_one_warning_and_the_build_goes_on() {
         fakes.cache_calls()
     );
 }
+
+const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+/// A docker config in its own folder, passed as DOCKER_CONFIG.
+fn docker_config(json: &str) -> (tempfile::TempDir, String) {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("config.json"), json).unwrap();
+    let path = d.path().display().to_string();
+    (d, path)
+}
+
+#[test]
+fn a_host_a_credential_helper_serves_gets_no_login_and_the_config_is_not_written() {
+    for json in [
+        r#"{"credsStore": "ecr-login"}"#.to_string(),
+        format!(r#"{{"credHelpers": {{"{HOST}": "ecr-login"}}, "credsStore": "desktop"}}"#),
+    ] {
+        let (cfg, path) = docker_config(&json);
+        let fakes = Fakes::new(&["docker", "aws"]);
+        let dir = fixture("demo");
+        let out = run(
+            &fakes,
+            dir.path(),
+            &["--repo", ECR],
+            &[("DOCKER_CONFIG", &path)],
+        );
+        common::ok(&out);
+        let lines = fakes.call_lines();
+        assert!(
+            !lines.iter().any(|l| l.contains("login")),
+            "{json}: {lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("docker push")),
+            "{lines:#?}"
+        );
+        assert_eq!(
+            fs::read_to_string(cfg.path().join("config.json")).unwrap(),
+            json
+        );
+        assert_eq!(fs::read_dir(cfg.path()).unwrap().count(), 1);
+        // The dry run says so.
+        let fresh = fixture("demo");
+        let out = run(
+            &fakes,
+            fresh.path(),
+            &["--repo", ECR, "--dry-run"],
+            &[("DOCKER_CONFIG", &path)],
+        );
+        let stdout = text(&out).0;
+        assert!(
+            stdout.contains(&format!(
+                "# {HOST}: no docker login; the credential helper docker-credential-ecr-login"
+            )),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("get-login-password"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_store_that_can_store_keeps_the_login() {
+    for json in [
+        r#"{"credsStore": "desktop"}"#,
+        r#"{"credHelpers": {"public.ecr.aws": "ecr-login"}}"#,
+    ] {
+        let (_cfg, path) = docker_config(json);
+        let fakes = Fakes::new(&["docker", "aws"]);
+        let dir = fixture("demo");
+        let out = run(
+            &fakes,
+            dir.path(),
+            &["--repo", ECR],
+            &[("DOCKER_CONFIG", &path)],
+        );
+        common::ok(&out);
+        let lines = fakes.call_lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == &format!("docker login --username AWS --password-stdin {HOST}")),
+            "{json}: {lines:#?}"
+        );
+    }
+    // No config at all (HOME is the fakes' folder, which has none): a login.
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    common::ok(&run(&fakes, dir.path(), &["--repo", ECR], &[]));
+    assert!(fakes
+        .call_lines()
+        .iter()
+        .any(|l| l.starts_with("docker login")));
+}

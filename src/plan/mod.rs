@@ -7,6 +7,8 @@
 //! - [`target`]: the registry target: the host (ECR's from the account and
 //!   region), the repository, the ECR set-up and login;
 //! - [`tag`]: the tag template (`{app}`, `{service}`, `{gitsha}`, `{hash}`, …);
+//! - [`login`]: the registries logged in to (the push host, ECR hosts of
+//!   base images), or the credential helper that serves each;
 //! - [`group`]: the labels, each service's digest and reference, and the
 //!   grouping of equal builds into one;
 //! - [`cache`]: the registry cache of each build (pull, `--cache-from`, push);
@@ -20,6 +22,7 @@
 pub mod cache;
 pub mod checks;
 pub mod group;
+pub mod login;
 pub mod refresh;
 pub mod rewrite;
 pub mod script;
@@ -85,8 +88,6 @@ pub struct EcrSetup {
     pub region: String,
     pub describe: Cmd,
     pub create: Cmd,
-    pub password: Cmd,
-    pub login: Cmd,
     /// The registry-cache repository (`NAME-cache`, tags mutable), when
     /// builds use one: set up like the first, but its failure only warns.
     pub cache: Option<CacheRepository>,
@@ -202,6 +203,9 @@ pub struct Plan {
     /// The account id came from a placeholder (dry run of a bare ECR name).
     pub account_placeholder: bool,
     pub ecr: Option<EcrSetup>,
+    /// The registries to log in to before the first build or registry
+    /// question that needs it (`login`).
+    pub logins: Vec<login::Login>,
     /// How to ask whether each reference exists already.
     pub checks: Vec<Check>,
     pub builds: Vec<Build>,
@@ -263,10 +267,10 @@ pub fn plan_with(
     }
     .group()?;
     // Nothing to build: nothing to set up or log in to.
-    let ecr = if grouped.builds.is_empty() {
-        None
+    let (ecr, logins) = if grouped.builds.is_empty() {
+        (None, Vec::new())
     } else {
-        registry.ecr
+        (registry.ecr, registry.logins)
     };
     let checks = checks::checks(
         &grouped.builds,
@@ -281,6 +285,7 @@ pub fn plan_with(
         repository: registry.repository,
         account_placeholder: registry.account_placeholder,
         ecr,
+        logins,
         checks,
         builds: grouped.builds,
         bases: Vec::new(),
@@ -345,18 +350,16 @@ fn verify(compose: &Compose, rewritten: &str, refs: &[(String, String)]) -> Resu
 }
 
 impl Plan {
-    /// The login as the pipeline a user would type.
-    pub fn login_line(&self) -> Option<String> {
-        self.ecr
-            .as_ref()
-            .map(|e| format!("{} | {}", e.password, e.login))
-    }
-
     /// Do the checks ask the registry itself, which wants the ECR login first
     /// (`--registry-host` in front of ECR)? Else they ask ECR's API, and the
     /// set-up and login wait until a build is known to be needed.
     pub fn login_first(&self) -> bool {
         self.ecr.is_some() && self.checks.iter().any(|c| !c.batch)
+    }
+
+    /// Is `aws` needed (an ECR set-up, or a login's password)?
+    pub fn needs_aws(&self) -> bool {
+        self.ecr.is_some() || self.logins.iter().any(login::Login::needs_aws)
     }
 
     /// Is any `docker` or `aws` command needed at all?

@@ -40,8 +40,11 @@ impl Plan {
                         None => lines.push(format!("{} >/dev/null || {}", c.describe, c.create)),
                     }
                 }
-                lines.extend(self.login_line());
             }
+            if self.logins.len() > 1 {
+                lines.push("# the logins, all at once:".into());
+            }
+            lines.extend(self.logins.iter().map(|l| l.line()));
         };
         if self.login_first() {
             setup(&mut lines);
@@ -52,7 +55,7 @@ impl Plan {
             );
         }
         lines.extend(self.checks.iter().map(|c| c.cmd.to_string()));
-        if !self.login_first() && self.ecr.is_some() {
+        if !self.login_first() && (self.ecr.is_some() || !self.logins.is_empty()) {
             lines.push("# only when something is to be built or pushed:".into());
             setup(&mut lines);
         }

@@ -3,11 +3,12 @@
 //! login, and whether the registry checks can ask ECR's own API. Decided
 //! before any digest is known.
 
+use crate::plan::login::{self, Login};
 use crate::plan::{usage, CacheRepository, EcrSetup, Options, ACCOUNT_PLACEHOLDER};
 use crate::programs::builder::Builder;
 use crate::programs::buildx::Buildx;
-use crate::programs::docker;
 use crate::programs::ecr::{self, Repo};
+use crate::read::docker_config::DockerConfig;
 use anyhow::Result;
 
 /// Where the push goes and which ECR set-up it needs, before any account id
@@ -32,6 +33,11 @@ pub struct Target {
     /// cache under BuildKit, on engines from 23 on); `--no-registry-cache`
     /// turns it off.
     pub registry_cache: bool,
+    /// What the docker config says of credential helpers.
+    pub credentials: DockerConfig,
+    /// The ECR hosts among the base images, with their regions: logged in
+    /// to before a build, as the push host is.
+    pub base_registries: Vec<(String, String)>,
 }
 
 impl Target {
@@ -66,6 +72,8 @@ impl Target {
             builder_name: None,
             buildx: None,
             registry_cache: true,
+            credentials: DockerConfig::default(),
+            base_registries: Vec::new(),
         })
     }
 
@@ -94,6 +102,8 @@ pub struct Registry {
     /// The account id is a placeholder (dry run of a bare ECR name).
     pub account_placeholder: bool,
     pub ecr: Option<EcrSetup>,
+    /// The push host's login (when it is ECR's) and the base images'.
+    pub logins: Vec<Login>,
     /// Whether a tag exists is asked of ECR's API (repository name, region)
     /// when the push goes to ECR itself, else of the registry.
     pub ecr_check: Option<(String, String)>,
@@ -119,7 +129,7 @@ pub fn registry(opts: &Options, target: &Target, account: Option<&str>) -> Regis
                 }
             };
             let expiry = target.registry_cache.then_some(opts.cache_expiry_days);
-            let setup = ecr_setup(name, &region, &host, expiry);
+            let setup = ecr_setup(name, &region, expiry);
             (host, name.clone(), Some(setup))
         }
     };
@@ -133,7 +143,13 @@ pub fn registry(opts: &Options, target: &Target, account: Option<&str>) -> Regis
         }
         _ => None,
     };
+    let mut hosts: Vec<(String, String)> = Vec::new();
+    if let Some(e) = &ecr {
+        hosts.push((host.clone(), e.region.clone()));
+    }
+    hosts.extend(target.base_registries.iter().cloned());
     Registry {
+        logins: login::logins(&hosts, &target.credentials),
         host,
         repository,
         account_placeholder,
@@ -144,15 +160,13 @@ pub fn registry(opts: &Options, target: &Target, account: Option<&str>) -> Regis
 
 /// The repository's set-up and login, and its cache sibling's set-up
 /// (`cache_expiry`: the cache's days, when builds keep one).
-fn ecr_setup(name: &str, region: &str, host: &str, cache_expiry: Option<u32>) -> EcrSetup {
+fn ecr_setup(name: &str, region: &str, cache_expiry: Option<u32>) -> EcrSetup {
     let cache_name = format!("{name}-cache");
     EcrSetup {
         name: name.to_string(),
         region: region.to_string(),
         describe: ecr::describe_repository(name, region),
         create: ecr::create_repository(name, region),
-        password: ecr::login_password(region),
-        login: docker::login(host),
         cache: cache_expiry.map(|days| CacheRepository {
             describe: ecr::describe_repository(&cache_name, region),
             create: ecr::create_repository(&cache_name, region),

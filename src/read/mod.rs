@@ -15,7 +15,10 @@
 //! - [`dockerfile`]: the Dockerfile as docker's parser reads it (directives,
 //!   instructions, `FROM` stages, `ARG` substitution, the appended `LABEL`
 //!   line); each read once per run (`Dockerfiles`).
+//! - [`docker_config`]: the docker client's config: which registry hosts a
+//!   credential helper serves (no `docker login` for them).
 pub mod compose;
+pub mod docker_config;
 pub mod dockerfile;
 pub mod format;
 pub mod interpolate;

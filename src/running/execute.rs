@@ -2,6 +2,7 @@
 //! it has, build and push the rest in parallel, and write the file only when
 //! everything has succeeded.
 
+use crate::plan::login::LoginHow;
 use crate::plan::refresh::Refresh;
 use crate::plan::{Build, CacheRepository, Check, Output, Plan};
 use crate::programs::buildx;
@@ -520,12 +521,12 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
     if plan.needs_docker() {
         run::require_program("docker", "to build and push the images")?;
     }
-    if plan.ecr.is_some() {
+    if plan.needs_aws() {
         run::require_program("aws", "to set up and log in to ECR")?;
     }
 
     if plan.login_first() {
-        set_up_ecr(plan, None, opts)?;
+        set_up_and_log_in(plan, None, opts)?;
     }
     let names: Vec<&str> = plan
         .services
@@ -552,7 +553,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
     }
     let work = per_build.iter().any(|a| a.iter().any(|a| !a.exists));
     if !plan.login_first() && work {
-        set_up_ecr(plan, repository, opts)?;
+        set_up_and_log_in(plan, repository, opts)?;
     }
     // Each base the registry identified is made current once, before the
     // first build on it; builds that share it wait for that one.
@@ -636,7 +637,33 @@ fn set_up_ecr(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()>
     if let Some(c) = &e.cache {
         set_up_cache_repository(c, opts);
     }
-    run::login(&e.password, &e.login, opts)
+    Ok(())
+}
+
+/// Set up the ECR repository and log in to every registry the plan names,
+/// all at once: the set-up beside the logins, each login beside the others.
+fn set_up_and_log_in(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()> {
+    std::thread::scope(|s| {
+        let setup = s.spawn(|| set_up_ecr(plan, exists, opts));
+        let logins: Vec<_> = plan
+            .logins
+            .iter()
+            .filter_map(|l| match &l.how {
+                LoginHow::Password { password, login } => {
+                    Some(s.spawn(move || run::login(password, login, opts)))
+                }
+                LoginHow::Helper { .. } => None,
+            })
+            .collect();
+        let joined = |r: std::thread::Result<Result<()>>| {
+            r.unwrap_or_else(|_| Err(anyhow!("internal error: a login panicked")))
+        };
+        let setup = joined(setup.join());
+        logins
+            .into_iter()
+            .map(|h| joined(h.join()))
+            .fold(setup, Result::and)
+    })
 }
 
 /// The registry cache's repository: created when missing, and then (only
