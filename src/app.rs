@@ -150,7 +150,12 @@ impl Loaded {
         bases.sort();
         bases.dedup();
         let mut target = loaded.target.clone();
-        target.credentials = DockerConfig::load(&env).map_err(|e| anyhow::anyhow!(e))?;
+        // As docker does: a config it cannot read or parse is a warning,
+        // and no helper.
+        target.credentials = DockerConfig::load(&env).unwrap_or_else(|e| {
+            eprintln!("warning: {e}; read as having no credential helper, as docker reads it");
+            DockerConfig::default()
+        });
         target.base_registries = plan::login::base_registries(&bases);
         Ok(Loaded {
             bases,
@@ -203,6 +208,7 @@ fn probe_environment(inv: &Invocation<'_>, loaded: &Loaded) -> Result<Probed> {
             .clone()
             .or_else(|| env("BUILDX_BUILDER"))
             .filter(|b| !b.is_empty()),
+        logins: plan::login::logins(&loaded.target.base_registries, &loaded.target.credentials),
     };
     probe::probe(&questions, inv.opts)
 }
@@ -244,6 +250,8 @@ fn make_plan(inv: &Invocation<'_>, loaded: &Loaded, probed: &Probed) -> Result<P
         &loaded.dockerfiles,
     )?;
     refresh::attach(&mut plan, &probed.identities, &|s| loaded.bases_of(s));
+    // A base's pull logged in to its host already.
+    plan.logins.retain(|l| !probed.logged_in.contains(&l.host));
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }

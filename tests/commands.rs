@@ -1469,10 +1469,10 @@ fn versions_convox_gen1_does_not_load_get_a_warning() {
 }
 
 /// A service on a base image: what the lookups answer decides the tag, a
-/// stale engine copy is pulled first, and neither a registry nor an engine
-/// that does not know the base fails the run.
+/// stale engine copy is pulled first, and a base that neither a registry,
+/// a pull nor the engine knows stops the run.
 #[test]
-fn a_base_images_identity_comes_from_the_registry_else_the_engine_else_its_name() {
+fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_else_the_run_stops() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("app")).unwrap();
     fs::write(
@@ -1515,11 +1515,44 @@ fn a_base_images_identity_comes_from_the_registry_else_the_engine_else_its_name(
         stderr.contains("warning: base image registry.test/base:7: the registry did not answer"),
         "{stderr}"
     );
-    let (name, stderr, _) = tag_with(&[], &[]);
+    // The registry does not answer, but a pull works: the pulled copy.
+    let (pulled, _, calls) = tag_with(
+        &[
+            (
+                "FAKE_FAIL",
+                "manifest inspect --verbose registry.test/base:7",
+            ),
+            ("FAKE_EXISTING", "7"),
+            ("FAKE_LOCAL", "7"),
+        ],
+        &[],
+    );
     assert!(
-        stderr.contains("neither the registry nor the engine knows it"),
+        calls
+            .iter()
+            .any(|c| c == "docker pull --quiet registry.test/base:7"),
+        "{calls:?}"
+    );
+    // Nothing knows it: the run stops, naming the base and its registry,
+    // and builds nothing; the name alone never stands for it.
+    let fakes = Fakes::new(&["docker"]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--app", "demo", "--repo", "127.0.0.1:5000/demo", "-o", "-"],
+        &[],
+    );
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("base image registry.test/base:7: its registry registry.test gave no digest, and it could not be pulled"),
         "{stderr}"
     );
+    assert!(stderr.contains("--no-base-digest"), "{stderr}");
+    assert!(!fakes
+        .call_lines()
+        .iter()
+        .any(|c| c.starts_with("docker build")));
     let (stale, _, calls) = tag_with(&[("FAKE_EXISTING", "7"), ("FAKE_LOCAL", "7")], &[]);
     assert_eq!(
         stale, registry,
@@ -1558,7 +1591,7 @@ fn a_base_images_identity_comes_from_the_registry_else_the_engine_else_its_name(
     );
     let (off, _, calls) = tag_with(&[("FAKE_EXISTING", "7")], &["--no-base-digest"]);
     assert!(!calls.iter().any(|c| c == lookup), "{calls:?}");
-    let all = [&registry, &local, &name, &off];
+    let all = [&registry, &local, &pulled, &off];
     for (i, a) in all.iter().enumerate() {
         for b in &all[i + 1..] {
             assert_ne!(a, b, "each identity gives its own tag");

@@ -16,7 +16,9 @@ const FILE: &str = "docker-compose.convox.yml";
 fn run(fakes: &Fakes, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = fakes.command(dir);
     c.args(["--app", "demo", "--gitsha", "abc123"]);
-    c.args(["--tag", "temp_{app}_{service}_{gitsha}"]);
+    if !args.contains(&"--tag") {
+        c.args(["--tag", "temp_{app}_{service}_{gitsha}"]);
+    }
     c.args(args);
     for (k, v) in env {
         c.env(k, v);
@@ -418,4 +420,190 @@ fn a_store_that_can_store_keeps_the_login() {
         .call_lines()
         .iter()
         .any(|l| l.starts_with("docker login")));
+}
+
+const SHARED: &str = "999999999999.dkr.ecr.eu-west-1.amazonaws.com";
+
+/// An app whose one service builds on a base in another account's ECR, in
+/// another region.
+fn private_base_app() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("app")).unwrap();
+    fs::write(
+        dir.path().join("app/Dockerfile"),
+        format!("FROM {SHARED}/shared/base:1\nCOPY . /app\n"),
+    )
+    .unwrap();
+    fs::write(dir.path().join(FILE), "web:\n  build: ./app\n").unwrap();
+    dir
+}
+
+fn position(lines: &[String], f: impl Fn(&str) -> bool) -> usize {
+    lines
+        .iter()
+        .position(|l| f(l))
+        .unwrap_or_else(|| panic!("not found in {lines:#?}"))
+}
+
+#[test]
+fn a_private_base_in_another_account_is_identified_by_ecrs_api_before_any_login() {
+    let dir = private_base_app();
+    let tag_of = |salt: &str| {
+        let fakes = Fakes::new(&["docker", "aws"]);
+        let out = run(
+            &fakes,
+            dir.path(),
+            &["--repo", ECR, "-o", "-", "--tag", "{hash}"],
+            &[
+                ("FAKE_EXISTING", "1"),
+                ("FAKE_DIGEST_SALT", salt),
+                ("FAKE_BARRIER", "2"),
+                ("FAKE_BARRIER_ON", "get-login-password"),
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        (stdout, fakes.call_lines())
+    };
+    let (file, lines) = tag_of("");
+    let lookup = position(&lines, |l| {
+        l.starts_with(&format!(
+            "aws ecr batch-get-image --registry-id 999999999999 --repository-name shared/base --image-ids imageTag=1 "
+        )) && l.ends_with("--region eu-west-1 --output json")
+    });
+    assert!(
+        !lines.iter().any(|l| l.contains("manifest inspect")),
+        "{lines:#?}"
+    );
+    // Both registries logged in to, each with its own region's password,
+    // at the same time (the fake's barrier), before the build.
+    let own = position(&lines, |l| {
+        l == "aws ecr get-login-password --region us-east-1"
+    });
+    let other = position(&lines, |l| {
+        l == "aws ecr get-login-password --region eu-west-1"
+    });
+    let build = position(&lines, |l| l.starts_with("docker build"));
+    for host in [HOST, SHARED] {
+        let login = position(&lines, |l| {
+            l == format!("docker login --username AWS --password-stdin {host}")
+        });
+        assert!(lookup < login && login < build, "{lines:#?}");
+    }
+    assert!(lookup < own && lookup < other, "{lines:#?}");
+    // The base's digest is in the tag: rebuilt under the same tag, it is
+    // a new tag.
+    let (rebuilt, _) = tag_of("rebuilt");
+    let image = |f: &str| f.lines().find(|l| l.contains("image:")).map(String::from);
+    assert_ne!(image(&file), image(&rebuilt));
+}
+
+#[test]
+fn a_private_base_ecr_cannot_answer_for_is_pulled_after_its_login() {
+    let dir = private_base_app();
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR, "-o", "-"],
+        &[
+            ("FAKE_EXISTING", "1"),
+            ("FAKE_LOCAL", "1"),
+            ("FAKE_FAIL", "--registry-id 999999999999"),
+            ("FAKE_FAIL_MSG", "An error occurred (AccessDeniedException) when calling the BatchGetImage operation"),
+        ],
+    );
+    common::ok(&out);
+    let lines = fakes.call_lines();
+    let login = position(&lines, |l| {
+        l == format!("docker login --username AWS --password-stdin {SHARED}")
+    });
+    let pull = position(&lines, |l| {
+        l == format!("docker pull --quiet {SHARED}/shared/base:1")
+    });
+    assert!(login < pull, "{lines:#?}");
+    // Logged in once, though the plan's logins come later.
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!("password-stdin {SHARED}")))
+            .count(),
+        1
+    );
+
+    // Neither ECR nor a pull: one error naming the base, its registry and
+    // what to set; nothing built.
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR, "-o", "-"],
+        &[
+            ("FAKE_FAIL", "999999999999"),
+            ("FAKE_FAIL_MSG", "AccessDeniedException"),
+        ],
+    );
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "base image {SHARED}/shared/base:1: its registry {SHARED} gave no digest"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ecr:BatchGetImage"), "{stderr}");
+    assert!(!fakes
+        .call_lines()
+        .iter()
+        .any(|l| l.starts_with("docker build")));
+}
+
+#[test]
+fn a_base_registry_a_helper_serves_gets_no_login_and_the_dry_run_says_how_each_is_reached() {
+    let dir = private_base_app();
+    let (_cfg, path) = docker_config(&format!(
+        r#"{{"credHelpers": {{"{SHARED}": "ecr-login"}}}}"#
+    ));
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR, "-o", "-"],
+        &[("FAKE_EXISTING", "1"), ("DOCKER_CONFIG", &path)],
+    );
+    common::ok(&out);
+    let lines = fakes.call_lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains(&format!("password-stdin {SHARED}"))),
+        "{lines:#?}"
+    );
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("--region eu-west-1") && l.contains("get-login-password")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains(&format!("password-stdin {HOST}"))));
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR, "--dry-run"],
+        &[("DOCKER_CONFIG", &path)],
+    );
+    let stdout = text(&out).0;
+    assert!(stdout.contains(&format!("# {SHARED}: no docker login; the credential helper docker-credential-ecr-login (credHelpers")), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "docker login --username AWS --password-stdin {HOST}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "aws ecr batch-get-image --registry-id 999999999999 --repository-name shared/base"
+        ),
+        "{stdout}"
+    );
 }

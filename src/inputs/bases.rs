@@ -14,11 +14,19 @@
 //! What identifies each (looked up once per run, in parallel, each with a
 //! time limit):
 //! - pinned with `@sha256:`: the reference itself, no lookup;
-//! - else the digest the registry serves now (`docker manifest inspect
-//!   --verbose`; every platform's digest for a multi-platform image);
-//! - else (unreachable, no credentials, a local-only image) the local
-//!   image's ID, with a warning;
-//! - else the name alone, with a warning.
+//! - else the digest the registry serves now: for a base in ECR (any
+//!   account, any region), ECR's API (`aws ecr batch-get-image
+//!   --registry-id ACCOUNT`, one call per repository and region), which
+//!   needs no docker login, so a private base is known on a fresh runner;
+//!   for any other, `docker manifest inspect --verbose` (every platform's
+//!   digest for a multi-platform image);
+//! - else, after the logins (`plan::login`), the base is pulled, and the
+//!   pulled copy's registry digest (else its ID) identifies it;
+//! - else (the pull failed too: a local-only image) the engine's copy's
+//!   ID, with a warning;
+//! - else the run stops, with one error naming the base, its registry and
+//!   what to set. Its name alone never stands for it (only
+//!   `--no-base-digest`, the user's choice, leaves the bases out).
 //!
 //! These rules are here, without a process: `programs::docker` holds the
 //! lookup commands, `running::probe` runs them (in parallel, each within
@@ -219,52 +227,130 @@ pub fn pinned(image: &str) -> Option<Resolved> {
 }
 
 /// The identity from what the registry said (`docker manifest inspect
-/// --verbose`'s output) and, when it said nothing, from the engine's copy's
-/// ID (`local_id`, asked only then).
-pub fn identify(
-    image: &str,
-    registry_stdout: Option<&str>,
-    local_id: &dyn Fn() -> Option<String>,
-) -> Resolved {
-    let resolved = |identity: String, registry: Option<String>, warning: Option<String>| Resolved {
+/// --verbose`'s output), when it said.
+pub fn identify(image: &str, registry_stdout: Option<&str>) -> Option<Resolved> {
+    let digests = registry_stdout.and_then(registry_digests)?;
+    Some(Resolved {
         image: image.to_string(),
-        identity,
-        registry,
-        warning,
-    };
-    if let Some(digests) = registry_stdout.and_then(registry_digests) {
-        return resolved(format!("registry {digests}"), Some(digests), None);
-    }
-    match local_id() {
-        Some(id) => resolved(
-            format!("local {id}"),
-            None,
-            Some(format!(
-                "base image {image}: the registry did not answer within {} s or has no such image; the digest uses the engine's copy ({})",
-                LOOKUP_LIMIT.as_secs(),
-                &id[..id.len().min(19)]
-            )),
-        ),
-        None => resolved(
-            "name".into(),
-            None,
-            Some(format!(
-                "base image {image}: neither the registry nor the engine knows it; the digest covers its name only, so a new image under that name will not cause a rebuild"
-            )),
-        ),
+        identity: format!("registry {digests}"),
+        registry: Some(digests),
+        warning: None,
+    })
+}
+
+/// The identity from the engine's copy's ID, when neither the registry nor
+/// a pull gave one (a local-only image), with a warning.
+pub fn identified_locally(image: &str, id: &str) -> Resolved {
+    Resolved {
+        image: image.to_string(),
+        identity: format!("local {id}"),
+        registry: None,
+        warning: Some(format!(
+            "base image {image}: the registry did not answer within {} s or has no such image, and it could not be pulled; the digest uses the engine's copy ({})",
+            LOOKUP_LIMIT.as_secs(),
+            &id[..id.len().min(19)]
+        )),
     }
 }
 
-/// When a lookup itself broke (its thread panicked).
-pub fn lookup_failed(image: &str) -> Resolved {
+/// A base image in ECR: `ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EcrBase {
+    pub account: String,
+    pub region: String,
+    pub repository: String,
+    pub tag: String,
+}
+
+/// The ECR base an image names (not a pinned one: that needs no lookup).
+pub fn ecr_base(image: &str) -> Option<EcrBase> {
+    if image.contains('@') {
+        return None;
+    }
+    let host = host_of(image)?;
+    let (account, region) = crate::programs::ecr::ecr_host(host)?;
+    let path = &image[host.len() + 1..];
+    let (repository, tag) = match path.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (path, "latest"),
+    };
+    Some(EcrBase {
+        account,
+        region,
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+    })
+}
+
+/// One `batch-get-image` of base images: (account, region, repository),
+/// and each image with its tag.
+pub type EcrGroup = ((String, String, String), Vec<(String, String)>);
+
+/// The ECR bases grouped for one `batch-get-image` each.
+pub fn ecr_groups(images: &[String]) -> Vec<EcrGroup> {
+    let mut groups: BTreeMap<(String, String, String), Vec<(String, String)>> = BTreeMap::new();
+    for image in images {
+        if let Some(b) = ecr_base(image) {
+            groups
+                .entry((b.account, b.region, b.repository))
+                .or_default()
+                .push((image.clone(), b.tag));
+        }
+    }
+    groups.into_iter().collect()
+}
+
+/// The identity from ECR's answer for a base (its stored manifest's
+/// digest), as from a registry's.
+pub fn identified_by_ecr(image: &str, digest: &str) -> Resolved {
     Resolved {
         image: image.to_string(),
-        identity: "name".into(),
-        registry: None,
-        warning: Some(format!(
-            "base image {image}: the lookup failed; the digest covers its name only"
-        )),
+        identity: format!("registry {digest}"),
+        registry: Some(digest.to_string()),
+        warning: None,
     }
+}
+
+/// The identity of a base that was pulled: the registry digest it was
+/// pulled by (`docker image inspect`'s `{{.Id}} {{json .RepoDigests}}`
+/// line), else its ID.
+pub fn identified_by_pull(image: &str, inspect_line: &str) -> Option<Resolved> {
+    let (id, digests) = inspect_line
+        .trim()
+        .split_once(' ')
+        .unwrap_or((inspect_line.trim(), "[]"));
+    let repo = image
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .map_or(image, |(r, _)| r);
+    let list: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
+    let digest = list
+        .iter()
+        .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(String::from));
+    let identity = match &digest {
+        Some(d) => format!("pulled {d}"),
+        None if id.starts_with("sha256:") => format!("pulled {id}"),
+        None => return None,
+    };
+    Some(Resolved {
+        image: image.to_string(),
+        identity,
+        registry: digest,
+        warning: None,
+    })
+}
+
+/// Why a run stops when nothing identifies a base.
+pub fn unidentified(image: &str, why: &str) -> String {
+    let registry = host_of(image).unwrap_or("Docker Hub (docker.io)");
+    let what = if ecr_base(image).is_some() {
+        "AWS credentials allowed ecr:BatchGetImage on it (or a credential helper for that host)"
+    } else {
+        "credentials for it (docker login, or a credential helper)"
+    };
+    format!(
+        "base image {image}: its registry {registry} gave no digest, and it could not be pulled ({why}); give the run {what}, pin it as {image}@sha256:…, or pass --no-base-digest to leave the base images out of the content digest"
+    )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! each ([`Plan::script`]), and the whole dry run around it
 //! ([`Plan::dry_run`]).
 
+use crate::inputs::bases;
 use crate::plan::{Build, Plan, ACCOUNT_PLACEHOLDER};
 use crate::programs::command::Cmd;
 use crate::programs::{convox, docker, ecr};
@@ -138,11 +139,16 @@ impl Plan {
         );
         if !extra.bases.is_empty() {
             text.push_str("# first, each base image is looked up (all at once) and its registry digest goes into the tags, which are shown here without it (as --no-base-digest has them):\n");
-            for image in extra.bases {
-                if !image.contains("@sha256:") {
-                    text.push_str(&format!("{}\n", docker::registry_lookup(image, None)));
-                }
+            for ((account, region, repository), wanted) in bases::ecr_groups(extra.bases) {
+                let tags: Vec<&str> = wanted.iter().map(|(_, t)| t.as_str()).collect();
+                let cmd = ecr::batch_get_base_images(&account, &repository, &tags, &region);
+                text.push_str(&format!("{cmd}\n"));
             }
+            let others = extra.bases.iter().filter(|i| bases::ecr_base(i).is_none());
+            for image in others.filter(|i| !i.contains("@sha256:")) {
+                text.push_str(&format!("{}\n", docker::registry_lookup(image, None)));
+            }
+            text.push_str("# a base no registry gives a digest for is pulled after the logins, and the pulled copy's digest goes in (else the run stops):\n");
             text.push_str("# and before the first build on a base the registry identified, its engine copy is checked, and pulled when older than the registry's:\n");
             for image in extra.bases.iter().filter(|i| !i.contains("@sha256:")) {
                 text.push_str(&format!(

@@ -220,6 +220,34 @@ pub fn batch_get_images(name: &str, tags: &[&str], region: &str) -> Cmd {
     ])
 }
 
+/// Asks ECR's API for base images' digests: one repository of any account
+/// (`--registry-id`) in one region, every tag at once. Every manifest type
+/// is accepted, lists and indexes too, so the answer carries the stored
+/// digest, the one `docker pull` records. No docker login is needed.
+pub fn batch_get_base_images(account: &str, name: &str, tags: &[&str], region: &str) -> Cmd {
+    let mut c = Cmd::new("aws").args([
+        "ecr",
+        "batch-get-image",
+        "--registry-id",
+        account,
+        "--repository-name",
+        name,
+        "--image-ids",
+    ]);
+    c = c.args(tags.iter().map(|t| format!("imageTag={t}")));
+    c.args([
+        "--accepted-media-types",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+        "--region",
+        region,
+        "--output",
+        "json",
+    ])
+}
+
 /// The most tags one `batch-get-image` call may ask about.
 pub const BATCH_LIMIT: usize = 100;
 

@@ -52,8 +52,9 @@ impl DockerConfig {
         }
     }
 
-    /// Read the config; no file is no helper. A file that is not JSON is
-    /// an error (docker itself would refuse it).
+    /// Read the config; no file is no helper. A file that cannot be read or
+    /// is not JSON is an error here, which the caller reports as docker
+    /// does: a warning, and no helper.
     pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<DockerConfig, String> {
         let Some(path) = Self::path_from(env) else {
             return Ok(DockerConfig::default());

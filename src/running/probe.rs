@@ -5,9 +5,11 @@
 //! the builder from `DOCKER_BUILDKIT`.
 
 use crate::inputs::bases::{self, Resolved, LOOKUP_LIMIT};
+use crate::plan::login::{Login, LoginHow};
 use crate::programs::builder::{self, Builder};
 use crate::programs::buildx::{self, Buildx};
 use crate::programs::docker;
+use crate::programs::ecr;
 use crate::running::run::{self, RunOptions};
 use anyhow::Result;
 use std::time::Duration;
@@ -31,6 +33,9 @@ pub struct Questions {
     /// The buildx builder named (`--builder`, else `BUILDX_BUILDER`); None
     /// asks for the current one.
     pub buildx_builder: Option<String>,
+    /// The logins of the base images' registries, for a base that must be
+    /// pulled to be identified.
+    pub logins: Vec<Login>,
 }
 
 /// What the environment answered.
@@ -47,6 +52,8 @@ pub struct Probed {
     pub registry_config: Option<String>,
     /// What identifies each base image asked about.
     pub identities: Vec<Resolved>,
+    /// The registry hosts logged in to already (for a base's pull).
+    pub logged_in: Vec<String>,
 }
 
 /// Ask AWS the account first, then everything else at once: the builder
@@ -77,13 +84,14 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
         } else {
             None
         };
-        let identities = resolve(&q.bases, config.as_deref(), opts);
+        let identities = resolve(&q.bases, config.as_deref(), &q.logins, opts);
         let detected = detect
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: asking docker its builder")));
         (detected, config, identities)
     });
     let (builder, engine, buildx) = detected?;
+    let (identities, logged_in) = identities?;
     Ok(Probed {
         account,
         builder,
@@ -91,6 +99,7 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
         engine,
         registry_config,
         identities,
+        logged_in,
     })
 }
 
@@ -126,37 +135,179 @@ fn detect_builder(
 }
 
 /// Identify every base image, in parallel, each lookup within
-/// [`LOOKUP_LIMIT`], saying what could not be.
-fn resolve(images: &[String], config: Option<&str>, opts: RunOptions) -> Vec<Resolved> {
-    let resolved: Vec<Resolved> = std::thread::scope(|s| {
-        let handles: Vec<_> = images
-            .iter()
-            .map(|image| s.spawn(move || resolve_one(image, config, opts)))
-            .collect();
-        handles
-            .into_iter()
-            .zip(images)
-            .map(|(h, image)| h.join().unwrap_or_else(|_| bases::lookup_failed(image)))
-            .collect()
+/// [`LOOKUP_LIMIT`] (`inputs::bases` has the rules): ECR's API for bases in
+/// ECR, the registry for the others; then, for those still unknown, the
+/// logins their hosts need (all at once), a pull each, and the engine's
+/// copy. Returns the identities and the hosts it logged in to.
+fn resolve(
+    images: &[String],
+    config: Option<&str>,
+    logins: &[Login],
+    opts: RunOptions,
+) -> Result<(Vec<Resolved>, Vec<String>)> {
+    let (pinned, looked_up): (Vec<&String>, Vec<&String>) =
+        images.iter().partition(|i| bases::pinned(i).is_some());
+    let mut found: Vec<Resolved> = pinned.iter().filter_map(|i| bases::pinned(i)).collect();
+    let looked_up: Vec<String> = looked_up.into_iter().cloned().collect();
+    let (by_ecr, others): (Vec<String>, Vec<String>) = looked_up
+        .iter()
+        .cloned()
+        .partition(|i| bases::ecr_base(i).is_some());
+    let (from_ecr, from_registry) = std::thread::scope(|s| {
+        let ecr = s.spawn(|| ask_ecr(&by_ecr, opts));
+        let registry: Vec<Option<Resolved>> = parallel_map(&others, |image| {
+            let out =
+                run::stdout_within(&docker::registry_lookup(image, config), opts, LOOKUP_LIMIT);
+            bases::identify(image, out.as_deref())
+        });
+        (ecr.join().unwrap_or_default(), registry)
     });
-    for b in &resolved {
+    found.extend(from_ecr);
+    found.extend(from_registry.into_iter().flatten());
+    let unknown: Vec<String> = looked_up
+        .into_iter()
+        .filter(|i| !found.iter().any(|r| &r.image == i))
+        .collect();
+    let logged_in = if unknown.is_empty() {
+        Vec::new()
+    } else {
+        log_in_for(&unknown, logins, opts)?
+    };
+    let pulled: Vec<Result<Resolved, String>> =
+        parallel_map(&unknown, |image| pull_and_identify(image, opts));
+    let mut errors = Vec::new();
+    for r in pulled {
+        match r {
+            Ok(r) => found.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("{}", errors.join("\n"));
+    }
+    for b in &found {
         if let Some(w) = &b.warning {
             eprintln!("warning: {w}");
         }
     }
-    resolved
+    found.sort_by(|a, b| a.image.cmp(&b.image));
+    Ok((found, logged_in))
 }
 
-fn resolve_one(image: &str, config: Option<&str>, opts: RunOptions) -> Resolved {
-    if let Some(pinned) = bases::pinned(image) {
-        return pinned;
+/// `f` over every item, each on a thread of its own.
+fn parallel_map<T: Send>(items: &[String], f: impl Fn(&str) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join())
+            .collect::<Result<Vec<T>, _>>()
+    })
+    .unwrap_or_default()
+}
+
+/// The ECR bases' digests from ECR's API: one `batch-get-image` per
+/// repository and region, all at once. Only the bases ECR answered for.
+fn ask_ecr(images: &[String], opts: RunOptions) -> Vec<Resolved> {
+    let groups = bases::ecr_groups(images);
+    if groups.is_empty() || run::require_program("aws", "").is_err() {
+        return Vec::new();
     }
-    let answer = |cmd| run::stdout_within(&cmd, opts, LOOKUP_LIMIT);
-    let registry = answer(docker::registry_lookup(image, config));
-    // The engine's copy is asked about only when the registry did not say.
-    let local_id = || {
-        answer(docker::local_lookup(image))
-            .and_then(|line| line.split_whitespace().next().map(String::from))
-    };
-    bases::identify(image, registry.as_deref(), &local_id)
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|((account, region, repository), wanted)| {
+                s.spawn(move || {
+                    let tags: Vec<&str> = wanted.iter().map(|(_, t)| t.as_str()).collect();
+                    let cmd = ecr::batch_get_base_images(account, repository, &tags, region);
+                    let json = run::stdout_within(&cmd, opts, LOOKUP_LIMIT).unwrap_or_default();
+                    wanted
+                        .iter()
+                        .filter_map(|(image, tag)| match ecr::batch_answer(&json, tag) {
+                            ecr::TagAnswer::Found(Some(d)) => {
+                                Some(bases::identified_by_ecr(image, &d))
+                            }
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Log in, all at once, to the hosts of these bases that a login serves
+/// (a credential helper serves the rest). Returns the hosts logged in to.
+fn log_in_for(images: &[String], logins: &[Login], opts: RunOptions) -> Result<Vec<String>> {
+    let wanted: Vec<&Login> = logins
+        .iter()
+        .filter(|l| {
+            images
+                .iter()
+                .any(|i| bases::host_of(i) == Some(l.host.as_str()))
+        })
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = wanted
+            .iter()
+            .filter_map(|l| match &l.how {
+                LoginHow::Password { password, login } => Some((
+                    l.host.clone(),
+                    s.spawn(move || run::login(password, login, opts)),
+                )),
+                LoginHow::Helper { .. } => None,
+            })
+            .collect();
+        let mut done = Vec::new();
+        for (host, h) in handles {
+            match h.join() {
+                Ok(Ok(())) => done.push(host),
+                // The pull that follows fails too, and says why.
+                Ok(Err(e)) => {
+                    eprintln!("warning: logging in to {host} for a base image failed: {e:#}")
+                }
+                Err(_) => eprintln!("warning: logging in to {host}: internal error"),
+            }
+        }
+        Ok(done)
+    })
+}
+
+/// How long a base's pull may take when no registry gave its digest.
+const PULL_LIMIT: Duration = Duration::from_secs(300);
+
+/// Pull a base no registry identified, and take the pulled copy's digest;
+/// when the pull fails, the engine's copy's ID; else the error.
+fn pull_and_identify(image: &str, opts: RunOptions) -> Result<Resolved, String> {
+    let pulled = run::capture_within(&docker::pull(image), opts, PULL_LIMIT);
+    let ok = pulled.as_ref().is_some_and(|o| o.status.success());
+    let local = run::stdout_within(&docker::local_lookup(image), opts, LOOKUP_LIMIT);
+    if ok {
+        if let Some(r) = local
+            .as_deref()
+            .and_then(|l| bases::identified_by_pull(image, l))
+        {
+            return Ok(r);
+        }
+    }
+    if let Some(id) = local
+        .as_deref()
+        .and_then(|l| l.split_whitespace().next())
+        .filter(|id| id.starts_with("sha256:"))
+    {
+        return Ok(bases::identified_locally(image, id));
+    }
+    let why = pulled
+        .map(|o| {
+            run::tail_of(&String::from_utf8_lossy(&o.stderr))
+                .last()
+                .cloned()
+                .unwrap_or_else(|| "no output".into())
+        })
+        .unwrap_or_else(|| format!("no answer within {} s", PULL_LIMIT.as_secs()));
+    Err(bases::unidentified(image, &why))
 }

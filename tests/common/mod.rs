@@ -12,7 +12,8 @@ pub const PASSWORD: &str = "hunter2-ecr-password-XYZ";
 
 const FAKE: &str = r#"#!/bin/bash
 # A digest that each reference (or tag) always gets, different for each.
-fake_digest() { printf 'sha256:%s' "$(printf '%s' "${1##*:}" | sha256sum | cut -c1-64)"; }
+# FAKE_DIGEST_SALT stands for an image rebuilt under the same tag.
+fake_digest() { printf 'sha256:%s' "$(printf '%s' "${1##*:}$FAKE_DIGEST_SALT" | sha256sum | cut -c1-64)"; }
 name=${0##*/}
 # One write per call, so that calls running at once do not mix their lines.
 rec=$name; for a in "$@"; do rec+=$'\x1f'"$a"; done
@@ -125,7 +126,9 @@ case "$name $1 $2" in
     if [[ -f "$cfg" ]] && grep -q '"credsStore": *"ecr-login"' "$cfg"; then
       echo "Error saving credentials: error storing credentials - err: exit status 1, out: \`not implemented\`" >&2; exit 1
     fi
-    mkdir -p "${cfg%/*}"; echo '{"auths":{"'"${!#}"'":{"auth":"QVdTOnB3"}}}' > "$cfg"
+    # docker writes the config at a login; the fake's mark keeps it JSON.
+    if [[ -f "$cfg" ]]; then printf ' ' >> "$cfg"
+    else mkdir -p "${cfg%/*}"; echo '{"auths":{"'"${!#}"'":{"auth":"QVdTOnB3"}}}' > "$cfg"; fi
     echo "Login Succeeded" ;;
 esac
 exit 0
