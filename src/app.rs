@@ -20,7 +20,7 @@ use crate::inputs::{bases, digest};
 use crate::plan::script::DryRun;
 use crate::plan::{self, refresh, Plan, Target, UsageError};
 use crate::programs::builder::{self, Builder};
-use crate::programs::buildx::Buildx;
+use crate::programs::buildx::{self, Buildx};
 use crate::programs::docker;
 use crate::read::compose::{BuildSpec, Compose};
 use crate::read::docker_config::DockerConfig;
@@ -278,7 +278,13 @@ fn choose_builder(inv: &Invocation<'_>, probed: &Probed, target: &mut Target) ->
             .filter(|b| b.pushes_itself() && !classic_asked)
     };
     target.builder = probed.builder;
+    let attestations = || {
+        let version = if dry_run { None } else { probed.buildx_version };
+        buildx::attestation_flags(version, cli.provenance.as_deref(), cli.sbom)
+            .map_err(|e| anyhow::Error::new(UsageError(e)))
+    };
     if let Some(bx) = pushing {
+        target.attestations = attestations()?;
         target.builder = Builder::BuildKit { buildx: true };
         target.registry_cache = !cli.no_registry_cache;
         if target.registry_cache
@@ -315,6 +321,14 @@ fn choose_builder(inv: &Invocation<'_>, probed: &Probed, target: &mut Target) ->
             ))));
         }
         target.builder_name = Some(name.clone());
+    }
+    if target.builder == (Builder::BuildKit { buildx: true }) {
+        target.attestations = attestations()?;
+    } else if cli.provenance.is_some() || cli.sbom {
+        return Err(anyhow::Error::new(UsageError(format!(
+            "--provenance and --sbom keep BuildKit's attestations, and this run builds with {}, which makes none: build through buildx (a docker with the buildx plugin, or --builder)",
+            target.builder.name()
+        ))));
     }
     Ok(())
 }

@@ -135,6 +135,14 @@ pub struct Cli {
     )]
     pub cache_expiry_days: u32,
 
+    /// Keep BuildKit's provenance attestation, in this mode (min, max, true, …): the tag is then an image index. Without it, builds through buildx pass --provenance=false, so each tag is one image manifest as the classic builder and Convox push. Needs buildx 0.10 or later.
+    #[arg(long, value_name = "MODE", env = "PLUGIN_PROVENANCE")]
+    pub provenance: Option<String>,
+
+    /// Add BuildKit's SBOM attestation (the tag is then an image index). Needs buildx 0.10 or later.
+    #[arg(long, env = "PLUGIN_SBOM")]
+    pub sbom: bool,
+
     /// The buildx builder to build with (one that `docker buildx ls` lists); needs buildx.
     #[arg(long, value_name = "NAME", env = "PLUGIN_BUILDER")]
     pub builder: Option<String>,

@@ -605,3 +605,96 @@ fn a_base_registry_a_helper_serves_gets_no_login_and_the_dry_run_says_how_each_i
         "{stdout}"
     );
 }
+
+/// The flags each buildx version needs for one image manifest, and the
+/// attestations kept when asked.
+#[test]
+fn attestations_are_off_on_every_buildx_builder_and_kept_when_asked() {
+    let remote = "Name: NAME\nDriver: remote\n\nNodes:\nName: NAME0\nBuildkit: v0.32.2\n";
+    let engine = "Name: NAME\nDriver: docker\n\nNodes:\nName: NAME\nBuildkit: v0.13.2\n";
+    let builds = |inspect: &str, version: &str, extra: &[&str]| {
+        let fakes = Fakes::new(&["docker"]);
+        let dir = fixture("demo");
+        let mut args = vec!["--repo", "127.0.0.1:5000/demo"];
+        args.extend(extra);
+        let out = run(
+            &fakes,
+            dir.path(),
+            &args,
+            &[
+                ("FAKE_BUILDX_INSPECT", inspect),
+                ("FAKE_VERSIONS", "28.2.2|28.2.2"),
+                ("FAKE_BUILDX_VERSION", version),
+            ],
+        );
+        let (_, stderr) = text(&out);
+        let builds: Vec<String> = fakes
+            .all_call_lines()
+            .into_iter()
+            .filter(|l| l.contains(" build ") && !l.contains("-t 127.0.0.1:5000/demo-cache"))
+            .collect();
+        (out.status.code(), stderr, builds)
+    };
+    let current = "github.com/docker/buildx v0.36.1 a1b2c3d";
+    for (inspect, extra) in [(remote, vec!["--builder", "bk"]), (engine, vec![])] {
+        let (code, stderr, lines) = builds(inspect, current, &extra);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!lines.is_empty());
+        for l in &lines {
+            assert!(l.contains(" --provenance=false "), "{l}");
+            assert!(!l.contains("--sbom"), "{l}");
+        }
+        let mut asked = extra.clone();
+        asked.extend(["--provenance", "mode=max", "--sbom"]);
+        let (code, stderr, lines) = builds(inspect, current, &asked);
+        assert_eq!(code, Some(0), "{stderr}");
+        for l in &lines {
+            assert!(l.contains(" --provenance=mode=max --sbom=true "), "{l}");
+        }
+    }
+    // buildx before 0.10 makes no attestation and knows no such flag.
+    let (code, stderr, lines) = builds(
+        remote,
+        "github.com/docker/buildx v0.9.1 ed00243",
+        &["--builder", "bk"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        lines.iter().all(|l| !l.contains("--provenance")),
+        "{lines:?}"
+    );
+    let (code, stderr, _) = builds(
+        remote,
+        "github.com/docker/buildx v0.9.1 ed00243",
+        &["--builder", "bk", "--sbom"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("need buildx 0.10 or later, and this one is 0.9.1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn attestations_asked_of_the_classic_builder_are_refused_in_one_line() {
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    for flag in [vec!["--sbom"], vec!["--provenance", "max"]] {
+        let mut args = vec!["--repo", "127.0.0.1:5000/demo"];
+        args.extend(&flag);
+        let out = run(
+            &fakes,
+            dir.path(),
+            &args,
+            &[("FAKE_VERSIONS", "20.10.24|20.10.24")],
+        );
+        let stderr = text(&out).1;
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("the classic builder, which makes none"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    assert!(!fakes.call_lines().iter().any(|l| l.contains(" build ")));
+}

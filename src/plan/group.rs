@@ -173,6 +173,7 @@ impl Grouping<'_> {
                 target.builder,
                 target.builder_name.as_deref(),
             )
+            .before_last(&target.attestations)
         };
         let (build_spec, cache) = if target.registry_cache {
             let at = cache::Site {
@@ -225,7 +226,8 @@ impl Grouping<'_> {
             &bx.name,
             cache.as_ref(),
             &metadata,
-        );
+        )
+        .before_last(&self.target.attestations);
         b.tags.clear();
         b.cache = None;
         b.metadata_file = Some(metadata);

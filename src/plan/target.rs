@@ -38,6 +38,9 @@ pub struct Target {
     /// The ECR hosts among the base images, with their regions: logged in
     /// to before a build, as the push host is.
     pub base_registries: Vec<(String, String)>,
+    /// The attestation flags of a build through buildx
+    /// (`programs::buildx::attestation_flags`); none for the others.
+    pub attestations: Vec<String>,
 }
 
 impl Target {
@@ -74,6 +77,7 @@ impl Target {
             registry_cache: true,
             credentials: DockerConfig::default(),
             base_registries: Vec::new(),
+            attestations: Vec::new(),
         })
     }
 

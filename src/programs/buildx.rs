@@ -103,6 +103,44 @@ fn version(text: &str) -> Option<(u32, u32, u32)> {
     (v != (0, 0, 0)).then_some(v)
 }
 
+/// buildx's version in `docker buildx version` (`github.com/docker/buildx
+/// v0.13.1 …`, Debian's `github.com/docker/buildx 0.13.1+ds1-3 …`).
+pub fn parse_version(out: &str) -> Option<(u32, u32, u32)> {
+    out.split_whitespace().nth(1).and_then(version)
+}
+
+/// The attestation flags of a build through buildx, by its version.
+///
+/// buildx 0.10 and later add a provenance attestation by default (`min`),
+/// which makes the pushed tag an OCI image index with an `unknown/unknown`
+/// attestation manifest beside the image, where the classic builder, the
+/// engine's own store and Convox's builds push one image manifest. So the
+/// default is `--provenance=false` (the flag came with 0.10; the
+/// `BUILDX_NO_DEFAULT_ATTESTATIONS` variable only with 0.11). Before 0.10
+/// there are no attestations, and no flags to ask for them. SBOMs are never
+/// added by default. `provenance` (a mode: `min`, `max`, `true`, …) and
+/// `sbom` keep BuildKit's attestations for those who want them.
+pub fn attestation_flags(
+    version: Option<(u32, u32, u32)>,
+    provenance: Option<&str>,
+    sbom: bool,
+) -> Result<Vec<String>, String> {
+    if let Some(v) = version.filter(|v| *v < (0, 10, 0)) {
+        if provenance.is_some() || sbom {
+            return Err(format!(
+                "--provenance and --sbom need buildx 0.10 or later, and this one is {}.{}.{}",
+                v.0, v.1, v.2
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    let mut flags = vec![format!("--provenance={}", provenance.unwrap_or("false"))];
+    if sbom {
+        flags.push("--sbom=true".into());
+    }
+    Ok(flags)
+}
+
 /// The pushed image's digest in a `--metadata-file`.
 pub fn metadata_digest(json: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
@@ -134,6 +172,32 @@ mod tests {
         let unknown = parse_inspect(&REMOTE.replace("v0.11.6", "0.0.0+unknown")).expect("b");
         assert!(!unknown.ecr_cache_form(), "unknown is not 0.12");
         assert!(Buildx::assumed("x").ecr_cache_form());
+    }
+
+    #[test]
+    fn attestations_off_by_default_from_buildx_0_10_and_kept_when_asked() {
+        assert_eq!(
+            parse_version("github.com/docker/buildx v0.36.1 a1b2c3d\n"),
+            Some((0, 36, 1))
+        );
+        assert_eq!(
+            parse_version("github.com/docker/buildx 0.13.1+ds1-3 0.13.1+ds1-3\n"),
+            Some((0, 13, 1))
+        );
+        let flags = |v, p, s| attestation_flags(v, p, s);
+        assert_eq!(
+            flags(Some((0, 13, 1)), None, false).unwrap(),
+            ["--provenance=false"]
+        );
+        assert_eq!(flags(None, None, false).unwrap(), ["--provenance=false"]);
+        assert_eq!(
+            flags(Some((0, 36, 1)), Some("mode=max"), true).unwrap(),
+            ["--provenance=mode=max", "--sbom=true"]
+        );
+        assert!(flags(Some((0, 9, 1)), None, false).unwrap().is_empty());
+        assert!(flags(Some((0, 9, 1)), Some("min"), false)
+            .unwrap_err()
+            .contains("0.9.1"));
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Probed {
     pub builder: Builder,
     /// The buildx builder that builds, when buildx is there and answered.
     pub buildx: Option<Buildx>,
+    /// buildx's own version, when it said.
+    pub buildx_version: Option<(u32, u32, u32)>,
     /// The engine's version, when it answered.
     pub engine: Option<String>,
     /// `docker info`'s registry configuration, when asked and answered.
@@ -72,11 +74,13 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
     let (detected, registry_config, identities) = std::thread::scope(|s| {
         let detect = s.spawn(|| {
             if q.dry_run {
-                Ok((builder::assume(q.docker_buildkit.as_deref()), None, None))
+                Ok(Detected::assumed(builder::assume(
+                    q.docker_buildkit.as_deref(),
+                )))
             } else if q.builds_something {
                 detect_builder(opts, q)
             } else {
-                Ok((Builder::Classic, None, None))
+                Ok(Detected::assumed(Builder::Classic))
             }
         });
         let config = if q.registry_config {
@@ -90,26 +94,48 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: asking docker its builder")));
         (detected, config, identities)
     });
-    let (builder, engine, buildx) = detected?;
+    let Detected {
+        builder,
+        engine,
+        buildx,
+        buildx_version,
+    } = detected?;
     let (identities, logged_in) = identities?;
     Ok(Probed {
         account,
         builder,
         buildx,
         engine,
+        buildx_version,
         registry_config,
         identities,
         logged_in,
     })
 }
 
+/// What docker said of its builders.
+struct Detected {
+    builder: Builder,
+    engine: Option<String>,
+    buildx: Option<Buildx>,
+    buildx_version: Option<(u32, u32, u32)>,
+}
+
+impl Detected {
+    fn assumed(builder: Builder) -> Detected {
+        Detected {
+            builder,
+            engine: None,
+            buildx: None,
+            buildx_version: None,
+        }
+    }
+}
+
 /// Which builder `docker build` runs here, the engine's version, and the
 /// buildx builder a build would use: ask docker its versions, whether buildx
 /// is there, and what that builder is (all at once, a few seconds at most).
-fn detect_builder(
-    opts: RunOptions,
-    q: &Questions,
-) -> Result<(Builder, Option<String>, Option<Buildx>)> {
+fn detect_builder(opts: RunOptions, q: &Questions) -> Result<Detected> {
     let limit = Duration::from_secs(10);
     let inspect = buildx::inspect(q.buildx_builder.as_deref());
     let (versions, buildx, inspected) = std::thread::scope(|s| {
@@ -125,13 +151,22 @@ fn detect_builder(
     let (client, engine) = versions
         .map(|o| builder::parse_versions(&String::from_utf8_lossy(&o.stdout)))
         .unwrap_or((None, None));
+    let buildx_version = buildx
+        .as_ref()
+        .filter(|o| o.status.success())
+        .and_then(|o| buildx::parse_version(&String::from_utf8_lossy(&o.stdout)));
     let buildx = buildx.is_some_and(|o| o.status.success());
     let b = builder::decide(q.docker_buildkit.as_deref(), client.as_deref(), buildx)
         .map_err(|e| anyhow::anyhow!(e))?;
     let builder_of_buildx = inspected
         .filter(|o| buildx && o.status.success())
         .and_then(|o| buildx::parse_inspect(&String::from_utf8_lossy(&o.stdout)));
-    Ok((b, engine, builder_of_buildx))
+    Ok(Detected {
+        builder: b,
+        engine,
+        buildx: builder_of_buildx,
+        buildx_version,
+    })
 }
 
 /// Identify every base image, in parallel, each lookup within

@@ -103,6 +103,8 @@ case "$name $1 $2" in
     if [[ " $FAKE_EXISTING " == *" ${ref##*:} "* ]]; then echo "pulled $ref"; else echo "Error response from daemon: manifest for $ref not found: manifest unknown" >&2; exit 1; fi ;;
   "docker version"*)
     [[ -n "$FAKE_VERSIONS" ]] && echo "$FAKE_VERSIONS" ;;
+  "docker buildx version")
+    [[ -n "$FAKE_BUILDX_VERSION" ]] && echo "$FAKE_BUILDX_VERSION" ;;
   "docker buildx inspect")
     # As buildx 0.10 and later answer: FAKE_BUILDX_INSPECT is the text, with
     # NAME replaced by the builder asked about (or `current`).
