@@ -443,6 +443,30 @@ fn ecr_pipeline_creates_the_repository_logs_in_builds_pushes_and_rewrites() {
             &["demo_api", "demo_api-base", "demo_web"]
         };
         assert_eq!(stack.tags("demo-cache"), expected);
+        // The cache repository it created expires its untagged images, as
+        // moto tells it back; the main repository has no policy of ours.
+        let policy = stack.aws_ecr(&["get-lifecycle-policy", "--repository-name", "demo-cache"]);
+        let text = policy["lifecyclePolicyText"].as_str().expect("policy text");
+        let rule =
+            &serde_json::from_str::<serde_json::Value>(text).expect("policy JSON")["rules"][0];
+        assert_eq!(rule["selection"]["tagStatus"], "untagged", "{text}");
+        assert_eq!(rule["selection"]["countNumber"], 7, "{text}");
+        assert_eq!(rule["action"]["type"], "expire", "{text}");
+        let mut c = Command::new("aws");
+        c.args([
+            "ecr",
+            "get-lifecycle-policy",
+            "--repository-name",
+            "demo",
+            "--region",
+            "us-east-1",
+        ]);
+        stack.env(&mut c);
+        let main = c.output().expect("aws");
+        assert!(
+            String::from_utf8_lossy(&main.stderr).contains("LifecyclePolicyNotFoundException"),
+            "{main:?}"
+        );
     } else {
         assert!(
             stderr.contains("note: the registry cache is off"),
@@ -1890,5 +1914,99 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
         image_ids(),
         images_before,
         "nothing left in the local engine"
+    );
+}
+
+/// AWS's own credential helper, as AWS sets up its runners: configured as
+/// the store, or for the host, it serves the registry; the run logs in to
+/// nothing, pushes, rewrites, and leaves the docker config byte for byte.
+#[test]
+fn aws_credential_helper_in_the_docker_config_serves_the_push_and_the_config_is_never_written() {
+    let Some(stack) = Stack::start() else { return };
+    if !on_path("docker-credential-ecr-login") {
+        common::skip_or_fail(
+            "e2e",
+            "docker-credential-ecr-login is not on PATH (Debian's amazon-ecr-credential-helper)",
+        );
+        return;
+    }
+    let host = stack.host();
+    let config_file = stack.dir.path().join("docker-config/config.json");
+    let configs = [
+        r#"{"credsStore": "ecr-login"}"#.to_string(),
+        format!(r#"{{"credHelpers": {{"{host}": "ecr-login"}}}}"#),
+    ];
+    for (k, config) in configs.iter().enumerate() {
+        for (form, repo) in [
+            ("registry", format!("{host}/helper{k}")),
+            (
+                "ecr",
+                format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/helper{k}"),
+            ),
+        ] {
+            fs::write(&config_file, config).expect("docker config");
+            let app = fixture("demo");
+            let mut args = vec![
+                "--app", "demo", "--gitsha", "e2eh", "--repo", &repo, "--tag", GITSHA_TAG,
+            ];
+            if form == "ecr" {
+                args.extend(["--registry-host", &host]);
+            }
+            let out = stack.run(app.path(), &args);
+            let stderr = ok(&out);
+            assert!(!stderr.contains("login"), "{form}: {stderr}");
+            assert_eq!(
+                stack.tags(&format!("helper{k}")),
+                [
+                    "temp_demo_api_e2eh",
+                    "temp_demo_web_e2eh",
+                    "temp_demo_worker_e2eh"
+                ],
+                "{form} {config}: {stderr}"
+            );
+            let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+            assert!(
+                written.contains(&format!("image: {host}/helper{k}:temp_demo_web_e2eh")),
+                "{written}"
+            );
+            assert_eq!(
+                fs::read_to_string(&config_file).expect("config"),
+                *config,
+                "{form}: the docker config was written"
+            );
+            let others: Vec<_> = fs::read_dir(config_file.parent().expect("dir"))
+                .expect("dir")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(others.len(), 1, "{others:?}");
+        }
+    }
+    // Without the feature, docker's own answer to a login under this store:
+    // the reason the login must not run.
+    fs::write(&config_file, &configs[0]).expect("docker config");
+    let mut login = Command::new("docker");
+    login.args(["login", "--username", "AWS", "--password-stdin", &host]);
+    stack.env(&mut login);
+    let mut child = login
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("docker login");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"pw\n")
+            .expect("password");
+    }
+    let out = child.wait_with_output().expect("docker login");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not implemented"),
+        "{out:?}"
     );
 }
