@@ -95,6 +95,23 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The manifest the registry serves for `repo:tag` when every kind is
+/// accepted, as its JSON: an image manifest, or an index (`manifests`).
+fn served_manifest(port: u16, repo: &str, tag: &str) -> Option<serde_json::Value> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+    write!(
+        s,
+        "GET /v2/{repo}/manifests/{tag} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    serde_json::from_str(&body).ok()
+}
+
 /// Poll until the server answers, or its process has died, or 30 s pass.
 fn wait_ready(child: &mut Child, port: u16, path: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1862,6 +1879,17 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
         "{written}"
     );
     assert_eq!(stack.tags("bk").len(), 1, "{first}");
+    // One image manifest, as the classic builder and Convox push: no
+    // provenance attestation beside it.
+    let tag = written
+        .rsplit(&format!("{host}/bk:"))
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .expect("the tag")
+        .to_string();
+    let manifest = served_manifest(stack.registry_port, "bk", &tag).expect("the manifest");
+    assert!(manifest.get("manifests").is_none(), "an index: {manifest}");
+    assert!(manifest.get("layers").is_some(), "{manifest}");
     assert_eq!(
         stack.tags("bk-cache"),
         ["bk_web"],
@@ -1915,6 +1943,17 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
         images_before,
         "nothing left in the local engine"
     );
+    // Asked for, the attestation is kept: the tag is then an index.
+    fs::write(app.path().join("web/app.txt"), "v4").expect("change");
+    let (_, written) = run("b4", &["--provenance", "mode=min"], &[]);
+    let tag = written
+        .rsplit(&format!("{host}/bk:"))
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .expect("the tag")
+        .to_string();
+    let index = served_manifest(stack.registry_port, "bk", &tag).expect("the manifest");
+    assert!(index.get("manifests").is_some(), "not an index: {index}");
 }
 
 /// AWS's own credential helper, as AWS sets up its runners: configured as
