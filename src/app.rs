@@ -118,6 +118,14 @@ impl Loaded {
     fn read(inv: &Invocation<'_>) -> Result<Loaded> {
         let compose = Compose::load(&inv.resolved.compose_file, &env)?;
         let target = Target::new(&inv.resolved.options)?;
+        let needed = target.needs_account(&inv.resolved.options);
+        if let Some(a) = inv.resolved.account.as_ref().filter(|_| needed) {
+            if a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit()) {
+                return Err(anyhow::Error::new(UsageError(format!(
+                    "the AWS account `{a}` (-defaultAccount or AWS_ACCOUNT) is not 12 digits"
+                ))));
+            }
+        }
         let dockerfiles = Dockerfiles::read(compose.build_specs());
         let loaded = Loaded {
             bases: Vec::new(),
@@ -201,7 +209,7 @@ fn probe_environment(inv: &Invocation<'_>, loaded: &Loaded) -> Result<Probed> {
         } else {
             Vec::new()
         },
-        account: loaded.target.needs_account(options) && !dry_run,
+        account: loaded.target.needs_account(options) && !dry_run && inv.resolved.account.is_none(),
         buildx_builder: inv
             .cli
             .builder
@@ -241,11 +249,15 @@ fn make_plan(inv: &Invocation<'_>, loaded: &Loaded, probed: &Probed) -> Result<P
             .collect();
         digest::digest_of(spec, &env, loaded.dockerfiles.of(spec), &ids)
     };
+    let account = probed
+        .account
+        .as_deref()
+        .or(inv.resolved.account.as_deref());
     let mut plan = plan::plan_with(
         &loaded.compose,
         options,
         &target,
-        probed.account.as_deref(),
+        account,
         &digest,
         &loaded.dockerfiles,
     )?;

@@ -179,7 +179,7 @@ pub struct Cli {
     #[arg(long = "build-id", hide = true)]
     pub build_id: Option<String>,
 
-    /// Accepted for the old tool's command line, and ignored.
+    /// The AWS account of a bare ECR repository name, instead of asking STS (the old tool's -defaultAccount). [default: $AWS_ACCOUNT]
     #[arg(long = "defaultAccount", hide = true)]
     pub default_account: Option<String>,
 }
@@ -206,6 +206,17 @@ pub fn action_inputs(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(S
     }
     out.sort();
     out
+}
+
+/// The old tool's default for `--repo`: `AWS_ECS_REPO_PREFIX`, when neither
+/// `PLUGIN_REPO` nor (read as it) `INPUT_REPO` is set. Returns the value to
+/// set as `PLUGIN_REPO` (a `--repo` flag still wins over it).
+pub fn old_repo_default(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+    if set("PLUGIN_REPO") || set("INPUT_REPO") {
+        return None;
+    }
+    env("AWS_ECS_REPO_PREFIX").filter(|v| !v.trim().is_empty())
 }
 
 /// Run as a GitHub Action (`GITHUB_ACTIONS=true`) without a required
@@ -289,6 +300,9 @@ pub fn normalize_legacy_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<O
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub options: Options,
+    /// The account a bare ECR name lives in, when the old tool's
+    /// `-defaultAccount` or `AWS_ACCOUNT` gives it (STS is then not asked).
+    pub account: Option<String>,
     pub compose_file: PathBuf,
     pub dry_run: bool,
     pub warnings: Vec<String>,
@@ -375,11 +389,6 @@ impl Cli {
             warnings
                 .push("-build-id is accepted for the old tool's command line and ignored".into());
         }
-        if self.default_account.is_some() {
-            warnings.push(
-                "-defaultAccount is accepted for the old tool's command line and ignored".into(),
-            );
-        }
         let compose_dir = match self.compose_file.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -420,6 +429,12 @@ impl Cli {
                 output,
                 cache_expiry_days: self.cache_expiry_days,
             },
+            account: self
+                .default_account
+                .clone()
+                .or_else(|| non_empty("AWS_ACCOUNT"))
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty()),
             compose_file: self.compose_file.clone(),
             dry_run: self.dry_run,
             warnings,
@@ -559,7 +574,8 @@ mod tests {
         assert_eq!(cli.output_compose_file.as_deref(), Some("o.yml"));
         assert_eq!(cli.region.as_deref(), Some("eu-west-1"));
         let r = cli.resolve(&|_| None);
-        assert_eq!(r.warnings.len(), 2);
+        assert_eq!(r.warnings.len(), 1, "-build-id only");
+        assert_eq!(r.account.as_deref(), Some("1"));
     }
 
     #[test]

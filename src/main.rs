@@ -7,6 +7,10 @@ fn main() -> ExitCode {
     for (k, v) in cli::action_inputs(std::env::vars()) {
         std::env::set_var(k, v);
     }
+    // The old tool's default repository, after every setting of `repo`.
+    if let Some(v) = cli::old_repo_default(&|k| std::env::var(k).ok()) {
+        std::env::set_var("PLUGIN_REPO", v);
+    }
     let cli = match Cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {

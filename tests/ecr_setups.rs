@@ -698,3 +698,74 @@ fn attestations_asked_of_the_classic_builder_are_refused_in_one_line() {
     }
     assert!(!fakes.call_lines().iter().any(|l| l.contains(" build ")));
 }
+
+/// The old tool's environment: its Drone step with only
+/// `AWS_ECS_REPO_PREFIX`, or only `AWS_ACCOUNT` and a bare name.
+#[test]
+fn the_old_tools_environment_names_the_repository_and_the_account() {
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let mut c = fakes.command(dir.path());
+    c.args(["-app=demo", "-gitsha=abc123", "-description=main"])
+        .env("AWS_ECS_REPO_PREFIX", ECR);
+    let out = c.output().expect("run");
+    common::ok(&out);
+    assert!(fakes
+        .call_lines()
+        .iter()
+        .any(|l| l.starts_with(&format!("docker push {ECR}:"))));
+    assert!(fs::read_to_string(dir.path().join(FILE))
+        .unwrap()
+        .contains(&format!("image: {ECR}:")));
+
+    // A --repo or PLUGIN_REPO wins over it.
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--dry-run"],
+        &[
+            ("AWS_ECS_REPO_PREFIX", ECR),
+            ("PLUGIN_REPO", "127.0.0.1:5000/other"),
+        ],
+    );
+    assert!(
+        text(&out).0.contains("image: 127.0.0.1:5000/other:"),
+        "{}",
+        text(&out).1
+    );
+
+    // AWS_ACCOUNT, or -defaultAccount, names a bare name's account: no STS.
+    for (env, args) in [
+        (
+            vec![("AWS_ACCOUNT", "210987654322"), ("AWS_REGION", "eu-west-1")],
+            vec!["--repo", "demo"],
+        ),
+        (
+            vec![("AWS_REGION", "eu-west-1")],
+            vec!["--repo", "demo", "-defaultAccount", "210987654322"],
+        ),
+    ] {
+        let fakes = Fakes::new(&["docker", "aws"]);
+        let dir = fixture("demo");
+        let out = run(&fakes, dir.path(), &args, &env);
+        let stderr = common::ok(&out);
+        assert!(!stderr.contains("ignored"), "{stderr}");
+        let lines = fakes.call_lines();
+        assert!(!lines.iter().any(|l| l.contains("sts")), "{lines:#?}");
+        let host = "210987654322.dkr.ecr.eu-west-1.amazonaws.com";
+        assert!(fs::read_to_string(dir.path().join(FILE))
+            .unwrap()
+            .contains(&format!("image: {host}/demo:")));
+    }
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let out = run(
+        &fakes,
+        fixture("demo").path(),
+        &["--repo", "demo"],
+        &[("AWS_ACCOUNT", "12345"), ("AWS_REGION", "eu-west-1")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    assert!(text(&out).1.contains("is not 12 digits"));
+}
