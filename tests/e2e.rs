@@ -95,6 +95,16 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The tag the rewritten file gives `repository` (the last one named).
+fn tag_in(written: &str, repository: &str) -> String {
+    written
+        .rsplit(&format!("{repository}:"))
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .expect("the tag")
+        .to_string()
+}
+
 /// The manifest the registry serves for `repo:tag` when every kind is
 /// accepted, as its JSON: an image manifest, or an index (`manifests`).
 fn served_manifest(port: u16, repo: &str, tag: &str) -> Option<serde_json::Value> {
@@ -1881,12 +1891,7 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
     assert_eq!(stack.tags("bk").len(), 1, "{first}");
     // One image manifest, as the classic builder and Convox push: no
     // provenance attestation beside it.
-    let tag = written
-        .rsplit(&format!("{host}/bk:"))
-        .next()
-        .and_then(|t| t.split_whitespace().next())
-        .expect("the tag")
-        .to_string();
+    let tag = tag_in(&written, &format!("{host}/bk"));
     let manifest = served_manifest(stack.registry_port, "bk", &tag).expect("the manifest");
     assert!(manifest.get("manifests").is_none(), "an index: {manifest}");
     assert!(manifest.get("layers").is_some(), "{manifest}");
@@ -1946,12 +1951,7 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
     // Asked for, the attestation is kept: the tag is then an index.
     fs::write(app.path().join("web/app.txt"), "v4").expect("change");
     let (_, written) = run("b4", &["--provenance", "mode=min"], &[]);
-    let tag = written
-        .rsplit(&format!("{host}/bk:"))
-        .next()
-        .and_then(|t| t.split_whitespace().next())
-        .expect("the tag")
-        .to_string();
+    let tag = tag_in(&written, &format!("{host}/bk"));
     let index = served_manifest(stack.registry_port, "bk", &tag).expect("the manifest");
     assert!(index.get("manifests").is_some(), "not an index: {index}");
 }

@@ -194,58 +194,55 @@ pub fn put_lifecycle_policy(name: &str, region: &str, days: u32) -> Cmd {
     ])
 }
 
-/// Asks, in one call, which of these tags exist in an ECR repository (at
-/// most 100 tags, the API's limit). It needs no `docker login`, so it can
-/// run before the repository is set up: when every tag exists, nothing else
-/// is asked of AWS. Every manifest type is accepted so that ECR answers with
-/// the stored manifest's digest, not a converted one's (docker pushes one of
-/// these two).
-pub fn batch_get_images(name: &str, tags: &[&str], region: &str) -> Cmd {
-    let mut c = Cmd::new("aws").args([
-        "ecr",
-        "batch-get-image",
-        "--repository-name",
-        name,
-        "--image-ids",
-    ]);
+/// The image manifests docker pushes.
+const IMAGE_MANIFESTS: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+];
+
+/// Lists and indexes: what a multi-platform base is stored as.
+const INDEXES: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+];
+
+/// `aws ecr batch-get-image` of these tags (at most 100, the API's limit)
+/// in one repository, of another account when `account` names it,
+/// accepting these manifest types.
+fn batch_get(
+    account: Option<&str>,
+    name: &str,
+    tags: &[&str],
+    region: &str,
+    types: &[&str],
+) -> Cmd {
+    let mut c = Cmd::new("aws").args(["ecr", "batch-get-image"]);
+    if let Some(a) = account {
+        c = c.args(["--registry-id", a]);
+    }
+    c = c.args(["--repository-name", name, "--image-ids"]);
     c = c.args(tags.iter().map(|t| format!("imageTag={t}")));
-    c.args([
-        "--accepted-media-types",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "--region",
-        region,
-        "--output",
-        "json",
-    ])
+    c.arg("--accepted-media-types")
+        .args(types.iter().copied())
+        .args(["--region", region, "--output", "json"])
+}
+
+/// Asks, in one call, which of these tags exist in an ECR repository. It
+/// needs no `docker login`, so it can run before the repository is set up:
+/// when every tag exists, nothing else is asked of AWS. Every manifest type
+/// docker pushes is accepted so that ECR answers with the stored manifest's
+/// digest, not a converted one's.
+pub fn batch_get_images(name: &str, tags: &[&str], region: &str) -> Cmd {
+    batch_get(None, name, tags, region, &IMAGE_MANIFESTS)
 }
 
 /// Asks ECR's API for base images' digests: one repository of any account
-/// (`--registry-id`) in one region, every tag at once. Every manifest type
-/// is accepted, lists and indexes too, so the answer carries the stored
-/// digest, the one `docker pull` records. No docker login is needed.
+/// (`--registry-id`) in one region, every tag at once. Lists and indexes
+/// are accepted too, so the answer carries the stored digest, the one
+/// `docker pull` records. No docker login is needed.
 pub fn batch_get_base_images(account: &str, name: &str, tags: &[&str], region: &str) -> Cmd {
-    let mut c = Cmd::new("aws").args([
-        "ecr",
-        "batch-get-image",
-        "--registry-id",
-        account,
-        "--repository-name",
-        name,
-        "--image-ids",
-    ]);
-    c = c.args(tags.iter().map(|t| format!("imageTag={t}")));
-    c.args([
-        "--accepted-media-types",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.index.v1+json",
-        "--region",
-        region,
-        "--output",
-        "json",
-    ])
+    let types: Vec<&str> = IMAGE_MANIFESTS.iter().chain(&INDEXES).copied().collect();
+    batch_get(Some(account), name, tags, region, &types)
 }
 
 /// The most tags one `batch-get-image` call may ask about.
