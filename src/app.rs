@@ -334,11 +334,11 @@ fn choose_builder(inv: &Invocation<'_>, probed: &Probed, target: &mut Target) ->
         }
         target.builder_name = Some(name.clone());
     }
-    if target.builder == (Builder::BuildKit { buildx: true }) {
+    if builder::build_is_buildx(target.builder, probed.client.as_deref()) {
         target.attestations = attestations()?;
     } else if cli.provenance.is_some() || cli.sbom {
         return Err(anyhow::Error::new(UsageError(format!(
-            "--provenance and --sbom keep BuildKit's attestations, and this run builds with {}, which makes none: build through buildx (a docker with the buildx plugin, or --builder)",
+            "--provenance and --sbom keep BuildKit's attestations, and this run builds with {}, which makes none: build through buildx (docker 23 or later with the buildx plugin, or --builder)",
             target.builder.name()
         ))));
     }

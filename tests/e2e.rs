@@ -41,8 +41,15 @@ const GITSHA_TAG: &str = "temp_{app}_{service}_{gitsha}";
 /// `E2E_BUILDER=buildkit`: the program runs BuildKit builds (through a
 /// client that has it, first on its PATH, with DOCKER_BUILDKIT=1); else the
 /// docker first on PATH, which runs the classic builder here.
-fn buildkit_mode() -> bool {
+fn buildkit_client_mode() -> bool {
     std::env::var("E2E_BUILDER").is_ok_and(|v| v == "buildkit")
+}
+
+/// The builds run on BuildKit: the BuildKit client's pass, or the current
+/// engine's (`E2E_ENGINE=current`: docker 26 with buildx, whose default
+/// builder is the engine's own BuildKit).
+fn buildkit_mode() -> bool {
+    buildkit_client_mode() || common::current_engine().is_some()
 }
 
 /// Does the program keep a registry cache (REPO-cache) in this mode? Always
@@ -151,6 +158,8 @@ struct Stack {
     registry_port: u16,
     moto: Child,
     moto_port: u16,
+    /// On the current engine: its way to the registry and moto here.
+    _forwarders: Vec<common::LoopbackForwarder>,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -201,7 +210,23 @@ impl Stack {
         wait_ready(&mut registry, registry_port, "/v2/", &reg_log);
         wait_ready(&mut moto, moto_port, "/", &moto_log);
         fs::create_dir(dir.path().join("docker-config")).expect("docker config dir");
-        if buildkit_mode() {
+        let mut forwarders = Vec::new();
+        if std::env::var("E2E_ENGINE").is_ok_and(|v| v == "current") {
+            let Some(engine) = common::current_engine() else {
+                return missing("E2E_ENGINE=current, but CURRENT_ENGINE_NETNS, CURRENT_BUILDX or a unix DOCKER_HOST is not set (scripts/test starts the current engine)");
+            };
+            for port in [registry_port, moto_port] {
+                forwarders.push(
+                    common::LoopbackForwarder::start(&engine.netns, port)
+                        .expect("a forwarder into the engine's namespace"),
+                );
+            }
+            let plugins = dir.path().join("docker-config/cli-plugins");
+            fs::create_dir_all(&plugins).expect("plugins");
+            std::os::unix::fs::symlink(&engine.buildx, plugins.join("docker-buildx"))
+                .expect("buildx plugin");
+        }
+        if buildkit_client_mode() {
             // The program's docker is a client that runs BuildKit.
             let client = buildkit_client();
             if !client.is_file() {
@@ -221,6 +246,7 @@ impl Stack {
             registry_port,
             moto,
             moto_port,
+            _forwarders: forwarders,
             _turn: turn,
         })
     }
@@ -248,7 +274,7 @@ impl Stack {
             .env_remove("DRONE_COMMIT_SHA")
             .env_remove("DRONE_COMMIT_BRANCH")
             .stdin(Stdio::null());
-        if buildkit_mode() {
+        if buildkit_client_mode() {
             let path = std::env::var("PATH").unwrap_or_default();
             c.env(
                 "PATH",
@@ -462,14 +488,12 @@ fn ecr_pipeline_creates_the_repository_logs_in_builds_pushes_and_rewrites() {
     // registry cache, no such repository at all.
     if registry_cache_expected() {
         assert_eq!(stack.moto_repositories(), ["demo", "demo-cache"]);
-        // Under the classic builder api's `base` stage is kept too (its
-        // Dockerfile has two stages); BuildKit's inline cache needs none.
-        let expected: &[&str] = if buildkit_mode() {
-            &["demo_api", "demo_web"]
-        } else {
-            &["demo_api", "demo_api-base", "demo_web"]
-        };
-        assert_eq!(stack.tags("demo-cache"), expected);
+        // api's `base` stage is kept too (its Dockerfile has two stages),
+        // under either builder.
+        assert_eq!(
+            stack.tags("demo-cache"),
+            ["demo_api", "demo_api-base", "demo_web"]
+        );
         // The cache repository it created expires its untagged images, as
         // moto tells it back; the main repository has no policy of ours.
         let policy = stack.aws_ecr(&["get-lifecycle-policy", "--repository-name", "demo-cache"]);
@@ -1300,8 +1324,17 @@ fn a_fresh_runner_reuses_the_unchanged_layers_from_the_registry() {
         "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{host}/' | xargs -r docker rmi -f >/dev/null"
     ));
     assert!(wipe.output().expect("wipe").status.success());
+    prune_build_cache();
     fs::write(app.path().join("web/app.txt"), "v2").expect("change");
     let second = run("f2");
+    if buildkit_mode() {
+        assert!(
+            step_cached(&second, "RUN echo installed"),
+            "the RUN step came from the registry's image:\n{second}"
+        );
+        assert!(!step_cached(&second, "COPY app.txt"), "{second}");
+        return;
+    }
     let run_step = second
         .split("Step 3/")
         .nth(1)
@@ -1357,8 +1390,12 @@ impl Stack {
     /// endpoints, which a runner reaches the same way.
     fn container(&self, image: &str, run: &Run<'_>) -> Output {
         let mut c = Command::new("docker");
+        // The engine's socket, as the runners mount it.
+        let socket = common::current_engine()
+            .map_or_else(|| "/var/run/docker.sock".to_string(), |e| e.socket);
         c.args(["run", "--rm", "--network", "host"])
-            .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+            .arg("-v")
+            .arg(format!("{socket}:/var/run/docker.sock"))
             .arg("-v")
             .arg(format!("{}:{}", run.workspace.display(), run.at))
             .args(["-w", run.at]);
@@ -1380,8 +1417,8 @@ impl Stack {
         {
             c.arg("-e").arg(format!("{k}={v}"));
         }
-        if buildkit_mode() {
-            // The image's docker (Debian's 20.10 client) runs BuildKit so.
+        if buildkit_client_mode() {
+            // The image's docker runs BuildKit so, as the pass's client does.
             c.args(["-e", "DOCKER_BUILDKIT=1"]);
         }
         if let Some((entrypoint, _)) = &run.entrypoint {
@@ -1681,6 +1718,20 @@ fn wipe_new_images(stack: &Stack) {
         Vec::<String>::new(),
         "images left on the engine"
     );
+    prune_build_cache();
+}
+
+/// Under the engine's BuildKit a fresh runner has no build cache either
+/// (removing images leaves BuildKit's own). Only in the BuildKit passes,
+/// whose engine's cache holds nothing but the tests' builds.
+fn prune_build_cache() {
+    if buildkit_mode() {
+        let out = Command::new("docker")
+            .args(["builder", "prune", "--all", "--force"])
+            .output()
+            .expect("docker builder prune");
+        assert!(out.status.success(), "{out:?}");
+    }
 }
 
 #[test]
@@ -1724,6 +1775,19 @@ fn a_fresh_runner_takes_a_build_stages_slow_step_from_the_registry() {
     wipe_new_images(&stack);
     fs::write(app.path().join("web/app.txt"), "v2").expect("change");
     let second = run("m2");
+    if buildkit_mode() {
+        // The engine's BuildKit (the current engine's pass): the slow
+        // step's number, then `#N CACHED`; the changed file's step not.
+        assert!(
+            step_cached(&second, "RUN sleep 2"),
+            "the deps stage's RUN came from the registry:\n{second}"
+        );
+        assert!(
+            !step_cached(&second, "COPY app.txt"),
+            "the changed file was copied anew:\n{second}"
+        );
+        return;
+    }
     // The classic builder's output: the slow step, then what it did.
     let after_run = second
         .split("RUN sleep 2")
@@ -1743,6 +1807,20 @@ fn a_fresh_runner_takes_a_build_stages_slow_step_from_the_registry() {
             .contains("Using cache"),
         "the changed file was copied anew:\n{second}"
     );
+}
+
+/// In BuildKit's plain progress (each line prefixed `[service]`): did the
+/// step whose line names `what` come from a cache (`#N CACHED`)?
+fn step_cached(out: &str, what: &str) -> bool {
+    let Some(step) = out
+        .lines()
+        .find(|l| l.contains(what) && l.contains(" #"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with('#')))
+    else {
+        return false;
+    };
+    out.lines()
+        .any(|l| l.trim().ends_with(&format!("{step} CACHED")))
 }
 
 /// A current BuildKit, built by hand (it cannot be installed here):
@@ -2013,9 +2091,11 @@ fn aws_credential_helper_in_the_docker_config_serves_the_push_and_the_config_is_
                 *config,
                 "{form}: the docker config was written"
             );
+            // No other file beside it (buildx keeps its state in a folder).
             let others: Vec<_> = fs::read_dir(config_file.parent().expect("dir"))
                 .expect("dir")
                 .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                 .map(|e| e.file_name())
                 .collect();
             assert_eq!(others.len(), 1, "{others:?}");

@@ -7,15 +7,21 @@
 //!   `--cache-from` only from the images named there: the last image is
 //!   pulled first, and the build names it in `--cache-from` when the pull
 //!   succeeded (else the plain build, with the engine's own cache).
-//! - BuildKit names the last image in `--cache-from`, and writes the new
-//!   one's cache inline (`BUILDKIT_INLINE_CACHE=1`) for the next.
+//! - BuildKit in the engine names the last image in `--cache-from`, and
+//!   writes the new one's cache inline (`BUILDKIT_INLINE_CACHE=1`) for the
+//!   next; it reads a cache image's inline cache from the registry itself,
+//!   without a pull.
 //!
 //! After the push, the image is tagged and pushed to the cache repository.
-//! Under the classic builder, a multi-stage Dockerfile's earlier stages would
-//! be lost that way (the classic builder keeps no stage in the image), so
-//! each stage the target needs is kept too: `CACHE-STAGE`, pulled and named
-//! in `--cache-from` before the build, built with `--target` and pushed
-//! after it, so that a slow step in any stage comes from the registry.
+//! A multi-stage Dockerfile's earlier stages would be lost that way (the
+//! classic builder keeps no stage in the image; inline cache holds only the
+//! last stage's layers, `mode=min`), so each stage the target needs is kept
+//! too: `CACHE-STAGE`, built with `--target` after the build (from the
+//! engine's cache: the build just ran its steps) and pushed, and named in
+//! the next build's `--cache-from`, so that a slow step in any stage comes
+//! from the registry. The classic builder pulls each first and names those
+//! that pulled (naming a missing one turns its cache off); BuildKit names
+//! them all, with inline cache in each.
 //!
 //! A buildx builder that pushes itself (`programs::buildx`) writes
 //! BuildKit's own registry cache instead, of every stage (`mode=max`), in
@@ -54,9 +60,15 @@ pub fn reference(registry: &Registry, app: &str, service: &str) -> String {
     )
 }
 
-/// Each stage the target needs, as a cache image of its own (classic
-/// builder): `CACHE-STAGE`, built with `--target STAGE` and no labels.
-fn stages(at: &Site<'_>, spec: &BuildSpec, cache: &str) -> Vec<StageCache> {
+/// Each stage the target needs, as a cache image of its own:
+/// `CACHE-STAGE`, built with `--target STAGE` and no labels (`stage_cmd`);
+/// pulled first under the classic builder.
+fn stages(
+    at: &Site<'_>,
+    spec: &BuildSpec,
+    cache: &str,
+    stage_cmd: &dyn Fn(&BuildSpec, &str) -> Cmd,
+) -> Vec<StageCache> {
     let Some(dockerfile) = at.dockerfile else {
         return Vec::new();
     };
@@ -69,21 +81,19 @@ fn stages(at: &Site<'_>, spec: &BuildSpec, cache: &str) -> Vec<StageCache> {
             let mut of_stage = spec.clone();
             of_stage.target = Some(id.clone());
             StageCache {
-                build: docker::build(
-                    &of_stage,
-                    &reference,
-                    &[],
-                    Some(dockerfile),
-                    Builder::Classic,
-                    None,
-                ),
-                pull: docker::pull_quiet(&reference),
+                build: stage_cmd(&of_stage, &reference),
+                pull: (!at.buildkit).then(|| docker::pull_quiet(&reference)),
                 push: docker::push(&reference),
                 stage: id,
                 reference,
             }
         })
         .collect()
+}
+
+/// A stage's cache build under the classic builder.
+pub fn classic_stage(spec: &BuildSpec, reference: &str, dockerfile: Option<&Dockerfile>) -> Cmd {
+    docker::build(spec, reference, &[], dockerfile, Builder::Classic, None)
 }
 
 /// Is the registry ECR itself (it refuses BuildKit's older cache manifest)?
@@ -117,33 +127,48 @@ pub fn builder_cache(registry: &Registry, app: &str, service: &str, bx: &Buildx)
 }
 
 /// The spec the build runs with, and the cache's pull and push.
+/// `stage_cmd` builds one stage's cache image (`classic_stage` under the
+/// classic builder; the build's own builder under BuildKit).
 pub fn cache(
     at: &Site<'_>,
     spec: &BuildSpec,
     build_cmd: &dyn Fn(&BuildSpec) -> Cmd,
+    stage_cmd: &dyn Fn(&BuildSpec, &str) -> Cmd,
 ) -> (BuildSpec, CachePush) {
     let reference_c = reference(at.registry, at.app, at.service);
     let mut cached = spec.clone();
     cached.cache_from.push(reference_c.clone());
+    if !at.buildkit {
+        let stages = stages(at, spec, &reference_c, stage_cmd);
+        let push = CachePush {
+            tag: docker::tag(at.reference, &reference_c),
+            push: docker::push(&reference_c),
+            pull: Some(docker::pull_quiet(&reference_c)),
+            build_cached: Some(build_cmd(&cached)),
+            stages,
+            reference: reference_c,
+        };
+        return (spec.clone(), push);
+    }
+    // BuildKit: every cache image named, each with inline cache, the
+    // stages' builds as the image's.
+    let stage_refs = stages(at, spec, &reference_c, &|_, _| Cmd::new("docker"));
+    let mut build_spec = spec.clone();
+    build_spec.cache_from.push(reference_c.clone());
+    build_spec
+        .cache_from
+        .extend(stage_refs.iter().map(|s| s.reference.clone()));
+    build_spec.args.push(BuildArg {
+        name: "BUILDKIT_INLINE_CACHE".into(),
+        value: ArgValue::Literal("1".into()),
+    });
     let push = CachePush {
         tag: docker::tag(at.reference, &reference_c),
         push: docker::push(&reference_c),
-        pull: (!at.buildkit).then(|| docker::pull_quiet(&reference_c)),
-        build_cached: (!at.buildkit).then(|| build_cmd(&cached)),
-        stages: if at.buildkit {
-            Vec::new()
-        } else {
-            stages(at, spec, &reference_c)
-        },
-        reference: reference_c.clone(),
+        pull: None,
+        build_cached: None,
+        stages: stages(at, &build_spec, &reference_c, stage_cmd),
+        reference: reference_c,
     };
-    let mut build_spec = spec.clone();
-    if at.buildkit {
-        build_spec.cache_from.push(reference_c);
-        build_spec.args.push(BuildArg {
-            name: "BUILDKIT_INLINE_CACHE".into(),
-            value: ArgValue::Literal("1".into()),
-        });
-    }
     (build_spec, push)
 }

@@ -184,7 +184,22 @@ impl Grouping<'_> {
                 buildkit: target.builder.is_buildkit(),
                 dockerfile,
             };
-            let (build_spec, push) = cache::cache(&at, &spec, &build_cmd);
+            let stage_cmd = |s: &BuildSpec, r: &str| {
+                if target.builder.is_buildkit() {
+                    docker::build(
+                        s,
+                        r,
+                        &[],
+                        dockerfile,
+                        target.builder,
+                        target.builder_name.as_deref(),
+                    )
+                    .before_last(&target.attestations)
+                } else {
+                    cache::classic_stage(s, r, dockerfile)
+                }
+            };
+            let (build_spec, push) = cache::cache(&at, &spec, &build_cmd, &stage_cmd);
             (build_spec, Some(push))
         } else {
             (spec.clone(), None)

@@ -131,7 +131,9 @@ pub struct CachePush {
 pub struct StageCache {
     pub stage: String,
     pub reference: String,
-    pub pull: Cmd,
+    /// Under the classic builder: pulled before the build (BuildKit reads
+    /// it from the registry itself).
+    pub pull: Option<Cmd>,
     /// `docker build --target STAGE -t REFERENCE …`.
     pub build: Cmd,
     pub push: Cmd,

@@ -85,14 +85,19 @@ impl Plan {
                 from_root.join(", ")
             ));
         }
-        let stages = b.cache.iter().flat_map(|c| &c.stages);
-        let stage_refs: Vec<&str> = stages.clone().map(|s| s.reference.as_str()).collect();
+        // The classic builder's stage caches, pulled first.
+        let stages = b
+            .cache
+            .iter()
+            .flat_map(|c| &c.stages)
+            .filter_map(|s| Some((s, s.pull.as_ref()?)));
+        let stage_refs: Vec<&str> = stages.clone().map(|(s, _)| s.reference.as_str()).collect();
         if !stage_refs.is_empty() {
             lines.push(
                 "# each cache image, named in --cache-from below only when its pull succeeded:"
                     .into(),
             );
-            lines.extend(stages.clone().map(|s| format!("{} >/dev/null", s.pull)));
+            lines.extend(stages.clone().map(|(_, pull)| format!("{pull} >/dev/null")));
         }
         let with_stages = |c: &Cmd| {
             c.clone()
@@ -118,8 +123,13 @@ impl Plan {
         lines.extend(b.pushes.iter().map(|(_, p)| p.to_string()));
         if let Some(c) = &b.cache {
             lines.push(format!("{} && {}", c.tag, c.push));
-            // The stages' steps come from the same cache images.
-            let pulled: Vec<&str> = std::iter::once(c.reference.as_str())
+            // The stages' steps come from the same cache images (the
+            // classic builder's pulled ones; BuildKit's are in the build).
+            let pulled: Vec<&str> = c
+                .pull
+                .as_ref()
+                .map(|_| c.reference.as_str())
+                .into_iter()
                 .chain(stage_refs.iter().copied())
                 .collect();
             for st in &c.stages {

@@ -115,6 +115,15 @@ pub fn decide(
     }
 }
 
+/// Does `docker build` run as `docker buildx build` (and so take buildx's
+/// flags, `--provenance` among them)? From docker 23 on, with the plugin
+/// there and BuildKit on; an older client's `docker build` runs its own
+/// BuildKit client even with the plugin installed.
+pub fn build_is_buildx(builder: Builder, client: Option<&str>) -> bool {
+    builder == (Builder::BuildKit { buildx: true })
+        && client.and_then(major).is_some_and(|m| m >= 23)
+}
+
 /// For a dry run, which asks docker nothing: from `DOCKER_BUILDKIT` alone.
 pub fn assume(docker_buildkit: Option<&str>) -> Builder {
     match docker_buildkit.map(|v| v.trim().to_ascii_lowercase()) {
@@ -126,6 +135,22 @@ pub fn assume(docker_buildkit: Option<&str>) -> Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_docker_23_and_later_builds_through_buildx() {
+        let bx = Builder::BuildKit { buildx: true };
+        assert!(build_is_buildx(bx, Some("26.1.5+dfsg1")));
+        assert!(
+            !build_is_buildx(bx, Some("20.10.24+dfsg1")),
+            "20.10 runs its own BuildKit client"
+        );
+        assert!(!build_is_buildx(
+            Builder::BuildKit { buildx: false },
+            Some("28.2.2")
+        ));
+        assert!(!build_is_buildx(Builder::Classic, Some("28.2.2")));
+        assert!(!build_is_buildx(bx, None));
+    }
 
     #[test]
     fn dockers_own_rules() {

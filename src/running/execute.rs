@@ -262,7 +262,7 @@ fn build_command(b: &Build, opts: RunOptions) -> (Cmd, Vec<String>) {
     let stages: Vec<String> = c
         .stages
         .iter()
-        .filter(|s| pulled(&s.pull))
+        .filter(|s| s.pull.as_ref().is_some_and(pulled))
         .map(|s| s.reference.clone())
         .collect();
     let cmd = base.before_last(stages.iter().flat_map(|r| ["--cache-from", r.as_str()]));

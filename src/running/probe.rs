@@ -48,6 +48,8 @@ pub struct Probed {
     pub buildx: Option<Buildx>,
     /// buildx's own version, when it said.
     pub buildx_version: Option<(u32, u32, u32)>,
+    /// The docker client's version, when it said.
+    pub client: Option<String>,
     /// The engine's version, when it answered.
     pub engine: Option<String>,
     /// `docker info`'s registry configuration, when asked and answered.
@@ -99,6 +101,7 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
         engine,
         buildx,
         buildx_version,
+        client,
     } = detected?;
     let (identities, logged_in) = identities?;
     Ok(Probed {
@@ -107,6 +110,7 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
         buildx,
         engine,
         buildx_version,
+        client,
         registry_config,
         identities,
         logged_in,
@@ -119,6 +123,7 @@ struct Detected {
     engine: Option<String>,
     buildx: Option<Buildx>,
     buildx_version: Option<(u32, u32, u32)>,
+    client: Option<String>,
 }
 
 impl Detected {
@@ -128,6 +133,7 @@ impl Detected {
             engine: None,
             buildx: None,
             buildx_version: None,
+            client: None,
         }
     }
 }
@@ -166,6 +172,7 @@ fn detect_builder(opts: RunOptions, q: &Questions) -> Result<Detected> {
         engine,
         buildx: builder_of_buildx,
         buildx_version,
+        client,
     })
 }
 

@@ -372,3 +372,115 @@ pub fn on_path(program: &str) -> bool {
         .split(':')
         .any(|d| Path::new(d).join(program).is_file())
 }
+
+/// Serves `127.0.0.1:PORT` inside a network namespace (`netns`, a path such
+/// as `/run/netns/NAME`) by forwarding each connection to the same port on
+/// this machine's loopback: how an engine in a namespace of its own (the
+/// current-engine pass, scripts/current-engine) reaches a server the test
+/// started here. One thread enters the namespace (setns changes only the
+/// calling thread's) and listens there; a thread left in this namespace
+/// connects out. Stops when dropped.
+pub struct LoopbackForwarder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LoopbackForwarder {
+    pub fn start(netns: &str, port: u16) -> std::io::Result<LoopbackForwarder> {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{mpsc, Arc};
+        let ns = fs::File::open(netns)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
+        let (conn_tx, conn_rx) = mpsc::channel::<TcpStream>();
+        // Here, in this namespace: connect out, then copy both ways.
+        std::thread::spawn(move || {
+            for client in conn_rx {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ] {
+                    let (Ok(mut from), Ok(mut to)) = (from, to) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            // SAFETY: setns on an open namespace file; it changes only
+            // this thread's network namespace.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                let _ = ready_tx.send(Err(std::io::Error::last_os_error()));
+                return;
+            }
+            let listener = match TcpListener::bind(("127.0.0.1", port))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            while !st.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((c, _)) => {
+                        if c.set_nonblocking(false).is_ok() && conn_tx.send(c).is_err() {
+                            return;
+                        }
+                    }
+                    // Polled, so that a drop stops it: nothing in this
+                    // namespace can connect to wake it.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the forwarder did not start")))?;
+        Ok(LoopbackForwarder { stop })
+    }
+}
+
+impl Drop for LoopbackForwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The current-engine pass (`E2E_ENGINE=current`, scripts/test): docker
+/// and every build talk to Debian trixie's engine in its own namespace.
+pub fn current_engine() -> Option<CurrentEngine> {
+    if std::env::var("E2E_ENGINE").ok().as_deref() != Some("current") {
+        return None;
+    }
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Some(CurrentEngine {
+        netns: get("CURRENT_ENGINE_NETNS")?,
+        buildx: get("CURRENT_BUILDX").map(PathBuf::from)?,
+        socket: get("DOCKER_HOST")?.strip_prefix("unix://")?.to_string(),
+    })
+}
+
+/// Where the current engine is.
+pub struct CurrentEngine {
+    /// Its network namespace.
+    pub netns: String,
+    /// Its buildx plugin (docker-buildx), for a test's DOCKER_CONFIG.
+    pub buildx: PathBuf,
+    /// Its socket on this machine.
+    pub socket: String,
+}
