@@ -2129,3 +2129,191 @@ fn aws_credential_helper_in_the_docker_config_serves_the_push_and_the_config_is_
         "{out:?}"
     );
 }
+
+/// A buildx builder made for one test, removed (container, volume) on drop.
+struct BuilderGuard<'a> {
+    stack: &'a Stack,
+    name: &'static str,
+    image: &'static str,
+}
+
+impl Drop for BuilderGuard<'_> {
+    fn drop(&mut self) {
+        for args in [
+            vec!["buildx", "rm", "--force", self.name],
+            vec!["rmi", "-f", self.image],
+        ] {
+            let mut c = Command::new("docker");
+            c.args(&args);
+            self.stack.env(&mut c);
+            let _ = c.output();
+        }
+    }
+}
+
+/// buildx's `docker-container` driver (the default of
+/// docker/setup-buildx-action) on the current engine, whose privileged
+/// containers work: its BuildKit image made here, offline, from the
+/// hand-built buildkitd and buildctl (`OFFCLUSTER_BUILDKITD`, its
+/// `buildctl` beside it) and this machine's runc. `--builder` builds and
+/// pushes; a fresh runner (the builder's cache pruned) with one change takes
+/// the slow step from the registry cache; no image is left in the engine.
+#[test]
+fn the_docker_container_driver_builds_pushes_and_takes_a_fresh_runners_slow_step_from_the_registry()
+{
+    if common::current_engine().is_none() {
+        eprintln!("SKIPPED the docker-container driver: it runs in the current-engine pass (E2E_ENGINE=current), whose engine runs privileged containers");
+        return;
+    }
+    let Some((buildkitd, _)) = current_buildkit() else {
+        return;
+    };
+    let buildctl = buildkitd.with_file_name("buildctl");
+    if !buildctl.is_file() {
+        eprintln!(
+            "SKIPPED the docker-container driver: no buildctl beside {}",
+            buildkitd.display()
+        );
+        return;
+    }
+    let Some(stack) = Stack::start() else { return };
+    let host = stack.host();
+    push_base(&stack, &format!("{host}/base:1"), "base");
+    // The BuildKit image: buildkitd, buildctl (the driver dials through
+    // it), runc and the libraries it links.
+    let root = tempfile::tempdir().expect("rootfs");
+    for dir in ["usr/bin", "tmp", "var/lib/buildkit", "etc/buildkit"] {
+        fs::create_dir_all(root.path().join(dir)).expect("dir");
+    }
+    fs::copy(&buildkitd, root.path().join("usr/bin/buildkitd")).expect("buildkitd");
+    fs::copy(&buildctl, root.path().join("usr/bin/buildctl")).expect("buildctl");
+    let runc = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("runc");
+    fs::copy(runc, root.path().join("usr/bin/runc")).expect("runc");
+    let ldd = Command::new("ldd").arg(runc).output().expect("ldd");
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let to = root.path().join(lib.trim_start_matches('/'));
+        fs::create_dir_all(to.parent().expect("lib dir")).expect("lib dir");
+        fs::copy(lib, &to).expect("lib");
+    }
+    let image = "offcluster-buildkit:e2e";
+    let docker = |args: &[&str]| {
+        let mut c = Command::new("docker");
+        c.args(args);
+        stack.env(&mut c);
+        let out = c.output().expect("docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut import = Command::new("sh");
+    import.arg("-c").arg(format!(
+        "tar -C {} -c . | docker import --change 'ENTRYPOINT [\"buildkitd\"]' - {image} >/dev/null",
+        root.path().display()
+    ));
+    stack.env(&mut import);
+    assert!(import.output().expect("import").status.success());
+    let config = stack.dir.path().join("buildkitd.toml");
+    fs::write(
+        &config,
+        format!("[registry.\"{host}\"]\n  http = true\n  insecure = true\n"),
+    )
+    .expect("config");
+    let _builder = BuilderGuard {
+        stack: &stack,
+        name: "bkcontainer",
+        image,
+    };
+    docker(&[
+        "buildx",
+        "create",
+        "--name",
+        "bkcontainer",
+        "--driver",
+        "docker-container",
+        "--driver-opt",
+        &format!("image={image},network=host"),
+        "--buildkitd-config",
+        &config.display().to_string(),
+        "--bootstrap",
+    ]);
+    let images_before = image_ids();
+    let app = multi_stage_app(&host);
+    let repo = format!("{host}/dc");
+    let run = |sha: &str| {
+        fs::write(
+            app.path().join("docker-compose.yml"),
+            "services:\n  web:\n    build: ./web\n",
+        )
+        .expect("reset");
+        let out = stack.run(
+            app.path(),
+            &[
+                "--app",
+                "dc",
+                "--repo",
+                &repo,
+                "-f",
+                "docker-compose.yml",
+                "-v",
+                "--gitsha",
+                sha,
+                "--builder",
+                "bkcontainer",
+            ],
+        );
+        (
+            ok(&out),
+            fs::read_to_string(app.path().join("docker-compose.yml")).expect("file"),
+        )
+    };
+    let (first, written) = run("c1");
+    assert!(
+        first.contains("docker buildx build --builder bkcontainer"),
+        "{first}"
+    );
+    assert!(
+        written.contains(&format!("image: {host}/dc:temp_dc_web_")),
+        "{written}"
+    );
+    assert_eq!(
+        stack.tags("dc-cache"),
+        ["dc_web"],
+        "BuildKit's own cache, every stage"
+    );
+    let manifest = served_manifest(
+        stack.registry_port,
+        "dc",
+        &tag_in(&written, &format!("{host}/dc")),
+    )
+    .expect("manifest");
+    assert!(
+        manifest.get("manifests").is_none(),
+        "one image manifest: {manifest}"
+    );
+    // A fresh runner: the builder's cache pruned, one file changed.
+    docker(&[
+        "buildx",
+        "prune",
+        "--builder",
+        "bkcontainer",
+        "--all",
+        "--force",
+    ]);
+    fs::write(app.path().join("web/app.txt"), "v2").expect("change");
+    let (second, _) = run("c2");
+    assert!(
+        step_cached(&second, "RUN sleep 2"),
+        "the deps stage's RUN came from the registry cache:\n{second}"
+    );
+    assert!(!step_cached(&second, "COPY app.txt"), "{second}");
+    assert_eq!(stack.tags("dc").len(), 2);
+    assert_eq!(image_ids(), images_before, "nothing left in the engine");
+}
