@@ -16,12 +16,14 @@
 //!    stdout.
 
 use crate::cli::{Cli, Resolved};
+use crate::inputs::build_args::{self, BuildArgs};
 use crate::inputs::{bases, digest};
 use crate::plan::script::DryRun;
 use crate::plan::{self, refresh, Plan, Target, UsageError};
 use crate::programs::builder::{self, Builder};
 use crate::programs::buildx::{self, Buildx};
 use crate::programs::docker;
+use crate::read::app_env::AppEnv;
 use crate::read::compose::{BuildSpec, Compose};
 use crate::read::docker_config::DockerConfig;
 use crate::read::dockerfile::Dockerfiles;
@@ -40,11 +42,12 @@ pub fn run(cli: &Cli) -> Result<()> {
         return Ok(());
     }
     let invocation = Invocation::resolve(cli)?;
-    let loaded = Loaded::read(&invocation)?;
+    let build_args = gather_build_args(&invocation)?;
+    let loaded = Loaded::read(&invocation, &build_args)?;
     let probed = probe_environment(&invocation, &loaded)?;
     let plan = make_plan(&invocation, &loaded, &probed)?;
     if invocation.resolved.dry_run {
-        return print_dry_run(&invocation, &loaded, &plan);
+        return print_dry_run(&invocation, &loaded, &plan, &build_args);
     }
     let results = execute_plan(&invocation, &loaded, &plan)?;
     report_results(&invocation, &plan, &results)
@@ -105,6 +108,52 @@ impl<'a> Invocation<'a> {
     }
 }
 
+/// The rack: `--rack`, else `CONVOX_RACK`.
+fn rack(cli: &Cli) -> Option<String> {
+    cli.rack
+        .clone()
+        .or_else(|| env("CONVOX_RACK"))
+        .filter(|r| !r.trim().is_empty())
+}
+
+/// Stage 1b: the build arguments besides the file's (`inputs::build_args`):
+/// the `--build-arg`s (and the `build_args` setting, comma-separated, which
+/// they follow), and the app's environment from `--env-file` or, but in a
+/// dry run, `convox env`. A bad flag, a missing file or a bad line is a
+/// usage error: nothing is built, the file is untouched.
+fn gather_build_args(inv: &Invocation<'_>) -> Result<BuildArgs> {
+    let cli = inv.cli;
+    let options = &inv.resolved.options;
+    let rack = rack(cli);
+    let mut flags: Vec<String> = env("PLUGIN_BUILD_ARGS")
+        .map(|list| {
+            list.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    flags.extend(cli.build_arg.iter().cloned());
+    let managed = build_args::Managed {
+        app: &options.app,
+        gitsha: options.gitsha.as_deref(),
+        rack: rack.as_deref(),
+    };
+    let flags = build_args::parse_flags(&flags, &managed).map_err(plan::usage)?;
+    let app_env = match (&cli.env_file, cli.convox_env && !inv.resolved.dry_run) {
+        (Some(path), _) => Some((
+            AppEnv::load(path).map_err(plan::usage)?,
+            format!("--env-file {}", path.display()),
+        )),
+        (None, true) => Some((
+            crate::running::release::app_env(&options.app, rack.as_deref(), inv.opts)?,
+            "convox env".to_string(),
+        )),
+        (None, false) => None,
+    };
+    Ok(BuildArgs { app_env, flags })
+}
+
 /// Stage 2: the file, its Dockerfiles, and the target before any probe.
 pub struct Loaded {
     pub compose: Compose,
@@ -115,8 +164,8 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    fn read(inv: &Invocation<'_>) -> Result<Loaded> {
-        let compose = Compose::load(&inv.resolved.compose_file, &env)?;
+    fn read(inv: &Invocation<'_>, build_args: &BuildArgs) -> Result<Loaded> {
+        let mut compose = Compose::load(&inv.resolved.compose_file, &env)?;
         let target = Target::new(&inv.resolved.options)?;
         let needed = target.needs_account(&inv.resolved.options);
         if let Some(a) = inv.resolved.account.as_ref().filter(|_| needed) {
@@ -127,6 +176,7 @@ impl Loaded {
             }
         }
         let dockerfiles = Dockerfiles::read(compose.build_specs());
+        build_args.apply_to(&mut compose, &dockerfiles);
         let loaded = Loaded {
             bases: Vec::new(),
             compose,
@@ -351,7 +401,12 @@ fn registry_host(inv: &Invocation<'_>, target: &Target) -> String {
 }
 
 /// A dry run: the plan printed, nothing run, no file written.
-fn print_dry_run(inv: &Invocation<'_>, loaded: &Loaded, plan: &Plan) -> Result<()> {
+fn print_dry_run(
+    inv: &Invocation<'_>,
+    loaded: &Loaded,
+    plan: &Plan,
+    build_args: &BuildArgs,
+) -> Result<()> {
     let options = &inv.resolved.options;
     let text = plan.dry_run(&DryRun {
         bases: if inv.cli.no_base_digest {
@@ -364,6 +419,11 @@ fn print_dry_run(inv: &Invocation<'_>, loaded: &Loaded, plan: &Plan) -> Result<(
             .convox_build
             .then_some((options.app.as_str(), options.description.as_str())),
         assumed_builder: inv.cli.builder.as_deref(),
+        build_args: Some(build_args),
+        convox_env: inv
+            .cli
+            .convox_env
+            .then(|| crate::programs::convox::env_cmd(&options.app, rack(inv.cli).as_deref())),
     });
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;

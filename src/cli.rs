@@ -143,6 +143,26 @@ pub struct Cli {
     #[arg(long, env = "PLUGIN_SBOM")]
     pub sbom: bool,
 
+    /// The app's environment in `convox env`'s format (NAME=VALUE lines): each ARG the Dockerfile declares that it names gets its value, as Convox's build does.
+    #[arg(long = "env-file", value_name = "PATH", env = "PLUGIN_ENV_FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// Take the app's environment from `convox env --app APP` (with --rack or CONVOX_RACK), as --env-file would.
+    #[arg(
+        long = "convox-env",
+        env = "PLUGIN_CONVOX_ENV",
+        conflicts_with = "env_file"
+    )]
+    pub convox_env: bool,
+
+    /// A build argument, as Convox's build args: NAME=VALUE, or NAME for this run's environment's value; repeatable (the setting build_args: comma-separated). Passed to each Dockerfile that declares NAME; the value never in an argv.
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    pub build_arg: Vec<String>,
+
+    /// The Convox rack, for --convox-env and BUILD_RACK. [default: $CONVOX_RACK]
+    #[arg(long, value_name = "NAME", env = "PLUGIN_RACK")]
+    pub rack: Option<String>,
+
     /// The buildx builder to build with (one that `docker buildx ls` lists); needs buildx.
     #[arg(long, value_name = "NAME", env = "PLUGIN_BUILDER")]
     pub builder: Option<String>,

@@ -9,10 +9,14 @@
 //!   matcher, `<Dockerfile>.dockerignore`).
 //! - [`goregex`]: the Go regexp syntax that docker's ignore matcher compiles
 //!   patterns into, so that a pattern means here what it means there.
+//! - [`build_args`]: the build arguments Convox passes besides the file's
+//!   (the app's environment, `--build-arg`), by its rules: declared `ARG`s
+//!   only, the precedence, values kept out of every argv.
 //! - [`bases`]: which base images a build uses (from its Dockerfile), and
 //!   the rules that identify each (pinned, the registry's digest, the
 //!   engine's copy, the name), without a process: `running::probe` asks.
 pub mod bases;
+pub mod build_args;
 pub mod digest;
 pub mod dockerignore;
 pub mod goregex;

@@ -3,6 +3,7 @@
 //! ([`Plan::dry_run`]).
 
 use crate::inputs::bases;
+use crate::inputs::build_args::BuildArgs;
 use crate::plan::{Build, Plan, ACCOUNT_PLACEHOLDER};
 use crate::programs::command::Cmd;
 use crate::programs::{convox, docker, ecr};
@@ -17,6 +18,11 @@ pub struct DryRun<'a> {
     pub convox_build: Option<(&'a str, &'a str)>,
     /// `--builder NAME`, which a dry run does not ask buildx about.
     pub assumed_builder: Option<&'a str>,
+    /// The build arguments besides the file's: each build's names and where
+    /// each value comes from (never the value).
+    pub build_args: Option<&'a BuildArgs>,
+    /// `--convox-env`'s command, which a dry run does not run.
+    pub convox_env: Option<Cmd>,
 }
 
 impl Plan {
@@ -170,6 +176,26 @@ impl Plan {
         }
         if let Some(name) = extra.assumed_builder {
             text.push_str(&format!("# --builder {name}: a dry run asks buildx nothing, so it assumes a builder of its own (not the engine's `docker` driver) with BuildKit 0.12 or later: it pushes each image itself (every ref a -t) and keeps BuildKit's registry cache\n"));
+        }
+        if let Some(cmd) = &extra.convox_env {
+            text.push_str(&format!("# the app's environment, for the ARGs each Dockerfile declares, comes first from: {cmd} (not run in a dry run, so its values are not in the tags shown)\n"));
+        }
+        if let Some(args) = extra.build_args.filter(|a| !a.is_empty()) {
+            for b in &self.builds {
+                let origins = args.origins(&b.spec);
+                if origins.is_empty() {
+                    continue;
+                }
+                let names: Vec<String> = origins
+                    .iter()
+                    .map(|(name, from)| format!("{name} ({from})"))
+                    .collect();
+                text.push_str(&format!(
+                    "# the build args of {}, by name (each value goes to docker in its environment, never in an argv): {}\n",
+                    b.services.join(", "),
+                    names.join(", ")
+                ));
+            }
         }
         for line in self.script() {
             text.push_str(&line);

@@ -1,4 +1,5 @@
-//! `convox build` as a value: the release step that `--convox-build` runs
+//! `convox env`, whose output is the app's environment (`--convox-env`),
+//! and `convox build` as a value: the release step that `--convox-build` runs
 //! after the rewrite (`running::release` runs it), on the rewritten file
 //! alone, as the old pipeline's "cane" step did by hand
 //! (`mkdir scratch; mv docker-compose.convox.yml scratch/docker-compose.yml;
@@ -17,6 +18,17 @@ pub fn build_cmd(dir: &str, app: &str, description: &str) -> Cmd {
         description,
         "--id",
     ])
+}
+
+/// `convox env --app APP [--rack RACK]`: the app's environment, in the
+/// format `read::app_env` reads. Its output holds values: captured, never
+/// shown.
+pub fn env_cmd(app: &str, rack: Option<&str>) -> Cmd {
+    let c = Cmd::new("convox").args(["env", "--app", app]);
+    match rack {
+        Some(r) => c.args(["--rack", r]),
+        None => c,
+    }
 }
 
 /// The release ID `convox build --id` prints: its last non-empty line.

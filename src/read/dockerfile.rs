@@ -82,6 +82,33 @@ impl Dockerfile {
         }
     }
 
+    /// The names its `ARG`s declare that a build of `target` (else the last
+    /// stage) reads: the global ones (before the first `FROM`) and those of
+    /// the target's stage and every stage it needs.
+    pub fn declared_args(&self, target: Option<&str>) -> std::collections::BTreeSet<String> {
+        let stages = self.stages();
+        let target_index = match target {
+            Some(t) => stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.to_lowercase().as_str())),
+            None => stages.len().checked_sub(1),
+        };
+        let mut wanted: Vec<usize> = self.stages_needed(target).iter().map(|s| s.index).collect();
+        wanted.extend(target_index);
+        let mut names = std::collections::BTreeSet::new();
+        let mut stage: Option<usize> = None;
+        for (keyword, rest) in &self.instructions {
+            match keyword.as_str() {
+                "FROM" => stage = Some(stage.map_or(0, |s| s + 1)),
+                "ARG" if stage.is_none_or(|s| wanted.contains(&s)) => {
+                    names.extend(arg_declarations(rest).into_iter().map(|(n, _)| n));
+                }
+                _ => {}
+            }
+        }
+        names
+    }
+
     /// The name (`AS name`) of its last stage.
     pub fn last_stage_name(&self) -> Option<String> {
         self.instructions
@@ -445,5 +472,21 @@ mod tests {
         assert!(!labels_can_go_last("FROM scratch\n", Some("x")));
         let cont = "FROM scratch \\\n  AS one\nFROM scratch \\\n  AS two\n";
         assert!(labels_can_go_last(cont, Some("two")));
+    }
+}
+
+#[cfg(test)]
+mod declared_args_tests {
+    use super::*;
+
+    #[test]
+    fn the_args_a_build_reads_global_and_of_the_stages_it_needs() {
+        let d = Dockerfile::parse(
+            "ARG BASE=debian\nFROM $BASE AS deps\nARG NODE_ENV TOKEN=x\nFROM scratch AS unused\nARG ONLY_UNUSED\nFROM deps AS final\nARG RAILS_ENV\n",
+        );
+        let names = |t: Option<&str>| d.declared_args(t).into_iter().collect::<Vec<_>>();
+        assert_eq!(names(None), ["BASE", "NODE_ENV", "RAILS_ENV", "TOKEN"]);
+        assert_eq!(names(Some("deps")), ["BASE", "NODE_ENV", "TOKEN"]);
+        assert_eq!(names(Some("unused")), ["BASE", "ONLY_UNUSED"]);
     }
 }

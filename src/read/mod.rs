@@ -15,8 +15,11 @@
 //! - [`dockerfile`]: the Dockerfile as docker's parser reads it (directives,
 //!   instructions, `FROM` stages, `ARG` substitution, the appended `LABEL`
 //!   line); each read once per run (`Dockerfiles`).
+//! - [`app_env`]: the app's environment in `convox env`'s format
+//!   (`--env-file`, `--convox-env`), what Convox fills `ARG`s from.
 //! - [`docker_config`]: the docker client's config: which registry hosts a
 //!   credential helper serves (no `docker login` for them).
+pub mod app_env;
 pub mod compose;
 pub mod docker_config;
 pub mod dockerfile;

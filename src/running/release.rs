@@ -1,10 +1,29 @@
-//! `--convox-build`: after the rewrite, run `convox build` (the command is
-//! `programs::convox::build_cmd`) on the rewritten file alone, and return the
-//! release ID.
+//! The convox CLI's steps: `--convox-env` reads the app's environment
+//! from `convox env` before anything else; `--convox-build`, after the
+//! rewrite, runs `convox build` (the command is `programs::convox::build_cmd`)
+//! on the rewritten file alone, and returns the release ID.
 
 use crate::programs::convox;
+use crate::read::app_env::AppEnv;
 use crate::running::run::{self, log, RunOptions};
 use anyhow::{anyhow, Context, Result};
+
+/// The app's environment from `convox env`; its failure is one error with
+/// the command line and its stderr's tail. The output is never shown.
+pub fn app_env(app: &str, rack: Option<&str>, opts: RunOptions) -> Result<AppEnv> {
+    run::require_program("convox", "for --convox-env")?;
+    let cmd = convox::env_cmd(app, rack);
+    let quiet = RunOptions {
+        verbose: false,
+        ..opts
+    };
+    let stdout = run::check(
+        &cmd,
+        quiet,
+        Some("check the convox rack login (convox login), the app name and the rack"),
+    )?;
+    AppEnv::parse(&stdout, &format!("`{cmd}`")).map_err(|e| anyhow!(e))
+}
 
 /// Run `convox build` in a fresh temporary directory that holds only the
 /// rewritten file, as `docker-compose.yml`; returns the release ID it prints.

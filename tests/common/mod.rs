@@ -116,6 +116,8 @@ case "$name $1 $2" in
       prev=$a
     done
     echo "step 1: load build definition from Dockerfile"; echo "step 9: pushing layers done" ;;
+  "convox env"*)
+    printf '%s\n' "$FAKE_CONVOX_ENV" ;;
   "aws ecr get-login-password")
     printf '%s\n' "$FAKE_PASSWORD" ;;
   "docker build"*)
