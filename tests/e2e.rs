@@ -2409,3 +2409,128 @@ fn the_image_builds_on_a_remote_buildkit_builder_pushes_and_rewrites() {
         "one image manifest: {manifest}"
     );
 }
+
+/// The build arguments Convox passes, on the real engine: the build's RUN
+/// sees the app's environment's value over the file's; the same value is up
+/// to date, a changed one rebuilds; an undeclared name is not passed; and no
+/// value is in any argv (every docker command traced by a wrapper first on
+/// PATH) or in the program's output.
+#[test]
+fn the_apps_environment_reaches_the_declared_args_and_no_argv() {
+    let Some(stack) = Stack::start() else { return };
+    let host = stack.host();
+    push_base(&stack, &format!("{host}/base:1"), "base");
+    let app = tempfile::tempdir().expect("app");
+    fs::create_dir(app.path().join("web")).expect("dir");
+    fs::write(
+        app.path().join("web/Dockerfile"),
+        format!("FROM {host}/base:1\nARG NODE_ENV\nRUN echo \"$NODE_ENV\" > /node_env\n"),
+    )
+    .expect("Dockerfile");
+    let compose = "version: \"2\"\nservices:\n  web:\n    build:\n      context: ./web\n      args:\n        - NODE_ENV=development\n";
+    // The docker every command of the run finds first: it logs its argv.
+    let real = {
+        let mut c = Command::new("sh");
+        c.args(["-c", "command -v docker"]);
+        stack.env(&mut c);
+        String::from_utf8_lossy(&c.output().expect("which docker").stdout)
+            .trim()
+            .to_string()
+    };
+    let trace = app.path().join("argv.log");
+    let bin = app.path().join("trace-bin");
+    fs::create_dir(&bin).expect("bin");
+    fs::write(
+        bin.join("docker"),
+        format!(
+            "#!/bin/sh\nprintf '%s ' \"$@\" >> {}\necho >> {}\nexec {real} \"$@\"\n",
+            trace.display(),
+            trace.display()
+        ),
+    )
+    .expect("wrapper");
+    common::make_executable(&bin.join("docker"));
+    let repo = format!("{host}/args");
+    let run = |value: &str| -> (String, String, String) {
+        fs::write(app.path().join("docker-compose.yml"), compose).expect("reset");
+        fs::write(
+            app.path().join("app.env"),
+            format!("NODE_ENV={value}\nTOKEN=tok-{value}\n"),
+        )
+        .expect("env");
+        let mut c = Command::new(BIN);
+        c.current_dir(app.path());
+        stack.env(&mut c);
+        let path = std::env::var("PATH").unwrap_or_default();
+        let path = match buildkit_client_mode() {
+            true => format!(
+                "{}:{}:{path}",
+                bin.display(),
+                stack.dir.path().join("buildkit-bin").display()
+            ),
+            false => format!("{}:{path}", bin.display()),
+        };
+        let out = c
+            .env("PATH", path)
+            .args([
+                "--app",
+                "args",
+                "--repo",
+                &repo,
+                "-f",
+                "docker-compose.yml",
+                "--env-file",
+                "app.env",
+                "-v",
+            ])
+            .output()
+            .expect("run");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), ok(&out));
+        let written = fs::read_to_string(app.path().join("docker-compose.yml")).expect("file");
+        (
+            stdout + &stderr,
+            written,
+            tag_in(
+                &fs::read_to_string(app.path().join("docker-compose.yml")).expect("f"),
+                &repo,
+            ),
+        )
+    };
+    let (output, _, first) = run("production-xyz");
+    let mut cat = Command::new("docker");
+    cat.args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/busybox",
+        &format!("{repo}:{first}"),
+        "cat",
+        "/node_env",
+    ]);
+    stack.env(&mut cat);
+    let seen = cat.output().expect("docker run");
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout).trim(),
+        "production-xyz",
+        "{seen:?}"
+    );
+    let (again, _, same) = run("production-xyz");
+    assert_eq!(same, first);
+    assert!(again.contains("up to date"), "{again}");
+    let (_, _, changed) = run("staging-xyz");
+    assert_ne!(changed, first, "a new value rebuilds");
+    let argv = fs::read_to_string(&trace).expect("the trace");
+    assert!(argv.contains("--build-arg NODE_ENV "), "{argv}");
+    for value in [
+        "production-xyz",
+        "staging-xyz",
+        "tok-production-xyz",
+        "TOKEN",
+    ] {
+        assert!(!argv.contains(value), "{value} in an argv:\n{argv}");
+    }
+    assert!(
+        !output.contains("production-xyz") && !output.contains("tok-"),
+        "{output}"
+    );
+}

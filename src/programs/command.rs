@@ -110,6 +110,16 @@ impl Cmd {
         &self.args
     }
 
+    /// The values of its secret environment (not `env_shown`), for
+    /// masking them in what the child prints.
+    pub fn secret_values(&self) -> Vec<&str> {
+        self.envs
+            .iter()
+            .filter(|e| !self.shown.contains(e))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     pub fn get_envs(&self) -> &[(String, String)] {
         &self.envs
     }

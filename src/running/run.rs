@@ -272,6 +272,13 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> 
     let reader = interrupt::spawn(&cmd.to_string(), || expr.reader(), |r| r.pids())
         .map_err(|e| spawn_error(cmd, &e))?;
     let mut lines = BufReader::new(&reader);
+    // What the child prints may hold a secret value of its environment
+    // (BuildKit shows a `RUN` step with its ARGs substituted): masked.
+    let secrets: Vec<&str> = cmd
+        .secret_values()
+        .into_iter()
+        .filter(|v| v.chars().count() >= MASK_MIN)
+        .collect();
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let mut buf = Vec::new();
     loop {
@@ -283,11 +290,12 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> 
         }
         let text = String::from_utf8_lossy(&buf);
         for line in text.split(['\r', '\n']).filter(|l| !l.trim().is_empty()) {
-            crate::running::progress::output(prefix, line);
+            let line = mask(line, &secrets);
+            crate::running::progress::output(prefix, &line);
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
-            tail.push_back(line.to_string());
+            tail.push_back(line);
         }
     }
     let out = reader
@@ -307,6 +315,17 @@ pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> 
         }
         None => Err(anyhow!("`{cmd}` closed its output but did not exit")),
     }
+}
+
+/// The shortest secret value masked in a child's output (a shorter one
+/// would mask common words).
+pub const MASK_MIN: usize = 4;
+
+/// `line` with each of `secrets` replaced by `***`.
+pub fn mask(line: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .fold(line.to_string(), |l, s| l.replace(s, "***"))
 }
 
 /// Log in to ECR: the password that `aws ecr get-login-password` prints goes
@@ -374,6 +393,21 @@ pub fn require_program(program: &str, why: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_values_are_masked_in_what_a_child_prints() {
+        assert_eq!(
+            mask(
+                "#5 [2/2] RUN echo \"production-xyz\" > /node_env",
+                &["production-xyz"]
+            ),
+            "#5 [2/2] RUN echo \"***\" > /node_env"
+        );
+        let cmd = crate::programs::command::Cmd::new("docker")
+            .env("TOKEN", "t0ken")
+            .env_shown("DOCKER_BUILDKIT", "1");
+        assert_eq!(cmd.secret_values(), ["t0ken"]);
+    }
 
     #[test]
     fn default_jobs_are_the_cpus_between_4_and_8() {
