@@ -2323,7 +2323,9 @@ fn the_image_has_a_docker_client_docker_29_accepts_with_buildx_and_the_aws_cli_v
     };
     let Some(stack) = Stack::start() else { return };
     let app = tempfile::tempdir().expect("workspace");
-    let line = "docker version --format 'api={{.Client.APIVersion}} engine={{.Server.Version}}'; docker buildx version; aws --version";
+    // DefaultAPIVersion: the client's own, not the one negotiated down to
+    // an older engine.
+    let line = "docker version --format 'api={{.Client.DefaultAPIVersion}} engine={{.Server.Version}}'; docker buildx version; aws --version";
     let run = Run {
         workspace: app.path(),
         at: "/drone/src",
