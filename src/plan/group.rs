@@ -38,7 +38,7 @@ pub struct Grouping<'a> {
     pub target: &'a Target,
     pub registry: &'a Registry,
     pub labels: Vec<(String, String)>,
-    pub digest: &'a dyn Fn(&BuildSpec) -> Result<String>,
+    pub digest: &'a (dyn Fn(&BuildSpec) -> Result<String> + Sync),
     pub dockerfiles: &'a Dockerfiles,
 }
 
@@ -51,7 +51,7 @@ pub struct Grouped {
 
 impl Grouping<'_> {
     pub fn group(&self) -> Result<Grouped> {
-        let mut digests: Vec<(BuildSpec, String)> = Vec::new();
+        let digests = self.digests()?;
         let mut out = Grouped {
             builds: Vec::new(),
             services: Vec::new(),
@@ -71,14 +71,11 @@ impl Grouping<'_> {
                 }
                 Source::Build { spec, .. } => with_default_dockerfile(spec),
             };
-            let hash = match digests.iter().find(|(s, _)| *s == spec) {
-                Some((_, d)) => d.clone(),
-                None => {
-                    let d = (self.digest)(&spec).map_err(|e| self.at(svc, e))?;
-                    digests.push((spec.clone(), d.clone()));
-                    d
-                }
-            };
+            let hash = digests
+                .iter()
+                .find(|(s, _)| *s == spec)
+                .map(|(_, d)| d.clone())
+                .ok_or_else(|| anyhow!("internal error: no digest for service `{}`", svc.name))?;
             self.add(&mut out, svc, spec, &hash)?;
         }
         if let Some(bx) = self.target.buildx.as_ref().filter(|b| b.pushes_itself()) {
@@ -87,6 +84,31 @@ impl Grouping<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// The content digest of each distinct build, all at once (each
+    /// context read once, the contexts side by side); the first failure in
+    /// the file's order.
+    fn digests(&self) -> Result<Vec<(BuildSpec, String)>> {
+        use rayon::prelude::*;
+        let mut distinct: Vec<(BuildSpec, &Service)> = Vec::new();
+        for svc in &self.compose.services {
+            if let Source::Build { spec, .. } = &svc.source {
+                let spec = with_default_dockerfile(spec);
+                if !distinct.iter().any(|(s, _)| *s == spec) {
+                    distinct.push((spec, svc));
+                }
+            }
+        }
+        distinct
+            .into_par_iter()
+            .map(|(spec, svc)| {
+                let d = (self.digest)(&spec).map_err(|e| self.at(svc, e))?;
+                Ok((spec, d))
+            })
+            .collect::<Vec<Result<(BuildSpec, String)>>>()
+            .into_iter()
+            .collect()
     }
 
     /// `file:line:col: service `NAME`: …`

@@ -229,7 +229,7 @@ pub fn plan(
     opts: &Options,
     target: &Target,
     account: Option<&str>,
-    digest: &dyn Fn(&BuildSpec) -> Result<String>,
+    digest: &(dyn Fn(&BuildSpec) -> Result<String> + Sync),
 ) -> Result<Plan> {
     let dockerfiles = Dockerfiles::read(compose.build_specs());
     plan_with(compose, opts, target, account, digest, &dockerfiles)
@@ -244,7 +244,7 @@ pub fn plan_with(
     opts: &Options,
     target: &Target,
     account: Option<&str>,
-    digest: &dyn Fn(&BuildSpec) -> Result<String>,
+    digest: &(dyn Fn(&BuildSpec) -> Result<String> + Sync),
     dockerfiles: &Dockerfiles,
 ) -> Result<Plan> {
     let mut warnings = compose.warnings.clone();

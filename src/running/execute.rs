@@ -191,6 +191,12 @@ fn local_digest(reference: &str, opts: RunOptions) -> Option<String> {
         .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(String::from))
 }
 
+/// How many registry questions run at once. Each is a process that waits
+/// on the network, not on this machine, so the pool is sized for latency,
+/// not for cores (one `docker manifest inspect` takes ~0.1 s, nearly all of
+/// it waiting).
+const CHECKS_AT_ONCE: usize = 32;
+
 /// Run `f` over `0..n` on up to `workers` threads. The first error cancels
 /// the rest: no new item starts, and running children are stopped.
 fn parallel<T: Send>(
@@ -543,7 +549,9 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         .collect();
     let mut repository = None;
     if !opts.force {
-        let asked = parallel(plan.checks.len(), 8, |k| ask(&plan.checks[k], plan, opts))?;
+        let asked = parallel(plan.checks.len(), CHECKS_AT_ONCE, |k| {
+            ask(&plan.checks[k], plan, opts)
+        })?;
         for (check, asked) in plan.checks.iter().zip(asked) {
             repository = repository.or(asked.repository);
             for (&(b, r), a) in check.asks.iter().zip(asked.answers) {
