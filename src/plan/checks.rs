@@ -2,7 +2,10 @@
 //! already, so that a build whose tags all exist is skipped. ECR itself is
 //! asked through its API (`aws ecr batch-get-image`, up to 100 tags a call,
 //! before any login); any other registry, or ECR behind `--registry-host`,
-//! through `docker manifest inspect`, one reference each.
+//! through `docker manifest inspect`, one reference each. A registry docker
+//! reaches over plain HTTP is asked the same question by this program
+//! itself first (`running::registry`: no process per tag), and through
+//! `docker manifest inspect` whenever it does not answer plainly.
 
 use crate::plan::{tag_of, Build, Check, Target};
 use crate::programs::{docker, ecr};
@@ -31,6 +34,7 @@ pub fn checks(
                     cmd: ecr::batch_get_images(name, &tags, region),
                     asks: chunk.to_vec(),
                     batch: true,
+                    plain_http: false,
                 }
             })
             .collect(),
@@ -43,6 +47,7 @@ pub fn checks(
                 ),
                 asks: vec![(b, r)],
                 batch: false,
+                plain_http: docker::is_loopback(host) || target.insecure,
             })
             .collect(),
     }

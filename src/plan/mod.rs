@@ -149,6 +149,9 @@ pub struct Check {
     pub asks: Vec<(usize, usize)>,
     /// It is an ECR API call, answered in `batch-get-image` JSON.
     pub batch: bool,
+    /// The registry is reached over plain HTTP (loopback, or so configured):
+    /// the run asks it itself first, as the command would (`running::registry`).
+    pub plain_http: bool,
 }
 
 /// The label that carries a build's content digest.

@@ -81,6 +81,9 @@ fn who<'a>(plan: &'a Plan, &(b, r): &(usize, usize)) -> &'a str {
 /// service).
 fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Asked> {
     let started = Instant::now();
+    if let Some(asked) = ask_over_http(check, plan, started) {
+        return Ok(asked);
+    }
     let out = capture(&check.cmd, opts)?;
     let seconds = started.elapsed().as_secs_f64();
     let answer = |exists: bool, digest: Option<String>| Answer {
@@ -119,6 +122,25 @@ fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Asked> {
     Ok(Asked {
         answers: check.asks.iter().map(|_| answer(false, None)).collect(),
         repository: (check.batch && ecr::is_repository_not_found(&stderr)).then_some(false),
+    })
+}
+
+/// A plain-HTTP registry asked without a process (`running::registry`);
+/// None when it did not answer plainly (the command runs then).
+fn ask_over_http(check: &Check, plan: &Plan, started: Instant) -> Option<Asked> {
+    if !check.plain_http || check.batch {
+        return None;
+    }
+    let &(b, r) = check.asks.first()?;
+    let said = crate::running::registry::ask(&plan.builds[b].refs[r])?;
+    let seconds = started.elapsed().as_secs_f64();
+    Some(Asked {
+        answers: vec![Answer {
+            exists: said.exists,
+            digest: said.digest,
+            seconds,
+        }],
+        repository: None,
     })
 }
 

@@ -9,7 +9,10 @@
 //! - [`execute`]: a plan executed: ECR set-up and login, the registry
 //!   checks, the builds in parallel (`--jobs`), the pushes, the cache; then
 //!   the atomic write.
-//! - [`release`]: `--convox-build`: `convox build` on the rewritten file.
+//! - [`registry`]: a plain-HTTP registry asked whether a tag exists without
+//!   a process (the question `docker manifest inspect` asks).
+//! - [`release`]: `--convox-env`'s `convox env`; `--convox-build`: `convox
+//!   build` on the rewritten file.
 //! - [`interrupt`]: SIGINT and SIGTERM, child process groups, `--timeout`,
 //!   temporary files removed on the way out.
 //! - [`lock`]: one run at a time per output file.
@@ -23,5 +26,6 @@ pub mod lock;
 pub mod output;
 pub mod probe;
 pub mod progress;
+pub mod registry;
 pub mod release;
 pub mod run;
