@@ -311,3 +311,38 @@ fn a_builder_that_pushes_itself_gets_the_names_and_the_values_in_its_environment
     assert!(!build.contains(SECRET));
     assert!(fakes.env_log().contains(&format!("docker TOKEN={SECRET}")));
 }
+
+/// A current rack's `convox.yml` gets them too: its service's build (the
+/// app root, `manifest: Dockerfile`) takes the declared ARG from the app's
+/// environment.
+#[test]
+fn a_convox_yml_app_gets_the_args_convox_would_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nARG NODE_ENV\nCOPY . /app\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("convox.yml"),
+        "services:\n  web:\n    build: .\n    port: 3000\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join("app.env"), "NODE_ENV=production\n").unwrap();
+    let fakes = Fakes::new(&["docker"]);
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["-f", "convox.yml", "--env-file", "app.env"],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        build_line(&fakes).contains("--build-arg NODE_ENV "),
+        "{}",
+        build_line(&fakes)
+    );
+    assert!(fakes.env_log().contains("docker NODE_ENV=production"));
+    assert!(stdout.contains("image: 127.0.0.1:5000/demo:"), "{stdout}");
+}
