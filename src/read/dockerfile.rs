@@ -86,13 +86,7 @@ impl Dockerfile {
     /// stage) reads: the global ones (before the first `FROM`) and those of
     /// the target's stage and every stage it needs.
     pub fn declared_args(&self, target: Option<&str>) -> std::collections::BTreeSet<String> {
-        let stages = self.stages();
-        let target_index = match target {
-            Some(t) => stages
-                .iter()
-                .position(|s| s.name.as_deref() == Some(t.to_lowercase().as_str())),
-            None => stages.len().checked_sub(1),
-        };
+        let target_index = target_stage(&self.stages(), target);
         let mut wanted: Vec<usize> = self.stages_needed(target).iter().map(|s| s.index).collect();
         wanted.extend(target_index);
         let mut names = std::collections::BTreeSet::new();
@@ -189,13 +183,7 @@ impl Dockerfile {
     /// directly or not, in the order they appear; the target itself not.
     pub fn stages_needed(&self, target: Option<&str>) -> Vec<Stage> {
         let stages = self.stages();
-        let target = match target {
-            Some(t) => stages
-                .iter()
-                .position(|s| s.name.as_deref() == Some(t.to_lowercase().as_str())),
-            None => stages.len().checked_sub(1),
-        };
-        let Some(target) = target else {
+        let Some(target) = target_stage(&stages, target) else {
             return Vec::new();
         };
         let mut needed = vec![false; stages.len()];
@@ -207,6 +195,16 @@ impl Dockerfile {
             }
         }
         stages.into_iter().filter(|s| needed[s.index]).collect()
+    }
+}
+
+/// The index of the stage `--target` names (without case), else the last.
+fn target_stage(stages: &[Stage], target: Option<&str>) -> Option<usize> {
+    match target {
+        Some(t) => stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(t.to_lowercase().as_str())),
+        None => stages.len().checked_sub(1),
     }
 }
 
