@@ -69,7 +69,11 @@ struct Asked {
 /// The service whose reference this is (a shared build's later refs belong
 /// to later services; the first always to the built one).
 fn who<'a>(plan: &'a Plan, &(b, r): &(usize, usize)) -> &'a str {
-    let build = &plan.builds[b];
+    service_of(&plan.builds[b], r)
+}
+
+/// The service whose reference `r` of this build is.
+fn service_of(build: &Build, r: usize) -> &str {
     build
         .pushes
         .get(r)
@@ -470,7 +474,7 @@ fn pushed_by_another_run(
         return false;
     }
     let mut answers = Vec::new();
-    for i in refs.clone() {
+    for i in refs {
         match (steps.recheck)(i) {
             Some(a) if a.exists => answers.push((i, a.digest)),
             _ => return false,
@@ -479,9 +483,9 @@ fn pushed_by_another_run(
     for (i, digest) in answers {
         result.by_other_run[i] = true;
         result.digests[i] = digest;
-        let who = b.pushes.get(i).map_or(b.services[0].as_str(), |(s, _)| s);
         log(&format!(
-            "[{who}] {} was pushed by another run first (the repository is immutable, and the tag is the content digest): counted as pushed",
+            "[{}] {} was pushed by another run first (the repository is immutable, and the tag is the content digest): counted as pushed",
+            service_of(b, i),
             b.refs[i]
         ));
     }
