@@ -44,12 +44,23 @@ pub fn run(cli: &Cli) -> Result<()> {
     let invocation = Invocation::resolve(cli)?;
     let build_args = gather_build_args(&invocation)?;
     let loaded = Loaded::read(&invocation, &build_args)?;
-    let probed = probe_environment(&invocation, &loaded)?;
-    let plan = make_plan(&invocation, &loaded, &probed)?;
+    let (probed, asking) = probe_environment(&invocation, &loaded)?;
+    let digests = Digests::new(&loaded, &probed);
     if invocation.resolved.dry_run {
+        let plan = make_plan(
+            &invocation,
+            &loaded,
+            &probed,
+            Some(&asking.answer()?),
+            &digests,
+        )?;
         return print_dry_run(&invocation, &loaded, &plan, &build_args);
     }
-    let results = execute_plan(&invocation, &loaded, &plan)?;
+    if invocation.cli.convox_build {
+        run::require_program("convox", "for --convox-build")?;
+    }
+    let (plan, answers) = plan_and_ask(&invocation, &loaded, &probed, asking, &digests)?;
+    let results = execute_plan(&invocation, &loaded, &plan, &answers)?;
     report_results(&invocation, &plan, &results)
 }
 
@@ -78,6 +89,7 @@ impl<'a> Invocation<'a> {
             quiet: cli.quiet,
             force: cli.force,
             jobs: cli.jobs.unwrap_or_else(run::default_jobs),
+            registry_digests: cli.json || cli.pin_digest,
         };
         for w in &resolved.warnings {
             eprintln!("warning: {w}");
@@ -235,9 +247,10 @@ impl Loaded {
     }
 }
 
-/// Stage 3: the environment. The AWS account first (when a bare ECR name
-/// needs it), then docker's answers, all at once.
-fn probe_environment(inv: &Invocation<'_>, loaded: &Loaded) -> Result<Probed> {
+/// Stage 3: the environment. The builder's questions start on their own
+/// thread ([`probe::Asking`]); then the AWS account (when a bare ECR name
+/// needs it), the registry settings and the base images.
+fn probe_environment(inv: &Invocation<'_>, loaded: &Loaded) -> Result<(Probed, probe::Asking)> {
     let dry_run = inv.resolved.dry_run;
     let options = &inv.resolved.options;
     let look_up_bases = !dry_run && !inv.cli.no_base_digest && !loaded.bases.is_empty();
@@ -268,7 +281,49 @@ fn probe_environment(inv: &Invocation<'_>, loaded: &Loaded) -> Result<Probed> {
             .filter(|b| !b.is_empty()),
         logins: plan::login::logins(&loaded.target.base_registries, &loaded.target.credentials),
     };
-    probe::probe(&questions, inv.opts)
+    let asking = probe::ask_builder(&questions, inv.opts);
+    Ok((probe::probe(&questions, inv.opts)?, asking))
+}
+
+/// Each distinct build's content digest, computed once however many plans
+/// ask for it (`inputs::digest`, with the bases' identities as probed).
+struct Digests<'a> {
+    loaded: &'a Loaded,
+    probed: &'a Probed,
+    done: std::sync::Mutex<Vec<(BuildSpec, String)>>,
+}
+
+impl<'a> Digests<'a> {
+    fn new(loaded: &'a Loaded, probed: &'a Probed) -> Digests<'a> {
+        Digests {
+            loaded,
+            probed,
+            done: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn of(&self, spec: &BuildSpec) -> Result<String> {
+        let known = |done: &Vec<(BuildSpec, String)>| {
+            done.iter().find(|(s, _)| s == spec).map(|(_, d)| d.clone())
+        };
+        if let Some(d) = self.done.lock().ok().and_then(|done| known(&done)) {
+            return Ok(d);
+        }
+        let ids: Vec<(String, String)> = self
+            .loaded
+            .bases_of(spec)
+            .into_iter()
+            .filter_map(|image| {
+                let r = self.probed.identities.iter().find(|r| r.image == image)?;
+                Some((image, r.identity.clone()))
+            })
+            .collect();
+        let d = digest::digest_of(spec, &env, self.loaded.dockerfiles.of(spec), &ids)?;
+        if let Ok(mut done) = self.done.lock() {
+            done.push((spec.clone(), d.clone()));
+        }
+        Ok(d)
+    }
 }
 
 /// The registry host pushed to, when it is neither ECR's nor on loopback.
@@ -281,24 +336,29 @@ fn other_host(loaded: &Loaded, options: &plan::Options) -> Option<String> {
 }
 
 /// Stage 4: the target from what was probed, then the plan.
-fn make_plan(inv: &Invocation<'_>, loaded: &Loaded, probed: &Probed) -> Result<Plan> {
+///
+/// With the builder's answer (`detected`), the plan the run executes. Without
+/// it, the plan as far as the registry is concerned: the references, the
+/// checks, the rewritten file, all the same whichever builder builds; its
+/// build commands are a stand-in builder's, and are never run
+/// (`execute::ask_registry` reads none of them). Its warnings are printed;
+/// the second plan's are the same, and are not printed again.
+fn make_plan(
+    inv: &Invocation<'_>,
+    loaded: &Loaded,
+    probed: &Probed,
+    detected: Option<&probe::Detected>,
+    digests: &Digests<'_>,
+) -> Result<Plan> {
     let options = &inv.resolved.options;
     let mut target = loaded.target.clone();
     if let (Some(c), Some(host)) = (&probed.registry_config, &other_host(loaded, options)) {
         target.insecure = docker::insecure_in(c, host);
     }
-    choose_builder(inv, probed, &mut target)?;
-    let digest = |spec: &BuildSpec| {
-        let ids: Vec<(String, String)> = loaded
-            .bases_of(spec)
-            .into_iter()
-            .filter_map(|image| {
-                let r = probed.identities.iter().find(|r| r.image == image)?;
-                Some((image, r.identity.clone()))
-            })
-            .collect();
-        digest::digest_of(spec, &env, loaded.dockerfiles.of(spec), &ids)
-    };
+    match detected {
+        Some(d) => choose_builder(inv, d, &mut target)?,
+        None => target.builder = Builder::BuildKit { buildx: true },
+    }
     let account = probed
         .account
         .as_deref()
@@ -308,16 +368,48 @@ fn make_plan(inv: &Invocation<'_>, loaded: &Loaded, probed: &Probed) -> Result<P
         options,
         &target,
         account,
-        &digest,
+        &|spec: &BuildSpec| digests.of(spec),
         &loaded.dockerfiles,
     )?;
     refresh::attach(&mut plan, &probed.identities, &|s| loaded.bases_of(s));
     // A base's pull logged in to its host already.
     plan.logins.retain(|l| !probed.logged_in.contains(&l.host));
-    for w in &plan.warnings {
-        eprintln!("warning: {w}");
+    if detected.is_none() || inv.resolved.dry_run {
+        for w in &plan.warnings {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(plan)
+}
+
+/// Stages 4 and 5a: the plan, and what the registry has of it. The registry
+/// is asked while the builder's questions run, on the plan as far as the
+/// registry is concerned; then the plan is made again with the builder's
+/// answer (the digests are not computed again). The answer is waited for
+/// even when everything exists, so that a setting the builder refuses
+/// fails every run, not only the runs that build. When the checks need
+/// ECR's set-up and login first (ECR behind `--registry-host`), that set-up
+/// is the full plan's, so the builder is waited for first.
+fn plan_and_ask(
+    inv: &Invocation<'_>,
+    loaded: &Loaded,
+    probed: &Probed,
+    asking: probe::Asking,
+    digests: &Digests<'_>,
+) -> Result<(Plan, execute::Answers)> {
+    let first = make_plan(inv, loaded, probed, None, digests)?;
+    if first.login_first() {
+        let plan = make_plan(inv, loaded, probed, Some(&asking.answer()?), digests)?;
+        let answers = execute::ask_registry(&plan, inv.opts)?;
+        return Ok((plan, answers));
+    }
+    let answers = execute::ask_registry(&first, inv.opts)?;
+    let plan = make_plan(inv, loaded, probed, Some(&asking.answer()?), digests)?;
+    if plan.same_references(&first) {
+        return Ok((plan, answers));
+    }
+    let answers = execute::ask_registry(&plan, inv.opts)?;
+    Ok((plan, answers))
 }
 
 /// The builder, from what was probed, and the registry cache it can keep.
@@ -326,11 +418,14 @@ fn make_plan(inv: &Invocation<'_>, loaded: &Loaded, probed: &Probed) -> Result<P
 /// `--builder`, `BUILDX_BUILDER`, or made current by `docker buildx use`)
 /// builds, unless `DOCKER_BUILDKIT=0` asks for the classic builder; a dry run
 /// assumes one for `--builder`. Else the builder docker's own rules give.
-fn choose_builder(inv: &Invocation<'_>, probed: &Probed, target: &mut Target) -> Result<()> {
+fn choose_builder(
+    inv: &Invocation<'_>,
+    probed: &probe::Detected,
+    target: &mut Target,
+) -> Result<()> {
     let cli = inv.cli;
     let dry_run = inv.resolved.dry_run;
-    let classic_asked = env("DOCKER_BUILDKIT")
-        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false"));
+    let classic_asked = builder::classic_asked(env("DOCKER_BUILDKIT").as_deref());
     let pushing = if dry_run {
         cli.builder.as_deref().map(Buildx::assumed)
     } else {
@@ -443,14 +538,16 @@ pub struct Results {
 
 /// Execute the plan; only when everything succeeded, write the file (pinned
 /// by digest with `--pin-digest`) and run `convox build`.
-fn execute_plan(inv: &Invocation<'_>, loaded: &Loaded, plan: &Plan) -> Result<Results> {
+fn execute_plan(
+    inv: &Invocation<'_>,
+    loaded: &Loaded,
+    plan: &Plan,
+    answers: &execute::Answers,
+) -> Result<Results> {
     let cli = inv.cli;
     let options = &inv.resolved.options;
-    if cli.convox_build {
-        run::require_program("convox", "for --convox-build")?;
-    }
     let started = std::time::Instant::now();
-    let results = execute::execute(plan, inv.opts);
+    let results = execute::build(plan, answers, inv.opts);
     crate::view::ui::finish();
     let mut builds = results?;
     let text = if cli.pin_digest {

@@ -355,6 +355,23 @@ fn verify(compose: &Compose, rewritten: &str, refs: &[(String, String)]) -> Resu
 }
 
 impl Plan {
+    /// Does it ask the registry about the same references, in the same
+    /// builds, as `other` (so that `other`'s answers are its own)?
+    pub fn same_references(&self, other: &Plan) -> bool {
+        self.builds.len() == other.builds.len()
+            && self
+                .builds
+                .iter()
+                .zip(&other.builds)
+                .all(|(a, b)| a.refs == b.refs)
+            && self.checks.len() == other.checks.len()
+            && self
+                .checks
+                .iter()
+                .zip(&other.checks)
+                .all(|(a, b)| a.asks == b.asks)
+    }
+
     /// Do the checks ask the registry itself, which wants the ECR login first
     /// (`--registry-host` in front of ECR)? Else they ask ECR's API, and the
     /// set-up and login wait until a build is known to be needed.

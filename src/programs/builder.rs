@@ -124,6 +124,11 @@ pub fn build_is_buildx(builder: Builder, client: Option<&str>) -> bool {
         && client.and_then(major).is_some_and(|m| m >= 23)
 }
 
+/// Does `DOCKER_BUILDKIT` ask for the classic builder (`0` or `false`)?
+pub fn classic_asked(docker_buildkit: Option<&str>) -> bool {
+    docker_buildkit.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false"))
+}
+
 /// For a dry run, which asks docker nothing: from `DOCKER_BUILDKIT` alone.
 pub fn assume(docker_buildkit: Option<&str>) -> Builder {
     match docker_buildkit.map(|v| v.trim().to_ascii_lowercase()) {

@@ -66,6 +66,18 @@ pub fn parse_inspect(out: &str) -> Option<Buildx> {
     })
 }
 
+/// The least buildx version `docker buildx inspect`'s output shows:
+/// 0.10.0 when it has the `Last Activity:` line, which buildx 0.10 added
+/// (printed once the builder has been used); else nothing.
+pub fn version_floor(out: &str) -> Option<(u32, u32, u32)> {
+    out.lines()
+        .any(|l| {
+            l.split_once(':')
+                .is_some_and(|(k, _)| k.trim() == "Last Activity")
+        })
+        .then_some((0, 10, 0))
+}
+
 impl Buildx {
     /// What a dry run assumes of `--builder NAME`: a builder of its own (not
     /// the engine's), with a current BuildKit.

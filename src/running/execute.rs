@@ -148,6 +148,68 @@ fn ask_over_http(check: &Check, plan: &Plan, started: Instant) -> Option<Asked> 
     })
 }
 
+/// The tags of each plain-HTTP repository the checks ask about, one
+/// listing each (`running::registry`): (host, repository, its tags, or None
+/// when the listing was not answered plainly).
+fn list_repositories(plan: &Plan) -> Vec<(String, String, Option<Vec<String>>)> {
+    let mut repos: Vec<(String, String)> = Vec::new();
+    for c in plan.checks.iter().filter(|c| c.plain_http && !c.batch) {
+        for &(b, r) in &c.asks {
+            if let Some((host, repo, _)) = crate::running::registry::split(&plan.builds[b].refs[r])
+            {
+                let key = (host.to_string(), repo.to_string());
+                if !repos.contains(&key) {
+                    repos.push(key);
+                }
+            }
+        }
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = repos
+            .iter()
+            .map(|(h, r)| s.spawn(move || crate::running::registry::list_tags(h, r)))
+            .collect();
+        repos
+            .iter()
+            .zip(handles)
+            .map(|((h, r), t)| (h.clone(), r.clone(), t.join().ok().flatten()))
+            .collect()
+    })
+}
+
+/// A plain-HTTP check answered from its repository's listing; None when
+/// that listing has no answer.
+fn from_listing(
+    check: &Check,
+    plan: &Plan,
+    listed: &[(String, String, Option<Vec<String>>)],
+) -> Option<Asked> {
+    if !check.plain_http || check.batch {
+        return None;
+    }
+    let answers = check
+        .asks
+        .iter()
+        .map(|&(b, r)| {
+            let (host, repo, tag) = crate::running::registry::split(&plan.builds[b].refs[r])?;
+            let tags = listed
+                .iter()
+                .find(|(h, p, _)| h == host && p == repo)?
+                .2
+                .as_ref()?;
+            Some(Answer {
+                exists: tags.iter().any(|t| t == tag),
+                digest: None,
+                seconds: 0.0,
+            })
+        })
+        .collect::<Option<Vec<Answer>>>()?;
+    Some(Asked {
+        answers,
+        repository: None,
+    })
+}
+
 /// Each tag's answer in ECR's `batch-get-image` JSON.
 fn batch_answers(
     check: &Check,
@@ -544,9 +606,33 @@ fn report_built(b: &Build, result: &BuildResult) {
     }
 }
 
-/// Run the plan up to, not including, the write: set up and log in to ECR,
-/// ask the registry what it has, build and push the rest in parallel.
+/// What the registry said of every reference of a plan, before any build:
+/// per build, an answer per reference; and what an ECR question showed of
+/// the repository.
+pub struct Answers {
+    per_build: Vec<Vec<Answer>>,
+    repository: Option<bool>,
+}
+
+impl Answers {
+    /// Is there anything to build or push (a reference the registry lacks)?
+    pub fn work(&self) -> bool {
+        self.per_build.iter().any(|a| a.iter().any(|a| !a.exists))
+    }
+}
+
+/// Run the plan up to, not including, the write: [`ask_registry`], then
+/// [`build`].
 pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
+    let answers = ask_registry(plan, opts)?;
+    build(plan, &answers, opts)
+}
+
+/// Ask the registry what it has, every check at once (with `--force`,
+/// nothing is asked: everything is built). The plan's build commands are
+/// not read: the references and the checks are the same whichever builder
+/// builds, so this may run on a plan made before the builder answered.
+pub fn ask_registry(plan: &Plan, opts: RunOptions) -> Result<Answers> {
     // Everything that can fail before a build, checked before it: each
     // context and Dockerfile was read for the digest, and the output was
     // found writable when its lock was taken (`lock::lock`).
@@ -556,7 +642,6 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
     if plan.needs_aws() {
         run::require_program("aws", "to set up and log in to ECR")?;
     }
-
     if plan.login_first() {
         set_up_and_log_in(plan, None, opts)?;
     }
@@ -567,27 +652,44 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
         .map(|s| s.name.as_str())
         .collect();
     progress::waiting(&names);
-    // Every check at once; each answers for one or more references.
-    let mut per_build: Vec<Vec<Answer>> = plan
-        .builds
-        .iter()
-        .map(|b| vec![Answer::default(); b.refs.len()])
-        .collect();
-    let mut repository = None;
-    if !opts.force {
-        let asked = parallel(plan.checks.len(), CHECKS_AT_ONCE, |k| {
-            ask(&plan.checks[k], plan, opts)
-        })?;
-        for (check, asked) in plan.checks.iter().zip(asked) {
-            repository = repository.or(asked.repository);
-            for (&(b, r), a) in check.asks.iter().zip(asked.answers) {
-                per_build[b][r] = a;
-            }
+    let mut answers = Answers {
+        per_build: plan
+            .builds
+            .iter()
+            .map(|b| vec![Answer::default(); b.refs.len()])
+            .collect(),
+        repository: None,
+    };
+    if opts.force {
+        return Ok(answers);
+    }
+    let listed = if opts.registry_digests {
+        Vec::new()
+    } else {
+        list_repositories(plan)
+    };
+    let asked = parallel(plan.checks.len(), CHECKS_AT_ONCE, |k| {
+        let check = &plan.checks[k];
+        match from_listing(check, plan, &listed) {
+            Some(asked) => Ok(asked),
+            None => ask(check, plan, opts),
+        }
+    })?;
+    for (check, asked) in plan.checks.iter().zip(asked) {
+        answers.repository = answers.repository.or(asked.repository);
+        for (&(b, r), a) in check.asks.iter().zip(asked.answers) {
+            answers.per_build[b][r] = a;
         }
     }
-    let work = per_build.iter().any(|a| a.iter().any(|a| !a.exists));
-    if !plan.login_first() && work {
-        set_up_and_log_in(plan, repository, opts)?;
+    Ok(answers)
+}
+
+/// Build and push, in parallel, what the registry lacks (`answers`, asked
+/// of a plan with the same references), setting up and logging in to ECR
+/// first when anything is built.
+pub fn build(plan: &Plan, answers: &Answers, opts: RunOptions) -> Result<Vec<BuildResult>> {
+    if !plan.login_first() && answers.work() {
+        set_up_and_log_in(plan, answers.repository, opts)?;
     }
     // Each base the registry identified is made current once, before the
     // first build on it; builds that share it wait for that one.
@@ -605,7 +707,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
             make_current: &current_base,
             recheck: &recheck,
         };
-        run_build(&plan.builds[i], &per_build[i], &steps, opts)
+        run_build(&plan.builds[i], &answers.per_build[i], &steps, opts)
     })
 }
 

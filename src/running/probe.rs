@@ -1,8 +1,9 @@
-//! Probing the environment, before the plan: which builder `docker build`
-//! runs and the engine's version, the AWS account a bare ECR name needs, what the engine knows of plain-HTTP
-//! registries, and what identifies each base image now. Every question has a
-//! time limit, and they are asked at once. A dry run asks nothing: it assumes
-//! the builder from `DOCKER_BUILDKIT`.
+//! Probing the environment, before the plan: the AWS account a bare ECR
+//! name needs, what the engine knows of plain-HTTP registries, and what
+//! identifies each base image now; and, on a thread of its own from the
+//! start, which builder `docker build` runs ([`Asking`]: its answer is
+//! waited for after the hashing and the registry's questions). Every question has a time limit. A dry run asks
+//! nothing: it assumes the builder from `DOCKER_BUILDKIT`.
 
 use crate::inputs::bases::{self, Resolved, LOOKUP_LIMIT};
 use crate::plan::login::{Login, LoginHow};
@@ -38,20 +39,11 @@ pub struct Questions {
     pub logins: Vec<Login>,
 }
 
-/// What the environment answered.
+/// What the environment answered (the builder aside: [`Asking`]).
 #[derive(Debug, Clone)]
 pub struct Probed {
     /// The AWS account, when asked.
     pub account: Option<String>,
-    pub builder: Builder,
-    /// The buildx builder that builds, when buildx is there and answered.
-    pub buildx: Option<Buildx>,
-    /// buildx's own version, when it said.
-    pub buildx_version: Option<(u32, u32, u32)>,
-    /// The docker client's version, when it said.
-    pub client: Option<String>,
-    /// The engine's version, when it answered.
-    pub engine: Option<String>,
     /// `docker info`'s registry configuration, when asked and answered.
     pub registry_config: Option<String>,
     /// What identifies each base image asked about.
@@ -60,9 +52,9 @@ pub struct Probed {
     pub logged_in: Vec<String>,
 }
 
-/// Ask AWS the account first, then everything else at once: the builder
-/// beside the registry settings, then the base images (which may need those
-/// settings).
+/// Ask AWS the account first, then the registry settings, then the base
+/// images (which may need those settings). The builder's questions are not
+/// among them: [`ask_builder`] starts those on their own thread.
 pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
     let account = if q.account {
         run::require_program(
@@ -73,44 +65,14 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
     } else {
         None
     };
-    let (detected, registry_config, identities) = std::thread::scope(|s| {
-        let detect = s.spawn(|| {
-            if q.dry_run {
-                Ok(Detected::assumed(builder::assume(
-                    q.docker_buildkit.as_deref(),
-                )))
-            } else if q.builds_something {
-                detect_builder(opts, q)
-            } else {
-                Ok(Detected::assumed(Builder::Classic))
-            }
-        });
-        let config = if q.registry_config {
-            run::stdout_within(&docker::registry_config(), opts, Duration::from_secs(10))
-        } else {
-            None
-        };
-        let identities = resolve(&q.bases, config.as_deref(), &q.logins, opts);
-        let detected = detect
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: asking docker its builder")));
-        (detected, config, identities)
-    });
-    let Detected {
-        builder,
-        engine,
-        buildx,
-        buildx_version,
-        client,
-    } = detected?;
-    let (identities, logged_in) = identities?;
+    let registry_config = if q.registry_config {
+        run::stdout_within(&docker::registry_config(), opts, Duration::from_secs(10))
+    } else {
+        None
+    };
+    let (identities, logged_in) = resolve(&q.bases, registry_config.as_deref(), &q.logins, opts)?;
     Ok(Probed {
         account,
-        builder,
-        buildx,
-        engine,
-        buildx_version,
-        client,
         registry_config,
         identities,
         logged_in,
@@ -118,12 +80,17 @@ pub fn probe(q: &Questions, opts: RunOptions) -> Result<Probed> {
 }
 
 /// What docker said of its builders.
-struct Detected {
-    builder: Builder,
-    engine: Option<String>,
-    buildx: Option<Buildx>,
-    buildx_version: Option<(u32, u32, u32)>,
-    client: Option<String>,
+#[derive(Debug, Clone)]
+pub struct Detected {
+    pub builder: Builder,
+    /// The engine's version, when asked and answered.
+    pub engine: Option<String>,
+    /// The buildx builder that builds, when buildx is there and answered.
+    pub buildx: Option<Buildx>,
+    /// buildx's own version (or the least it can be), when known.
+    pub buildx_version: Option<(u32, u32, u32)>,
+    /// The docker client's version, when asked and answered.
+    pub client: Option<String>,
 }
 
 impl Detected {
@@ -138,39 +105,86 @@ impl Detected {
     }
 }
 
+/// The builder's questions, asked on a thread of their own from the moment
+/// the probe starts, beside the base images, the hashing and the
+/// registry's questions.
+pub struct Asking(Result<std::thread::JoinHandle<Result<Detected>>, Detected>);
+
+impl Asking {
+    /// Wait for the answer.
+    pub fn answer(self) -> Result<Detected> {
+        match self.0 {
+            Err(assumed) => Ok(assumed),
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                Err(anyhow::anyhow!("internal error: asking docker its builder"))
+            }),
+        }
+    }
+}
+
+/// Start the builder's questions (a dry run assumes its answer, and a file
+/// with nothing to build needs none).
+pub fn ask_builder(q: &Questions, opts: RunOptions) -> Asking {
+    if q.dry_run {
+        return Asking(Err(Detected::assumed(builder::assume(
+            q.docker_buildkit.as_deref(),
+        ))));
+    }
+    if !q.builds_something {
+        return Asking(Err(Detected::assumed(Builder::Classic)));
+    }
+    let docker_buildkit = q.docker_buildkit.clone();
+    let named = q.buildx_builder.clone();
+    Asking(Ok(std::thread::spawn(move || {
+        detect_builder(opts, docker_buildkit.as_deref(), named.as_deref())
+    })))
+}
+
 /// Which builder `docker build` runs here, the engine's version, and the
-/// buildx builder a build would use: ask docker its versions, whether buildx
-/// is there, and what that builder is (all at once, a few seconds at most).
-fn detect_builder(opts: RunOptions, q: &Questions) -> Result<Detected> {
+/// buildx builder a build would use. Only what the run uses is asked:
+/// `docker buildx inspect` first; `docker version` (the client's and the
+/// engine's) unless that builder pushes itself (the engine then neither
+/// builds nor decides anything); `docker buildx version` unless the inspect
+/// showed buildx there and at least 0.10 (its `Last Activity:` line, which
+/// 0.10 added; 0.10 is the version `--provenance` needs).
+fn detect_builder(
+    opts: RunOptions,
+    docker_buildkit: Option<&str>,
+    named: Option<&str>,
+) -> Result<Detected> {
     let limit = Duration::from_secs(10);
-    let inspect = buildx::inspect(q.buildx_builder.as_deref());
-    let (versions, buildx, inspected) = std::thread::scope(|s| {
-        let v = s.spawn(|| run::capture_within(&builder::versions(), opts, limit));
-        let b = s.spawn(|| run::capture_within(&builder::buildx_version(), opts, limit));
-        let i = s.spawn(|| run::capture_within(&inspect, opts, limit));
+    let inspected = run::capture_within(&buildx::inspect(named), opts, limit)
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let buildx = inspected.as_deref().and_then(buildx::parse_inspect);
+    let floor = inspected.as_deref().and_then(buildx::version_floor);
+    let pushing = buildx.as_ref().is_some_and(Buildx::pushes_itself)
+        && !builder::classic_asked(docker_buildkit);
+    let (versions, version) = std::thread::scope(|s| {
+        let v =
+            (!pushing).then(|| s.spawn(|| run::capture_within(&builder::versions(), opts, limit)));
+        let b = floor
+            .is_none()
+            .then(|| s.spawn(|| run::capture_within(&builder::buildx_version(), opts, limit)));
         (
-            v.join().ok().flatten(),
-            b.join().ok().flatten(),
-            i.join().ok().flatten(),
+            v.and_then(|h| h.join().ok().flatten()),
+            b.and_then(|h| h.join().ok().flatten()),
         )
     });
     let (client, engine) = versions
         .map(|o| builder::parse_versions(&String::from_utf8_lossy(&o.stdout)))
         .unwrap_or((None, None));
-    let buildx_version = buildx
-        .as_ref()
-        .filter(|o| o.status.success())
-        .and_then(|o| buildx::parse_version(&String::from_utf8_lossy(&o.stdout)));
-    let buildx = buildx.is_some_and(|o| o.status.success());
-    let b = builder::decide(q.docker_buildkit.as_deref(), client.as_deref(), buildx)
+    let version = version.filter(|o| o.status.success());
+    let has_buildx = inspected.is_some() || version.is_some();
+    let buildx_version = version
+        .and_then(|o| buildx::parse_version(&String::from_utf8_lossy(&o.stdout)))
+        .or(floor);
+    let b = builder::decide(docker_buildkit, client.as_deref(), has_buildx)
         .map_err(|e| anyhow::anyhow!(e))?;
-    let builder_of_buildx = inspected
-        .filter(|o| buildx && o.status.success())
-        .and_then(|o| buildx::parse_inspect(&String::from_utf8_lossy(&o.stdout)));
     Ok(Detected {
         builder: b,
         engine,
-        buildx: builder_of_buildx,
+        buildx,
         buildx_version,
         client,
     })

@@ -8,6 +8,13 @@
 //! limit, a reference without a port) is no answer, and the caller runs the
 //! command instead. A warm run of a large app then costs one request per
 //! tag, not one process per tag.
+//!
+//! When no digest is wanted (neither `--json` nor `--pin-digest`), one
+//! request answers for every tag of a repository: `GET
+//! /v2/REPOSITORY/tags/list` (the registry API's tag listing, its `Link`
+//! pages followed). A tag listed exists; one not listed does not; a 404
+//! says the repository does not exist (no tag does). Any other answer is
+//! none, and each tag is asked as above.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -32,32 +39,148 @@ pub fn split(reference: &str) -> Option<(&str, &str, &str)> {
     (!repo.is_empty() && !tag.is_empty() && !tag.contains('/')).then_some((host, repo, tag))
 }
 
-/// Ask; None when the answer is not plain.
-pub fn ask(reference: &str) -> Option<Said> {
-    let (host, repo, tag) = split(reference)?;
+/// One request over a short connection: the response's head and, for a
+/// GET, its whole body (at most `MAX_BODY`), read to the connection's end.
+fn request(host: &str, method: &str, path: &str, accept: &str) -> Option<(String, Vec<u8>)> {
     let addr = host.to_socket_addrs().ok()?.next()?;
     let mut s = TcpStream::connect_timeout(&addr, LIMIT).ok()?;
     s.set_read_timeout(Some(LIMIT)).ok()?;
     s.set_write_timeout(Some(LIMIT)).ok()?;
-    let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
     write!(
         s,
-        "HEAD /v2/{repo}/manifests/{tag} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nUser-Agent: convox-build-off-cluster\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nUser-Agent: convox-build-off-cluster\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    let end_of_head = |got: &[u8]| got.windows(4).position(|w| w == b"\r\n\r\n");
+    loop {
+        if method == "HEAD" && end_of_head(&got).is_some() {
+            break;
+        }
         let n = s.read(&mut buf).ok()?;
         if n == 0 {
             break;
         }
-        head.extend_from_slice(&buf[..n]);
-        if head.len() > 64 * 1024 {
+        got.extend_from_slice(&buf[..n]);
+        if got.len() > MAX_BODY {
             return None;
         }
     }
-    read_head(&String::from_utf8_lossy(&head))
+    let at = end_of_head(&got)?;
+    let head = String::from_utf8_lossy(&got[..at + 2]).into_owned();
+    let body = got[at + 4..].to_vec();
+    Some((head, body))
+}
+
+/// The most a response may hold (a tag list of ~200,000 tags).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Ask; None when the answer is not plain.
+pub fn ask(reference: &str) -> Option<Said> {
+    let (host, repo, tag) = split(reference)?;
+    let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
+    let (head, _) = request(host, "HEAD", &format!("/v2/{repo}/manifests/{tag}"), accept)?;
+    read_head(&head)
+}
+
+/// Every tag of `HOST:PORT/REPOSITORY` (as [`split`] gives them), all its
+/// pages; None when an answer is not plain.
+pub fn list_tags(host: &str, repo: &str) -> Option<Vec<String>> {
+    let mut tags = Vec::new();
+    let mut path = format!("/v2/{repo}/tags/list");
+    for _ in 0..1000 {
+        let (head, body) = request(host, "GET", &path, "application/json")?;
+        match read_list(&head, &body)? {
+            Listed::Missing => return Some(Vec::new()),
+            Listed::Page { tags: page, next } => {
+                tags.extend(page);
+                match next {
+                    Some(next) => path = next,
+                    None => return Some(tags),
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One page of a tag list.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// 404: no such repository.
+    Missing,
+    /// 200: its tags, and the path of the next page (`Link: <…>; rel="next"`).
+    Page {
+        tags: Vec<String>,
+        next: Option<String>,
+    },
+}
+
+/// The page in a tag list's response (the body de-chunked when sent in
+/// chunks); None when it is not a plain answer.
+pub fn read_list(head: &str, body: &[u8]) -> Option<Listed> {
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    match status {
+        404 => return Some(Listed::Missing),
+        200 => {}
+        _ => return None,
+    }
+    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let tags = match v.get("tags")? {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|t| t.as_str().map(String::from))
+            .collect::<Option<Vec<String>>>()?,
+        _ => return None,
+    };
+    let next = match header("link") {
+        None => None,
+        Some(link) => Some(next_page(&link)?),
+    };
+    Some(Listed::Page { tags, next })
+}
+
+/// The path in `<PATH>; rel="next"`; None for any other link (an absolute
+/// address is not followed).
+fn next_page(link: &str) -> Option<String> {
+    let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+    let rel_next = params
+        .split(';')
+        .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+    (rel_next && target.starts_with("/v2/")).then(|| target.to_string())
+}
+
+/// A chunked body, joined.
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let at = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&body[..at]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        body = &body[at + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
 }
 
 /// The answer in a response's status line and headers.
@@ -87,6 +210,50 @@ pub fn read_head(head: &str) -> Option<Said> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_list_is_read_whole_chunked_or_not_and_its_next_page_followed() {
+        let page = |head: &str, body: &str| read_list(head, body.as_bytes());
+        assert_eq!(
+            page(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json",
+                r#"{"name":"w8","tags":["a","b"]}"#
+            ),
+            Some(Listed::Page {
+                tags: vec!["a".into(), "b".into()],
+                next: None
+            })
+        );
+        assert_eq!(
+            page(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nLink: </v2/w8/tags/list?last=b&n=2>; rel=\"next\"",
+                "f\r\n{\"name\":\"w8\",\"t\r\n10\r\nags\":[\"a\",\"b\"]}\n\r\n0\r\n\r\n"
+            ),
+            Some(Listed::Page {
+                tags: vec!["a".into(), "b".into()],
+                next: Some("/v2/w8/tags/list?last=b&n=2".into())
+            })
+        );
+        assert_eq!(
+            page("HTTP/1.1 200 OK", r#"{"name":"w8","tags":null}"#),
+            Some(Listed::Page {
+                tags: vec![],
+                next: None
+            })
+        );
+        assert_eq!(page("HTTP/1.1 404 Not Found", ""), Some(Listed::Missing));
+        for (head, body) in [
+            ("HTTP/1.1 401 Unauthorized", ""),
+            ("HTTP/1.1 200 OK", "not json"),
+            ("HTTP/1.1 200 OK", r#"{"tags":[1]}"#),
+            (
+                "HTTP/1.1 200 OK\r\nLink: <https://elsewhere/v2/x>; rel=\"next\"",
+                r#"{"tags":[]}"#,
+            ),
+        ] {
+            assert_eq!(page(head, body), None, "{head} {body}");
+        }
+    }
 
     #[test]
     fn only_a_plain_answer_counts() {

@@ -52,6 +52,10 @@ pub struct RunOptions {
     pub force: bool,
     /// How many builds run at once.
     pub jobs: u16,
+    /// The registry's digest of each image is wanted (`--json`,
+    /// `--pin-digest`): each tag is asked on its own, as a listing gives
+    /// none.
+    pub registry_digests: bool,
 }
 
 /// How many builds run at once unless `--jobs` says: the number of CPUs, at
