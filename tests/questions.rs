@@ -28,6 +28,9 @@ fn run(
 const REMOTE: &str = "Name:          NAME\nDriver:        remote\nLast Activity: 2026-12-01 17:38:59 +0000 UTC\n\nNodes:\nName:      NAME0\nEndpoint:  tcp://10.1.2.3:1234\nStatus:    running\nBuildkit:  v0.12.5\nPlatforms: linux/amd64";
 const ENGINES: &str = "Name:   default\nDriver: docker\n\nNodes:\nName:      default\nEndpoint:  default\nStatus:    running\nBuildkit:  v0.12.5\nPlatforms: linux/amd64";
 
+/// Why, the arguments added, the environment, the questions expected.
+type Case<'a> = (&'a str, &'a [&'a str], Vec<(&'a str, &'a str)>, &'a [&'a str]);
+
 #[test]
 fn only_the_questions_a_run_uses_are_asked_of_docker() {
     let dir = fixture("demo");
@@ -41,7 +44,7 @@ fn only_the_questions_a_run_uses_are_asked_of_docker() {
         "-o",
         "-",
     ];
-    let cases: [(&str, &[&str], Vec<(&str, &str)>, &[&str]); 4] = [
+    let cases: [Case; 4] = [
         (
             "a named builder that pushes itself, buildx 0.10 or later by its inspect: nothing else",
             &["--builder", "far"],
