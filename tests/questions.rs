@@ -29,7 +29,12 @@ const REMOTE: &str = "Name:          NAME\nDriver:        remote\nLast Activity:
 const ENGINES: &str = "Name:   default\nDriver: docker\n\nNodes:\nName:      default\nEndpoint:  default\nStatus:    running\nBuildkit:  v0.12.5\nPlatforms: linux/amd64";
 
 /// Why, the arguments added, the environment, the questions expected.
-type Case<'a> = (&'a str, &'a [&'a str], Vec<(&'a str, &'a str)>, &'a [&'a str]);
+type Case<'a> = (
+    &'a str,
+    &'a [&'a str],
+    Vec<(&'a str, &'a str)>,
+    &'a [&'a str],
+);
 
 #[test]
 fn only_the_questions_a_run_uses_are_asked_of_docker() {
@@ -240,7 +245,11 @@ fn a_plain_http_repository_is_asked_once_for_all_its_tags() {
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
     let summary = stderr.rsplit("done:").next().unwrap_or_default();
-    assert_eq!(summary.matches("up to date").count(), refs.len(), "{stderr}");
+    assert_eq!(
+        summary.matches("up to date").count(),
+        refs.len(),
+        "{stderr}"
+    );
     let seen = reg.seen();
     assert_eq!(seen.len(), pages, "{seen:?}");
     assert!(

@@ -148,10 +148,13 @@ fn ask_over_http(check: &Check, plan: &Plan, started: Instant) -> Option<Asked> 
     })
 }
 
+/// One plain-HTTP repository's listing: its host, its name, its tags (None
+/// when not answered plainly), and how long the listing took.
+type Listing = (String, String, Option<Vec<String>>, f64);
+
 /// The tags of each plain-HTTP repository the checks ask about, one
-/// listing each (`running::registry`): (host, repository, its tags, or None
-/// when the listing was not answered plainly).
-fn list_repositories(plan: &Plan) -> Vec<(String, String, Option<Vec<String>>)> {
+/// listing each, all at once (`running::registry`).
+fn list_repositories(plan: &Plan) -> Vec<Listing> {
     let mut repos: Vec<(String, String)> = Vec::new();
     for c in plan.checks.iter().filter(|c| c.plain_http && !c.batch) {
         for &(b, r) in &c.asks {
@@ -167,23 +170,28 @@ fn list_repositories(plan: &Plan) -> Vec<(String, String, Option<Vec<String>>)> 
     std::thread::scope(|s| {
         let handles: Vec<_> = repos
             .iter()
-            .map(|(h, r)| s.spawn(move || crate::running::registry::list_tags(h, r)))
+            .map(|(h, r)| {
+                s.spawn(move || {
+                    let started = Instant::now();
+                    let tags = crate::running::registry::list_tags(h, r);
+                    (tags, started.elapsed().as_secs_f64())
+                })
+            })
             .collect();
         repos
             .iter()
             .zip(handles)
-            .map(|((h, r), t)| (h.clone(), r.clone(), t.join().ok().flatten()))
+            .map(|((h, r), t)| {
+                let (tags, seconds) = t.join().unwrap_or((None, 0.0));
+                (h.clone(), r.clone(), tags, seconds)
+            })
             .collect()
     })
 }
 
 /// A plain-HTTP check answered from its repository's listing; None when
 /// that listing has no answer.
-fn from_listing(
-    check: &Check,
-    plan: &Plan,
-    listed: &[(String, String, Option<Vec<String>>)],
-) -> Option<Asked> {
+fn from_listing(check: &Check, plan: &Plan, listed: &[Listing]) -> Option<Asked> {
     if !check.plain_http || check.batch {
         return None;
     }
@@ -192,15 +200,12 @@ fn from_listing(
         .iter()
         .map(|&(b, r)| {
             let (host, repo, tag) = crate::running::registry::split(&plan.builds[b].refs[r])?;
-            let tags = listed
-                .iter()
-                .find(|(h, p, _)| h == host && p == repo)?
-                .2
-                .as_ref()?;
+            let (_, _, tags, seconds) =
+                listed.iter().find(|(h, p, _, _)| h == host && p == repo)?;
             Some(Answer {
-                exists: tags.iter().any(|t| t == tag),
+                exists: tags.as_ref()?.iter().any(|t| t == tag),
                 digest: None,
-                seconds: 0.0,
+                seconds: *seconds,
             })
         })
         .collect::<Option<Vec<Answer>>>()?;

@@ -108,14 +108,18 @@ impl Detected {
 /// The builder's questions, asked on a thread of their own from the moment
 /// the probe starts, beside the base images, the hashing and the
 /// registry's questions.
-pub struct Asking(Result<std::thread::JoinHandle<Result<Detected>>, Detected>);
+pub enum Asking {
+    /// Nothing to ask: a dry run's assumption, or no build at all.
+    Assumed(Detected),
+    Asked(std::thread::JoinHandle<Result<Detected>>),
+}
 
 impl Asking {
     /// Wait for the answer.
     pub fn answer(self) -> Result<Detected> {
-        match self.0 {
-            Err(assumed) => Ok(assumed),
-            Ok(handle) => handle.join().unwrap_or_else(|_| {
+        match self {
+            Asking::Assumed(assumed) => Ok(assumed),
+            Asking::Asked(handle) => handle.join().unwrap_or_else(|_| {
                 Err(anyhow::anyhow!("internal error: asking docker its builder"))
             }),
         }
@@ -126,18 +130,18 @@ impl Asking {
 /// with nothing to build needs none).
 pub fn ask_builder(q: &Questions, opts: RunOptions) -> Asking {
     if q.dry_run {
-        return Asking(Err(Detected::assumed(builder::assume(
+        return Asking::Assumed(Detected::assumed(builder::assume(
             q.docker_buildkit.as_deref(),
-        ))));
+        )));
     }
     if !q.builds_something {
-        return Asking(Err(Detected::assumed(Builder::Classic)));
+        return Asking::Assumed(Detected::assumed(Builder::Classic));
     }
     let docker_buildkit = q.docker_buildkit.clone();
     let named = q.buildx_builder.clone();
-    Asking(Ok(std::thread::spawn(move || {
+    Asking::Asked(std::thread::spawn(move || {
         detect_builder(opts, docker_buildkit.as_deref(), named.as_deref())
-    })))
+    }))
 }
 
 /// Which builder `docker build` runs here, the engine's version, and the
