@@ -49,7 +49,7 @@ fn only_the_questions_a_run_uses_are_asked_of_docker() {
         "-o",
         "-",
     ];
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             "a named builder that pushes itself, buildx 0.10 or later by its inspect: nothing else",
             &["--builder", "far"],
@@ -75,6 +75,12 @@ fn only_the_questions_a_run_uses_are_asked_of_docker() {
                 ("DOCKER_BUILDKIT", "0"),
             ],
             &["docker buildx inspect far", "docker version"],
+        ),
+        (
+            "no builder named: the engine's version beside the inspect, though the current builder pushes itself",
+            &[],
+            vec![("FAKE_BUILDX_INSPECT", REMOTE), ("FAKE_VERSIONS", "28.2.2|28.2.2")],
+            &["docker buildx inspect", "docker version"],
         ),
         (
             "no buildx at all: its version tells",

@@ -145,33 +145,43 @@ pub fn ask_builder(q: &Questions, opts: RunOptions) -> Asking {
 }
 
 /// Which builder `docker build` runs here, the engine's version, and the
-/// buildx builder a build would use. Only what the run uses is asked:
-/// `docker buildx inspect` first; `docker version` (the client's and the
-/// engine's) unless that builder pushes itself (the engine then neither
-/// builds nor decides anything); `docker buildx version` unless the inspect
-/// showed buildx there and at least 0.10 (its `Last Activity:` line, which
-/// 0.10 added; 0.10 is the version `--provenance` needs).
+/// buildx builder a build would use. Only what the run uses is asked, and
+/// what it most likely uses at once:
+/// - `docker buildx inspect`, first;
+/// - `docker version` (the client's and the engine's) beside it when no
+///   builder is named (the engine's builder is then the likely one), else
+///   after it, and only when that builder does not push itself (the engine
+///   then neither builds nor decides anything);
+/// - `docker buildx version` after it, unless it showed buildx there and at
+///   least 0.10 (its `Last Activity:` line, which 0.10 added; 0.10 is the
+///   version `--provenance` needs).
 fn detect_builder(
     opts: RunOptions,
     docker_buildkit: Option<&str>,
     named: Option<&str>,
 ) -> Result<Detected> {
     let limit = Duration::from_secs(10);
-    let inspected = run::capture_within(&buildx::inspect(named), opts, limit)
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let versions = || run::capture_within(&builder::versions(), opts, limit);
+    let (inspected, early) = std::thread::scope(|s| {
+        let early = named.is_none().then(|| s.spawn(versions));
+        let inspected = run::capture_within(&buildx::inspect(named), opts, limit)
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        (inspected, early.map(|h| h.join().ok().flatten()))
+    });
     let buildx = inspected.as_deref().and_then(buildx::parse_inspect);
     let floor = inspected.as_deref().and_then(buildx::version_floor);
     let pushing = buildx.as_ref().is_some_and(Buildx::pushes_itself)
         && !builder::classic_asked(docker_buildkit);
     let (versions, version) = std::thread::scope(|s| {
-        let v =
-            (!pushing).then(|| s.spawn(|| run::capture_within(&builder::versions(), opts, limit)));
+        let v = (early.is_none() && !pushing).then(|| s.spawn(versions));
         let b = floor
             .is_none()
             .then(|| s.spawn(|| run::capture_within(&builder::buildx_version(), opts, limit)));
         (
-            v.and_then(|h| h.join().ok().flatten()),
+            early
+                .flatten()
+                .or_else(|| v.and_then(|h| h.join().ok().flatten())),
             b.and_then(|h| h.join().ok().flatten()),
         )
     });
