@@ -15,12 +15,7 @@ fn run(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut c = fakes.command(dir);
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run binary")
+    fakes.run(dir, args, env)
 }
 
 /// `run`, which must succeed: its (stdout, stderr).

@@ -11,20 +11,6 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-fn run(
-    fakes: &Fakes,
-    dir: &std::path::Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> std::process::Output {
-    let mut c = fakes.command(dir);
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run binary")
-}
-
 const REMOTE: &str = "Name:          NAME\nDriver:        remote\nLast Activity: 2026-12-01 17:38:59 +0000 UTC\n\nNodes:\nName:      NAME0\nEndpoint:  tcp://10.1.2.3:1234\nStatus:    running\nBuildkit:  v0.12.5\nPlatforms: linux/amd64";
 const ENGINES: &str = "Name:   default\nDriver: docker\n\nNodes:\nName:      default\nEndpoint:  default\nStatus:    running\nBuildkit:  v0.12.5\nPlatforms: linux/amd64";
 
@@ -93,7 +79,7 @@ fn only_the_questions_a_run_uses_are_asked_of_docker() {
         let fakes = Fakes::new(&["docker"]);
         let mut args = base.to_vec();
         args.extend(extra);
-        let out = run(&fakes, dir.path(), &args, &env);
+        let out = fakes.run(dir.path(), &args, &env);
         assert!(out.status.success(), "{why}: {}", text(&out).1);
         let mut probes: Vec<String> = fakes
             .probes()
@@ -205,7 +191,7 @@ fn references(dir: &std::path::Path, args: &[&str]) -> Vec<String> {
     let fakes = Fakes::new(&["docker"]);
     let mut dry = args.to_vec();
     dry.push("--dry-run");
-    let out = run(&fakes, dir, &dry, &[]);
+    let out = fakes.run(dir, &dry, &[]);
     text(&out)
         .0
         .lines()
@@ -234,22 +220,34 @@ fn a_plain_http_repository_is_asked_once_for_all_its_tags() {
     listed.extend(tags.iter().cloned());
     listed.push("newer".into());
 
-    let at = |reg: &Registry| {
+    // A run against this registry, with these arguments added (and -o
+    // replaced when given): the fake docker's calls and the output.
+    let against = |reg: &Registry, extra: &[&str]| {
         let repo = format!("127.0.0.1:{}/demo", reg.port);
-        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        a[5] = repo;
-        a
+        let mut a: Vec<&str> = args.to_vec();
+        a[5] = &repo;
+        if let Some(i) = extra.iter().position(|x| *x == "-o") {
+            a.truncate(6);
+            a.extend(&extra[i..]);
+            a.extend(&extra[..i]);
+        } else {
+            a.extend(extra);
+        }
+        let fakes = Fakes::new(&["docker"]);
+        let out = fakes.run(dir.path(), &a, &[]);
+        assert!(out.status.success(), "{a:?}: {}", text(&out).1);
+        (fakes, out)
+    };
+    let started = |fakes: &Fakes, prefix: &str| {
+        let lines = fakes.call_lines();
+        lines.iter().filter(|c| c.starts_with(prefix)).count()
     };
     let pages = listed.len().div_ceil(2);
 
     // Everything there: the pages of the list, no HEAD, no process per tag.
     let reg = Registry::start(listed.clone(), 2, 200);
-    let fakes = Fakes::new(&["docker"]);
-    let a = at(&reg);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let out = run(&fakes, dir.path(), &a, &[]);
+    let (fakes, out) = against(&reg, &[]);
     let stderr = text(&out).1;
-    assert!(out.status.success(), "{stderr}");
     let summary = stderr.rsplit("done:").next().unwrap_or_default();
     assert_eq!(
         summary.matches("up to date").count(),
@@ -266,14 +264,9 @@ fn a_plain_http_repository_is_asked_once_for_all_its_tags() {
 
     // --json wants each image's digest, which a list does not give: a HEAD
     // per tag, and the digests in the report.
-    let fakes = Fakes::new(&["docker"]);
     let written = dir.path().join("out.yml");
     let written = written.to_string_lossy();
-    let mut json = a.clone();
-    json[7] = &written;
-    json.push("--json");
-    let out = run(&fakes, dir.path(), &json, &[]);
-    assert!(out.status.success(), "{}", text(&out).1);
+    let (_, out) = against(&reg, &["--json", "-o", &written]);
     let seen = reg.seen()[pages..].to_vec();
     assert_eq!(seen.len(), refs.len(), "{seen:?}");
     assert!(
@@ -290,17 +283,13 @@ fn a_plain_http_repository_is_asked_once_for_all_its_tags() {
     let mut fewer = listed.clone();
     fewer.retain(|t| t != &tags[0]);
     let reg = Registry::start(fewer, 100, 200);
-    let fakes = Fakes::new(&["docker"]);
-    let a2 = at(&reg);
-    let a2: Vec<&str> = a2.iter().map(String::as_str).collect();
-    let out = run(&fakes, dir.path(), &a2, &[]);
-    assert!(out.status.success(), "{}", text(&out).1);
-    let builds = fakes
-        .call_lines()
-        .iter()
-        .filter(|c| c.starts_with("docker build"))
-        .count();
-    assert_eq!(builds, 1, "{:?}", fakes.call_lines());
+    let (fakes, _) = against(&reg, &[]);
+    assert_eq!(
+        started(&fakes, "docker build"),
+        1,
+        "{:?}",
+        fakes.call_lines()
+    );
     drop(reg);
 
     // A 404 for the list: no repository, so no tag: everything is built.
@@ -308,16 +297,8 @@ fn a_plain_http_repository_is_asked_once_for_all_its_tags() {
     // (here by `docker manifest inspect`, as the HEAD needs the login too).
     for (status, asked) in [(404, false), (401, true)] {
         let reg = Registry::start(listed.clone(), 100, status);
-        let fakes = Fakes::new(&["docker"]);
-        let a3 = at(&reg);
-        let a3: Vec<&str> = a3.iter().map(String::as_str).collect();
-        let out = run(&fakes, dir.path(), &a3, &[]);
-        assert!(out.status.success(), "{status}: {}", text(&out).1);
-        let inspected = fakes
-            .call_lines()
-            .iter()
-            .filter(|c| c.starts_with("docker manifest inspect"))
-            .count();
+        let (fakes, _) = against(&reg, &[]);
+        let inspected = started(&fakes, "docker manifest inspect");
         assert_eq!(inspected > 0, asked, "{status}: {:?}", fakes.call_lines());
         let heads = reg.seen().iter().filter(|s| s.starts_with("HEAD")).count();
         assert_eq!(heads > 0, asked, "{status}: {:?}", reg.seen());

@@ -264,6 +264,17 @@ impl Fakes {
         self.command_for(BIN, cwd)
     }
 
+    /// Run the program in `cwd` with these arguments and variables; its
+    /// output.
+    pub fn run(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(cwd);
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run binary")
+    }
+
     /// The same environment for another program (e.g. `script`).
     pub fn command_for(&self, program: &str, cwd: &Path) -> Command {
         let mut c = Command::new(program);
