@@ -2,7 +2,6 @@
 //! it has, build and push the rest in parallel, and write the file only when
 //! everything has succeeded.
 
-use crate::plan::login::LoginHow;
 use crate::plan::refresh::Refresh;
 use crate::plan::{Build, CacheRepository, Check, Output, Plan};
 use crate::programs::buildx;
@@ -786,24 +785,12 @@ fn set_up_ecr(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()>
 fn set_up_and_log_in(plan: &Plan, exists: Option<bool>, opts: RunOptions) -> Result<()> {
     std::thread::scope(|s| {
         let setup = s.spawn(|| set_up_ecr(plan, exists, opts));
-        let logins: Vec<_> = plan
-            .logins
-            .iter()
-            .filter_map(|l| match &l.how {
-                LoginHow::Password { password, login } => {
-                    Some(s.spawn(move || run::login(password, login, opts)))
-                }
-                LoginHow::Helper { .. } => None,
-            })
-            .collect();
-        let joined = |r: std::thread::Result<Result<()>>| {
-            r.unwrap_or_else(|_| Err(anyhow!("internal error: a login panicked")))
-        };
-        let setup = joined(setup.join());
-        logins
-            .into_iter()
-            .map(|h| joined(h.join()))
-            .fold(setup, Result::and)
+        let logins: Vec<&crate::plan::login::Login> = plan.logins.iter().collect();
+        let logged = run::log_in_all(&logins, opts);
+        let setup = setup
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("internal error: the ECR set-up panicked")));
+        logged.into_iter().map(|(_, r)| r).fold(setup, Result::and)
     })
 }
 

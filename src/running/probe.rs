@@ -6,7 +6,7 @@
 //! nothing: it assumes the builder from `DOCKER_BUILDKIT`.
 
 use crate::inputs::bases::{self, Resolved, LOOKUP_LIMIT};
-use crate::plan::login::{Login, LoginHow};
+use crate::plan::login::Login;
 use crate::programs::builder::{self, Builder};
 use crate::programs::buildx::{self, Buildx};
 use crate::programs::docker;
@@ -241,7 +241,7 @@ fn resolve(
     let logged_in = if unknown.is_empty() {
         Vec::new()
     } else {
-        log_in_for(&unknown, logins, opts)?
+        log_in_for(&unknown, logins, opts)
     };
     let pulled: Vec<Result<Resolved, String>> =
         parallel_map(&unknown, |image| pull_and_identify(image, opts));
@@ -312,7 +312,7 @@ fn ask_ecr(images: &[String], opts: RunOptions) -> Vec<Resolved> {
 
 /// Log in, all at once, to the hosts of these bases that a login serves
 /// (a credential helper serves the rest). Returns the hosts logged in to.
-fn log_in_for(images: &[String], logins: &[Login], opts: RunOptions) -> Result<Vec<String>> {
+fn log_in_for(images: &[String], logins: &[Login], opts: RunOptions) -> Vec<String> {
     let wanted: Vec<&Login> = logins
         .iter()
         .filter(|l| {
@@ -321,30 +321,15 @@ fn log_in_for(images: &[String], logins: &[Login], opts: RunOptions) -> Result<V
                 .any(|i| bases::host_of(i) == Some(l.host.as_str()))
         })
         .collect();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = wanted
-            .iter()
-            .filter_map(|l| match &l.how {
-                LoginHow::Password { password, login } => Some((
-                    l.host.clone(),
-                    s.spawn(move || run::login(password, login, opts)),
-                )),
-                LoginHow::Helper { .. } => None,
-            })
-            .collect();
-        let mut done = Vec::new();
-        for (host, h) in handles {
-            match h.join() {
-                Ok(Ok(())) => done.push(host),
-                // The pull that follows fails too, and says why.
-                Ok(Err(e)) => {
-                    eprintln!("warning: logging in to {host} for a base image failed: {e:#}")
-                }
-                Err(_) => eprintln!("warning: logging in to {host}: internal error"),
-            }
+    let mut done = Vec::new();
+    for (host, r) in run::log_in_all(&wanted, opts) {
+        match r {
+            Ok(()) => done.push(host),
+            // The pull that follows fails too, and says why.
+            Err(e) => eprintln!("warning: logging in to {host} for a base image failed: {e:#}"),
         }
-        Ok(done)
-    })
+    }
+    done
 }
 
 /// How long a base's pull may take when no registry gave its digest.

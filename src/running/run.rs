@@ -335,6 +335,37 @@ pub fn mask(line: &str, secrets: &[&str]) -> String {
 /// Log in to ECR: the password that `aws ecr get-login-password` prints goes
 /// straight to `docker login --password-stdin`; it is never an argument,
 /// never printed, and scrubbed from any error.
+/// Log in, all at once, to each registry that a password serves (a
+/// credential helper serves the others, which get nothing): each host
+/// logged in to, with what its login gave.
+pub fn log_in_all(
+    logins: &[&crate::plan::login::Login],
+    opts: RunOptions,
+) -> Vec<(String, Result<()>)> {
+    use crate::plan::login::LoginHow;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = logins
+            .iter()
+            .filter_map(|l| match &l.how {
+                LoginHow::Password { password, login } => Some((
+                    l.host.clone(),
+                    s.spawn(move || self::login(password, login, opts)),
+                )),
+                LoginHow::Helper { .. } => None,
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(host, h)| {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow!("internal error: a login panicked")));
+                (host, r)
+            })
+            .collect()
+    })
+}
+
 pub fn login(password_cmd: &Cmd, login_cmd: &Cmd, opts: RunOptions) -> Result<()> {
     let out = capture(password_cmd, opts)?;
     if !out.status.success() {
