@@ -7,11 +7,15 @@
 //!    Dockerfile read once, and the usage checked by a plan made with
 //!    stand-in digests (no process started, no file hashed);
 //! 3. [`Probed`]: the AWS account when a bare ECR name needs it, the
-//!    builder, the engine's version and registry settings, and each base
-//!    image's identity (`running::probe`);
-//! 4. [`Plan`]: the target decided from what was probed, then the plan
-//!    (`plan::plan_with`); a dry run prints it ([`Plan::dry_run`]) and stops;
-//! 5. [`Results`]: the plan executed, the file written, `convox build` run;
+//!    registry settings, and each base image's identity; and the builder's
+//!    questions started on a thread of their own (`running::probe`);
+//! 4. [`Plan`]: the plan as far as the registry is concerned, its
+//!    references asked of the registry while the builder is asked
+//!    (`execute::ask_registry`), then the plan with the builder's answer
+//!    (`plan_and_ask`); a dry run prints the latter ([`Plan::dry_run`])
+//!    and stops;
+//! 5. [`Results`]: the plan built and pushed, the file written, `convox
+//!    build` run;
 //! 6. the report: the summary on stderr, the JSON report or release on
 //!    stdout.
 

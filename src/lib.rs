@@ -11,11 +11,15 @@
 //! 3. [`inputs`] knows what a build depends on: the content digest over what
 //!    docker would send (`.dockerignore` as docker applies it), and the base
 //!    images with what identifies each.
-//! 4. [`running::probe`] asks the environment (the builder, the engine, its
-//!    registry settings, the base images' identities): `Probed`.
+//! 4. [`running::probe`] asks the environment (its registry settings, the
+//!    base images' identities): `Probed`; the builder and the engine are
+//!    asked on a thread of their own meanwhile.
 //! 5. [`plan`] turns all that into a `Plan`, written in [`programs`]: the
 //!    registry target, the tags, the shared builds, the checks, the cache,
-//!    the rewritten file. A dry run prints it (`Plan::dry_run`).
+//!    the rewritten file. A dry run prints it (`Plan::dry_run`). The
+//!    registry is asked on a first plan (its references are the same
+//!    whichever builder builds) while the builder answers; then the plan is
+//!    made with the answer.
 //! 6. [`running`] executes it: checks, parallel builds and pushes, the
 //!    atomic write, `convox build`.
 //! 7. [`view`] shows it: the live view or plain lines, the summary, the JSON
