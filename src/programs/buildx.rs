@@ -47,12 +47,7 @@ pub fn inspect(name: Option<&str>) -> Cmd {
 /// The builder in `docker buildx inspect`'s output (buildx 0.10 and later:
 /// `Name:` and `Driver:` first, then each node's `Buildkit:`).
 pub fn parse_inspect(out: &str) -> Option<Buildx> {
-    let field = |key: &str| {
-        out.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == key).then(|| v.trim().to_string())
-        })
-    };
+    let field = |key: &str| inspect_field(out, key);
     let name = field("Name").filter(|n| !n.is_empty())?;
     let driver = field("Driver").filter(|d| !d.is_empty())?;
     let buildkit = field("Buildkit")
@@ -70,12 +65,15 @@ pub fn parse_inspect(out: &str) -> Option<Buildx> {
 /// 0.10.0 when it has the `Last Activity:` line, which buildx 0.10 added
 /// (printed once the builder has been used); else nothing.
 pub fn version_floor(out: &str) -> Option<(u32, u32, u32)> {
-    out.lines()
-        .any(|l| {
-            l.split_once(':')
-                .is_some_and(|(k, _)| k.trim() == "Last Activity")
-        })
-        .then_some((0, 10, 0))
+    inspect_field(out, "Last Activity").map(|_| (0, 10, 0))
+}
+
+/// The value of the first `KEY: value` line of an inspect's output.
+fn inspect_field(out: &str, key: &str) -> Option<String> {
+    out.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
 }
 
 impl Buildx {

@@ -120,16 +120,8 @@ pub enum Listed {
 /// The page in a tag list's response (the body de-chunked when sent in
 /// chunks); None when it is not a plain answer.
 pub fn read_list(head: &str, body: &[u8]) -> Option<Listed> {
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let header = |name: &str| {
-        head.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
+    let status = status_of(head)?;
+    let header = |name: &str| header_of(head, name);
     match status {
         404 => return Some(Listed::Missing),
         200 => {}
@@ -185,15 +177,8 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
 
 /// The answer in a response's status line and headers.
 pub fn read_head(head: &str) -> Option<Said> {
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let digest = lines.find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("docker-content-digest")
-            .then(|| v.trim().to_string())
-            .filter(|d| d.starts_with("sha256:"))
-    });
+    let status = status_of(head)?;
+    let digest = header_of(head, "docker-content-digest").filter(|d| d.starts_with("sha256:"));
     match status {
         200 => Some(Said {
             exists: true,
@@ -205,6 +190,26 @@ pub fn read_head(head: &str) -> Option<Said> {
         }),
         _ => None,
     }
+}
+
+/// The status code in a response head's first line.
+fn status_of(head: &str) -> Option<u16> {
+    head.split("\r\n")
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The first header `name` (any case) of a response head, trimmed.
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.split("\r\n").skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 #[cfg(test)]
