@@ -98,8 +98,10 @@ pub fn decide(
     buildx: bool,
 ) -> Result<Builder, String> {
     let modern = client.and_then(major).is_some_and(|m| m >= 23);
+    if classic_asked(docker_buildkit) {
+        return Ok(Builder::Classic);
+    }
     match docker_buildkit.map(|v| v.trim().to_ascii_lowercase()) {
-        Some(v) if v == "0" || v == "false" => Ok(Builder::Classic),
         Some(v) if v == "1" || v == "true" => {
             if modern && !buildx {
                 Err(format!(

@@ -2,8 +2,9 @@
 //! name needs, what the engine knows of plain-HTTP registries, and what
 //! identifies each base image now; and, on a thread of its own from the
 //! start, which builder `docker build` runs ([`Asking`]: its answer is
-//! waited for after the hashing and the registry's questions). Every question has a time limit. A dry run asks
-//! nothing: it assumes the builder from `DOCKER_BUILDKIT`.
+//! waited for after the hashing and the registry's questions). Every
+//! question has a time limit. A dry run asks nothing: it assumes the
+//! builder from `DOCKER_BUILDKIT`.
 
 use crate::inputs::bases::{self, Resolved, LOOKUP_LIMIT};
 use crate::plan::login::Login;
