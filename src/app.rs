@@ -26,7 +26,7 @@ use crate::plan::script::DryRun;
 use crate::plan::{self, refresh, Plan, Target, UsageError};
 use crate::programs::builder::{self, Builder};
 use crate::programs::buildx::{self, Buildx};
-use crate::programs::docker;
+use crate::programs::{docker, plugin};
 use crate::read::app_env::AppEnv;
 use crate::read::compose::{BuildSpec, Compose};
 use crate::read::docker_config::DockerConfig;
@@ -284,9 +284,33 @@ fn probe_environment(inv: &Invocation<'_>, loaded: &Loaded) -> Result<(Probed, p
             .or_else(|| env("BUILDX_BUILDER"))
             .filter(|b| !b.is_empty()),
         logins: plan::login::logins(&loaded.target.base_registries, &loaded.target.credentials),
+        buildx_program: if dry_run {
+            buildx::Program::default()
+        } else {
+            buildx_program(&loaded.target.credentials)
+        },
     };
     let asking = probe::ask_builder(&questions, inv.opts);
     Ok((probe::probe(&questions, inv.opts)?, asking))
+}
+
+/// How buildx is run: the plugin file docker would run for `docker buildx`,
+/// run directly where that is certainly the file (`programs::plugin`: a
+/// call without docker's dispatch, ~50 ms less); else through `docker`.
+fn buildx_program(config: &DockerConfig) -> buildx::Program {
+    let dir = DockerConfig::path_from(&env);
+    let (Some(extra), Some(dir)) = (&config.plugin_dirs, dir.as_deref().and_then(|p| p.parent()))
+    else {
+        return buildx::Program::default();
+    };
+    let docker = which::which("docker").ok();
+    plugin::locate(
+        "buildx",
+        &plugin::search_dirs(extra, dir),
+        docker.as_deref(),
+    )
+    .map(|p| buildx::Program::plugin(&p))
+    .unwrap_or_default()
 }
 
 /// Each distinct build's content digest, computed once however many plans

@@ -1958,8 +1958,12 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
     let images_before = image_ids();
     // --builder NAME: the builder pushes every ref itself.
     let (first, written) = run("b1", &["--builder", "bkremote"], &[]);
+    // buildx run as the file docker runs for `docker buildx`, asked and
+    // building without docker's dispatch.
+    let direct = |sub: &str| format!("+ {} {sub}", plugins.join("docker-buildx").display());
+    assert!(first.contains(&direct("inspect bkremote")), "{first}");
     assert!(
-        first.contains("docker buildx build --builder bkremote"),
+        first.contains(&direct("build --builder bkremote")),
         "{first}"
     );
     assert!(
@@ -1996,7 +2000,7 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
     fs::write(app.path().join("web/app.txt"), "v2").expect("change");
     let (second, _) = run("b2", &[], &[("BUILDX_BUILDER", "bkremote")]);
     assert!(
-        second.contains("docker buildx build --builder bkremote"),
+        second.contains(&direct("build --builder bkremote")),
         "{second}"
     );
     // BuildKit's plain progress, each line prefixed with `[web]`: the
@@ -2017,7 +2021,7 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
     fs::write(app.path().join("web/app.txt"), "v3").expect("change");
     let (third, _) = run("b3", &[], &[]);
     assert!(
-        third.contains("docker buildx build --builder bkremote"),
+        third.contains(&direct("build --builder bkremote")),
         "{third}"
     );
     assert_eq!(stack.tags("bk").len(), 3);
@@ -2270,8 +2274,15 @@ fn the_docker_container_driver_builds_pushes_and_takes_a_fresh_runners_slow_step
         )
     };
     let (first, written) = run("c1");
+    let plugin = stack
+        .dir
+        .path()
+        .join("docker-config/cli-plugins/docker-buildx");
     assert!(
-        first.contains("docker buildx build --builder bkcontainer"),
+        first.contains(&format!(
+            "+ {} build --builder bkcontainer",
+            plugin.display()
+        )),
         "{first}"
     );
     assert!(

@@ -256,15 +256,8 @@ impl Grouping<'_> {
             std::process::id(),
             &b.digest[..b.digest.len().min(16)]
         ));
-        b.build = docker::buildx_build(
-            &b.spec,
-            &b.refs,
-            &labels,
-            &bx.name,
-            cache.as_ref(),
-            &metadata,
-        )
-        .before_last(&self.target.attestations);
+        b.build = docker::buildx_build(&b.spec, &b.refs, &labels, bx, cache.as_ref(), &metadata)
+            .before_last(&self.target.attestations);
         b.tags.clear();
         b.cache = None;
         b.metadata_file = Some(metadata);

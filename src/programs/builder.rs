@@ -80,11 +80,6 @@ fn release(version: &str) -> Option<(u32, u32, u32)> {
     ))
 }
 
-/// Succeeds when the buildx plugin is there.
-pub fn buildx_version() -> Cmd {
-    Cmd::new("docker").args(["buildx", "version"])
-}
-
 /// The major version of a docker version string (`28.2.2`, `20.10.24+dfsg1`).
 fn major(version: &str) -> Option<u32> {
     version.trim().split('.').next()?.parse().ok()

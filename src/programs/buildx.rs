@@ -24,6 +24,27 @@
 
 use crate::programs::command::Cmd;
 
+/// How buildx is run: `docker buildx …`, or the plugin file docker would
+/// run for it, run directly (`programs::plugin`: the same program, without
+/// the CLI's dispatch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Program(Option<String>);
+
+impl Program {
+    /// The plugin file, found where docker would find it.
+    pub fn plugin(path: &std::path::Path) -> Program {
+        Program(path.to_str().map(String::from))
+    }
+
+    /// `docker buildx`, or the plugin's path: what the subcommand follows.
+    pub fn cmd(&self) -> Cmd {
+        match &self.0 {
+            Some(path) => Cmd::new(path.as_str()),
+            None => Cmd::new("docker").arg("buildx"),
+        }
+    }
+}
+
 /// A buildx builder, as `docker buildx inspect` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Buildx {
@@ -33,11 +54,18 @@ pub struct Buildx {
     pub buildkit: Option<String>,
     /// Not asked but assumed (a dry run with `--builder`).
     pub assumed: bool,
+    /// How buildx is run.
+    pub program: Program,
+}
+
+/// `docker buildx version`: succeeds when the buildx plugin is there.
+pub fn version_cmd(program: &Program) -> Cmd {
+    program.cmd().arg("version")
 }
 
 /// `docker buildx inspect [NAME]`.
-pub fn inspect(name: Option<&str>) -> Cmd {
-    let c = Cmd::new("docker").args(["buildx", "inspect"]);
+pub fn inspect(program: &Program, name: Option<&str>) -> Cmd {
+    let c = program.cmd().arg("inspect");
     match name {
         Some(n) => c.arg(n),
         None => c,
@@ -58,6 +86,7 @@ pub fn parse_inspect(out: &str) -> Option<Buildx> {
         driver,
         buildkit,
         assumed: false,
+        program: Program::default(),
     })
 }
 
@@ -85,6 +114,7 @@ impl Buildx {
             driver: "remote".into(),
             buildkit: None,
             assumed: true,
+            program: Program::default(),
         }
     }
 
@@ -182,6 +212,24 @@ mod tests {
         let unknown = parse_inspect(&REMOTE.replace("v0.11.6", "0.0.0+unknown")).expect("b");
         assert!(!unknown.ecr_cache_form(), "unknown is not 0.12");
         assert!(Buildx::assumed("x").ecr_cache_form());
+    }
+
+    #[test]
+    fn buildx_through_docker_or_its_plugin_file() {
+        let via = Program::default();
+        assert_eq!(
+            inspect(&via, Some("b")).to_string(),
+            "docker buildx inspect b"
+        );
+        let direct = Program::plugin(std::path::Path::new("/cfg/cli-plugins/docker-buildx"));
+        assert_eq!(
+            inspect(&direct, None).to_string(),
+            "/cfg/cli-plugins/docker-buildx inspect"
+        );
+        assert_eq!(
+            version_cmd(&direct).to_string(),
+            "/cfg/cli-plugins/docker-buildx version"
+        );
     }
 
     #[test]

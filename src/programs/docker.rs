@@ -2,6 +2,7 @@
 
 use crate::inputs::bases::host_of;
 use crate::programs::builder::Builder;
+use crate::programs::buildx::Buildx;
 use crate::programs::command::Cmd;
 use crate::read::compose::{ArgValue, BuildSpec, SecretSource};
 use crate::read::dockerfile::Dockerfile;
@@ -112,11 +113,14 @@ pub fn buildx_build(
     spec: &BuildSpec,
     refs: &[String],
     labels: &[(String, String)],
-    builder: &str,
+    builder: &Buildx,
     cache: Option<&BuilderCache>,
     metadata_file: &std::path::Path,
 ) -> Cmd {
-    let mut c = Cmd::new("docker").args(["buildx", "build", "--builder", builder]);
+    let mut c = builder
+        .program
+        .cmd()
+        .args(["build", "--builder", builder.name.as_str()]);
     c = c.args(["--progress", "plain", "--push", "--metadata-file"]);
     c = c.arg(metadata_file.display().to_string());
     if let Some(d) = &spec.dockerfile {

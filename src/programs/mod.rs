@@ -9,7 +9,10 @@
 //!   or without buildx), decided from docker's answers and `DOCKER_BUILDKIT`;
 //!   whether the engine writes inline cache safely.
 //! - [`buildx`]: buildx's builders: which one builds, whether it pushes the
-//!   image itself (any driver but `docker`), its registry cache's form.
+//!   image itself (any driver but `docker`), its registry cache's form;
+//!   buildx run through `docker` or as the plugin file docker would run.
+//! - [`plugin`]: where docker finds a CLI plugin, and when this program can
+//!   run that file itself (no dispatch through `docker`).
 //! - [`docker`]: the docker command lines: build (per builder), tag, push,
 //!   login, manifest inspect, the base-image lookups, `docker info`.
 //! - [`ecr`]: ECR repository names and hosts, and the aws commands: set-up,
@@ -21,3 +24,4 @@ pub mod command;
 pub mod convox;
 pub mod docker;
 pub mod ecr;
+pub mod plugin;

@@ -1,6 +1,6 @@
-//! The docker client's config file, for what it says of credentials: which
+//! The docker client's config file, for what it says of credentials (which
 //! registry hosts a credential helper serves, so that this program runs no
-//! `docker login` for them.
+//! `docker login` for them) and of where its CLI plugins are.
 //!
 //! The rules, as the docker CLI reads them:
 //! - the file is `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`;
@@ -14,6 +14,9 @@
 //!   credentials itself, so with it no host gets a login. A store that can
 //!   store (`desktop`, `osxkeychain`, `pass`, `secretservice`, …) keeps the
 //!   login as it is.
+//!
+//! - `cliPluginsExtraDirs` lists directories the CLI searches for its
+//!   plugins before its own (`programs::plugin`).
 //!
 //! Nothing here writes the file: a run on a helper never changes it.
 
@@ -29,6 +32,9 @@ pub struct DockerConfig {
     pub path: Option<PathBuf>,
     pub creds_store: Option<String>,
     pub cred_helpers: BTreeMap<String, String>,
+    /// `cliPluginsExtraDirs`; None when the file could not be read (its
+    /// directories are then not known).
+    pub plugin_dirs: Option<Vec<String>>,
 }
 
 /// How a host's credentials are had.
@@ -56,14 +62,16 @@ impl DockerConfig {
     /// is not JSON is an error here, which the caller reports as docker
     /// does: a warning, and no helper.
     pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<DockerConfig, String> {
+        let none = DockerConfig {
+            plugin_dirs: Some(Vec::new()),
+            ..DockerConfig::default()
+        };
         let Some(path) = Self::path_from(env) else {
-            return Ok(DockerConfig::default());
+            return Ok(none);
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(DockerConfig::default())
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(none),
             Err(e) => {
                 return Err(format!(
                     "cannot read the docker config {}: {e}",
@@ -79,7 +87,10 @@ impl DockerConfig {
 
     pub fn parse(text: &str) -> Result<DockerConfig, String> {
         if text.trim().is_empty() {
-            return Ok(DockerConfig::default());
+            return Ok(DockerConfig {
+                plugin_dirs: Some(Vec::new()),
+                ..DockerConfig::default()
+            });
         }
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let creds_store = v
@@ -97,10 +108,18 @@ impl DockerConfig {
                 Some((host.clone(), helper.to_string()))
             })
             .collect();
+        let plugin_dirs = v
+            .get("cliPluginsExtraDirs")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().map(String::from))
+            .collect();
         Ok(DockerConfig {
             path: None,
             creds_store,
             cred_helpers,
+            plugin_dirs: Some(plugin_dirs),
         })
     }
 
@@ -147,7 +166,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let env = move |k: &str| (k == "DOCKER_CONFIG").then(|| d.clone());
-        assert_eq!(DockerConfig::load(&env), Ok(DockerConfig::default()));
+        let none = DockerConfig::load(&env).unwrap();
+        assert_eq!(none.cred_helpers.len(), 0);
+        assert_eq!(none.plugin_dirs, Some(Vec::new()), "no file: no extra dirs");
         std::fs::write(dir.path().join("config.json"), "{oops").unwrap();
         assert!(DockerConfig::load(&env).unwrap_err().contains("not JSON"));
     }
@@ -187,6 +208,13 @@ mod tests {
         ))
         .unwrap();
         assert!(matches!(c.credentials(HOST), Credentials::Helper { .. }));
-        assert_eq!(DockerConfig::parse("").unwrap(), DockerConfig::default());
+        assert_eq!(DockerConfig::parse("").unwrap().creds_store, None);
+    }
+
+    #[test]
+    fn the_plugin_dirs_it_adds() {
+        let c = DockerConfig::parse(r#"{"cliPluginsExtraDirs":["/opt/p","/x"]}"#).unwrap();
+        assert_eq!(c.plugin_dirs, Some(vec!["/opt/p".to_string(), "/x".into()]));
+        assert_eq!(DockerConfig::default().plugin_dirs, None, "not read");
     }
 }

@@ -35,6 +35,8 @@ pub struct Questions {
     /// The buildx builder named (`--builder`, else `BUILDX_BUILDER`); None
     /// asks for the current one.
     pub buildx_builder: Option<String>,
+    /// How buildx is run (`docker buildx`, or the plugin file itself).
+    pub buildx_program: buildx::Program,
     /// The logins of the base images' registries, for a base that must be
     /// pulled to be identified.
     pub logins: Vec<Login>,
@@ -140,8 +142,9 @@ pub fn ask_builder(q: &Questions, opts: RunOptions) -> Asking {
     }
     let docker_buildkit = q.docker_buildkit.clone();
     let named = q.buildx_builder.clone();
+    let program = q.buildx_program.clone();
     Asking::Asked(std::thread::spawn(move || {
-        detect_builder(opts, docker_buildkit.as_deref(), named.as_deref())
+        detect_builder(opts, docker_buildkit.as_deref(), named.as_deref(), &program)
     }))
 }
 
@@ -156,21 +159,31 @@ pub fn ask_builder(q: &Questions, opts: RunOptions) -> Asking {
 /// - `docker buildx version` after it, unless it showed buildx there and at
 ///   least 0.10 (its `Last Activity:` line, which 0.10 added; 0.10 is the
 ///   version `--provenance` needs).
+///
+/// buildx is asked as `program` says: through `docker`, or as the plugin
+/// file docker would run.
 fn detect_builder(
     opts: RunOptions,
     docker_buildkit: Option<&str>,
     named: Option<&str>,
+    program: &buildx::Program,
 ) -> Result<Detected> {
     let limit = Duration::from_secs(10);
     let versions = || run::capture_within(&builder::versions(), opts, limit);
     let (inspected, early) = std::thread::scope(|s| {
         let early = named.is_none().then(|| s.spawn(versions));
-        let inspected = run::capture_within(&buildx::inspect(named), opts, limit)
+        let inspected = run::capture_within(&buildx::inspect(program, named), opts, limit)
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
         (inspected, early.map(|h| h.join().ok().flatten()))
     });
-    let buildx = inspected.as_deref().and_then(buildx::parse_inspect);
+    let buildx = inspected
+        .as_deref()
+        .and_then(buildx::parse_inspect)
+        .map(|b| Buildx {
+            program: program.clone(),
+            ..b
+        });
     let floor = inspected.as_deref().and_then(buildx::version_floor);
     let pushing = buildx.as_ref().is_some_and(Buildx::pushes_itself)
         && !builder::classic_asked(docker_buildkit);
@@ -178,7 +191,7 @@ fn detect_builder(
         let v = (early.is_none() && !pushing).then(|| s.spawn(versions));
         let b = floor
             .is_none()
-            .then(|| s.spawn(|| run::capture_within(&builder::buildx_version(), opts, limit)));
+            .then(|| s.spawn(|| run::capture_within(&buildx::version_cmd(program), opts, limit)));
         (
             early
                 .flatten()
