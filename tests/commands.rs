@@ -4,6 +4,7 @@ mod common;
 
 use common::{fixture, text, Fakes, PASSWORD};
 use std::fs;
+use std::path::Path;
 
 const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo";
 const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -2066,7 +2067,9 @@ fn run_on_builder(
     serde_json::Value,
 ) {
     let mut all = standard_args(ECR);
-    all.extend(["--json", "--pin-digest"]);
+    // One build at a time: each its own `docker buildx build` (several at
+    // once are one bake: `several_builds_on_a_builder_that_pushes_itself_run_as_one_bake`).
+    all.extend(["--json", "--pin-digest", "--jobs", "1"]);
     all.extend(args);
     let mut envs = vec![("FAKE_VERSIONS", "20.10.24|20.10.24")];
     envs.extend(env);
@@ -2076,6 +2079,100 @@ fn run_on_builder(
     let report = serde_json::from_str(&stdout).expect("JSON report");
     let lines = fakes.all_call_lines();
     (fakes, dir, lines, stderr, report)
+}
+
+/// Several builds at once on a builder that pushes itself are one `docker
+/// buildx bake`: each build a target of the definition on its stdin (the
+/// same tags, cache and labels as its `docker buildx build`, paths made
+/// absolute), each pushed digest from the bake's metadata file; a single
+/// build stays a `docker buildx build`.
+#[test]
+fn several_builds_on_a_builder_that_pushes_itself_run_as_one_bake() {
+    let mut args = standard_args(ECR);
+    args.extend(["--json", "--pin-digest", "--builder", "bk"]);
+    let env = [
+        ("FAKE_VERSIONS", "20.10.24|20.10.24"),
+        ("FAKE_BUILDX_INSPECT", BUILDX_REMOTE),
+    ];
+    let (fakes, dir, out) = run_demo(&["docker", "aws"], &args, &env);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines = fakes.all_call_lines();
+    let bakes: Vec<&String> = lines.iter().filter(|l| l.contains(" bake ")).collect();
+    assert_eq!(bakes.len(), 1, "{lines:?}");
+    assert!(
+        bakes[0].starts_with("docker buildx bake --builder bk --progress plain --metadata-file ")
+            && bakes[0].ends_with(" --provenance=false -f - web api"),
+        "{}",
+        bakes[0]
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("buildx build")),
+        "no build of its own: {lines:?}"
+    );
+    let definition: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(fakes.dir.path().join("bake.stdin")).unwrap())
+            .expect("a JSON definition");
+    let web = &definition["target"]["web"];
+    let root = fs::canonicalize(dir.path()).unwrap();
+    assert_eq!(
+        web["tags"],
+        serde_json::json!([
+            format!("{ECR}:temp_demo_web_abc123"),
+            format!("{ECR}:temp_demo_worker_abc123")
+        ]),
+        "{definition}"
+    );
+    assert_eq!(
+        fs::canonicalize(web["context"].as_str().unwrap()).unwrap(),
+        root.join("web")
+    );
+    assert!(
+        Path::new(web["dockerfile"].as_str().unwrap()).is_absolute(),
+        "{web}"
+    );
+    assert_eq!(web["output"], serde_json::json!(["type=registry"]));
+    assert_eq!(
+        web["cache-to"],
+        serde_json::json!([format!(
+            "type=registry,ref={ECR}-cache:demo_web,mode=max,image-manifest=true,oci-mediatypes=true"
+        )])
+    );
+    assert!(
+        web["labels"]["com.convox.off-cluster.digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("blake3:")),
+        "{web}"
+    );
+    assert_eq!(
+        definition["target"]["api"]["tags"],
+        serde_json::json!([format!("{ECR}:temp_demo_api_abc123")])
+    );
+    // Each digest from the bake's metadata file, by target; the file is
+    // removed.
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let eight = format!("sha256:{:064}", 8);
+    for i in 0..3 {
+        assert_eq!(report["services"][i]["digest"], eight.as_str(), "{report}");
+    }
+    let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(
+        written.contains(&format!("image: {ECR}:temp_demo_api_abc123@{eight}")),
+        "{written}"
+    );
+    let metadata = bakes[0].split(' ').nth(7).expect("the metadata file");
+    assert!(!Path::new(metadata).exists(), "{metadata} left behind");
+    // One build to run: its own `docker buildx build`.
+    let env = [env[0], env[1], ("FAKE_EXISTING", "temp_demo_api_abc123")];
+    let (fakes, _dir, out) = run_demo(&["docker", "aws"], &args, &env);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let lines = fakes.all_call_lines();
+    assert!(!lines.iter().any(|l| l.contains(" bake ")), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("buildx build")).count(),
+        1,
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -744,7 +744,7 @@ fn registry_digest(port: u16, repo: &str, tag: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
         s,
-        "HEAD /v2/{repo}/manifests/{tag} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/vnd.docker.distribution.manifest.v2+json\r\n\r\n"
+        "HEAD /v2/{repo}/manifests/{tag} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/vnd.docker.distribution.manifest.v2+json\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
     )
     .ok()?;
     let mut resp = String::new();
@@ -2036,6 +2036,68 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
     let tag = tag_in(&written, &format!("{host}/bk"));
     let index = served_manifest(stack.registry_port, "bk", &tag).expect("the manifest");
     assert!(index.get("manifests").is_some(), "not an index: {index}");
+    // Two builds to run: one bake, each image under its own tag, each
+    // pinned digest the registry's.
+    fs::create_dir_all(app.path().join("api")).expect("api");
+    fs::write(
+        app.path().join("api/Dockerfile"),
+        format!("FROM {host}/base:1\nCOPY api.txt /api.txt\n"),
+    )
+    .expect("Dockerfile");
+    fs::write(app.path().join("api/api.txt"), "api").expect("file");
+    fs::write(app.path().join("web/app.txt"), "v5").expect("change");
+    let compose = app.path().join("two.yml");
+    fs::write(
+        &compose,
+        "services:\n  web:\n    build: ./web\n  api:\n    build: ./api\n",
+    )
+    .expect("compose");
+    let mut c = Command::new(BIN);
+    c.current_dir(app.path()).args([
+        "--app",
+        "bk",
+        "--repo",
+        &repo,
+        "-f",
+        "two.yml",
+        "-v",
+        "--gitsha",
+        "b5",
+        "--builder",
+        "bkremote",
+        "--pin-digest",
+    ]);
+    stack.env(&mut c);
+    let baked = ok(&c.output().expect("run"));
+    let bake = format!(
+        "BUILDX_BAKE_ENTITLEMENTS_FS=0 {} bake --builder bkremote",
+        plugins.join("docker-buildx").display()
+    );
+    assert!(baked.contains(&bake), "{baked}");
+    assert!(!baked.contains(&direct("build --builder")), "{baked}");
+    let written = fs::read_to_string(&compose).expect("file");
+    for service in ["web", "api"] {
+        let line = written
+            .lines()
+            .find(|l| l.contains(&format!("{host}/bk:temp_bk_{service}_")))
+            .unwrap_or_else(|| panic!("{service} rewritten: {written}"));
+        let (reference, digest) = line
+            .trim()
+            .trim_start_matches("image: ")
+            .split_once('@')
+            .expect("a pinned digest");
+        let tag = reference.rsplit_once(':').expect("a tag").1;
+        assert_eq!(
+            registry_digest(stack.registry_port, "bk", tag).as_deref(),
+            Some(digest),
+            "{service}: {written}"
+        );
+    }
+    assert_eq!(
+        image_ids(),
+        images_before,
+        "nothing left in the local engine"
+    );
 }
 
 /// AWS's own credential helper, as AWS sets up its runners: configured as

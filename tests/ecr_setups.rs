@@ -270,6 +270,35 @@ fn a_push_refused_by_an_immutable_repository_counts_as_pushed_by_another_run() {
     assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
 }
 
+/// A bake (several builds at once) that stops on a tag another run pushed
+/// first to the immutable repository: each build then runs alone, where
+/// such a tag counts as pushed.
+#[test]
+fn a_bake_refused_as_immutable_runs_each_build_alone() {
+    let inspect = "Name: NAME\nDriver: remote\n\nNodes:\nName: NAME0\nBuildkit: v0.32.2\n";
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let out = run(
+        &fakes,
+        dir.path(),
+        &["--repo", ECR, "--builder", "bk"],
+        &[
+            ("FAKE_BUILDX_INSPECT", inspect),
+            ("FAKE_VERSIONS", "28.2.2 28.2.2"),
+            ("FAKE_FAIL", "docker buildx bake"),
+            ("FAKE_FAIL_MSG", IMMUTABLE),
+        ],
+    );
+    let stderr = common::ok(&out);
+    assert!(stderr.contains("each build runs alone"), "{stderr}");
+    let lines = fakes.all_call_lines();
+    let alone = lines.iter().filter(|l| l.contains("buildx build")).count();
+    assert_eq!(alone, 2, "web (with worker) and api, each alone: {lines:?}");
+    assert!(fs::read_to_string(dir.path().join(FILE))
+        .unwrap()
+        .contains("temp_demo_api_abc123"));
+}
+
 #[test]
 fn a_builder_that_pushes_itself_refused_as_immutable_counts_as_pushed() {
     let inspect = "Name: NAME\nDriver: remote\n\nNodes:\nName: NAME0\nBuildkit: v0.32.2\n";
@@ -278,7 +307,7 @@ fn a_builder_that_pushes_itself_refused_as_immutable_counts_as_pushed() {
     let out = run(
         &fakes,
         dir.path(),
-        &["--repo", ECR, "--builder", "bk"],
+        &["--repo", ECR, "--builder", "bk", "--jobs", "1"],
         &[
             ("FAKE_BUILDX_INSPECT", inspect),
             ("FAKE_VERSIONS", "28.2.2 28.2.2"),
@@ -631,7 +660,10 @@ fn attestations_are_off_on_every_buildx_builder_and_kept_when_asked() {
         let builds: Vec<String> = fakes
             .all_call_lines()
             .into_iter()
-            .filter(|l| l.contains(" build ") && !l.contains("-t 127.0.0.1:5000/demo-cache"))
+            .filter(|l| {
+                (l.contains(" build ") || l.contains(" bake "))
+                    && !l.contains("-t 127.0.0.1:5000/demo-cache")
+            })
             .collect();
         (out.status.code(), stderr, builds)
     };

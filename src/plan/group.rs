@@ -4,7 +4,9 @@
 //! for each of them. Two different builds may not get the same tag.
 
 use crate::plan::target::Registry;
-use crate::plan::{cache, tag, usage, Action, Build, Options, ServicePlan, Target, DIGEST_LABEL};
+use crate::plan::{
+    cache, tag, usage, Action, Bake, Build, Options, ServicePlan, Target, DIGEST_LABEL,
+};
 use crate::programs::buildx::Buildx;
 use crate::programs::docker;
 use crate::read::compose::{is_remote_context, normalize, BuildSpec, Compose, Service, Source};
@@ -47,6 +49,8 @@ pub struct Grouped {
     pub builds: Vec<Build>,
     pub services: Vec<ServicePlan>,
     pub refs: Vec<(String, String)>,
+    /// On a builder that pushes itself: how builds run together.
+    pub bake: Option<Bake>,
 }
 
 impl Grouping<'_> {
@@ -56,6 +60,7 @@ impl Grouping<'_> {
             builds: Vec::new(),
             services: Vec::new(),
             refs: Vec::new(),
+            bake: None,
         };
         for svc in &self.compose.services {
             let spec = match &svc.source {
@@ -82,6 +87,14 @@ impl Grouping<'_> {
             for b in &mut out.builds {
                 self.pushed_by_builder(b, bx);
             }
+            out.bake = Some(Bake {
+                builder: bx.clone(),
+                flags: self.target.attestations.clone(),
+                metadata_file: std::env::temp_dir().join(format!(
+                    "convox-build-off-cluster.{}.bake.metadata.json",
+                    std::process::id()
+                )),
+            });
         }
         Ok(out)
     }
@@ -238,6 +251,7 @@ impl Grouping<'_> {
             cache,
             bases: Vec::new(),
             metadata_file: None,
+            bake_target: None,
         }
     }
 
@@ -258,6 +272,7 @@ impl Grouping<'_> {
         ));
         b.build = docker::buildx_build(&b.spec, &b.refs, &labels, bx, cache.as_ref(), &metadata)
             .before_last(&self.target.attestations);
+        b.bake_target = docker::bake_target(&b.spec, &b.refs, &labels, cache.as_ref());
         b.tags.clear();
         b.cache = None;
         b.metadata_file = Some(metadata);

@@ -183,6 +183,20 @@ pub struct Build {
     /// build, no tag or push runs, and the pushed digest is read from this
     /// `--metadata-file`.
     pub metadata_file: Option<PathBuf>,
+    /// On such a builder, the same build as a target of a bake definition,
+    /// when bake can take it (`docker::bake_target`).
+    pub bake_target: Option<serde_json::Value>,
+}
+
+/// Builds on a builder that pushes itself, run together as one `docker
+/// buildx bake` (`programs::buildx`).
+#[derive(Debug, Clone)]
+pub struct Bake {
+    pub builder: crate::programs::buildx::Buildx,
+    /// The flags of every build (the attestations).
+    pub flags: Vec<String>,
+    /// The bake's `--metadata-file`: each target's pushed digest.
+    pub metadata_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +235,8 @@ pub struct Plan {
     pub output: Output,
     pub rewritten: String,
     pub warnings: Vec<String>,
+    /// How builds run together, on a builder that pushes itself.
+    pub bake: Option<Bake>,
 }
 
 /// Make the plan. `account` is the caller's account id when
@@ -298,7 +314,35 @@ pub fn plan_with(
         output: opts.output.clone(),
         rewritten,
         warnings,
+        bake: grouped.bake,
     })
+}
+
+impl Plan {
+    /// The one bake that runs these builds (indices into `builds`), with
+    /// each build's target name: None unless there is a bake and two or
+    /// more of them, each of which it can take.
+    pub fn bake_of(&self, builds: &[usize]) -> Option<(Cmd, Vec<String>)> {
+        let bake = self.bake.as_ref()?;
+        if builds.len() < 2 {
+            return None;
+        }
+        let mut targets: Vec<(String, serde_json::Value)> = Vec::new();
+        for &i in builds {
+            let b = self.builds.get(i)?;
+            let names: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
+            let name = crate::programs::buildx::target_name(&b.services[0], &names);
+            targets.push((name, b.bake_target.clone()?));
+        }
+        let names = targets.iter().map(|(n, _)| n.clone()).collect();
+        let cmd = crate::programs::buildx::bake(
+            &bake.builder,
+            &bake.flags,
+            &bake.metadata_file,
+            &targets,
+        );
+        Some((cmd, names))
+    }
 }
 
 /// The file with each named service's `build:` replaced by `image: REF`,

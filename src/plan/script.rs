@@ -69,6 +69,14 @@ impl Plan {
         for b in &self.builds {
             self.build_lines(b, &mut lines);
         }
+        let all: Vec<usize> = (0..self.builds.len()).collect();
+        if let Some((bake, _)) = self.bake_of(&all) {
+            lines.push(
+                "# when two or more of the builds above are to run (no more than --jobs), they run as one bake instead (its targets: those that run):"
+                    .into(),
+            );
+            lines.push(bake.to_string());
+        }
         lines
     }
 

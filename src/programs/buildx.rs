@@ -21,6 +21,18 @@
 //!   cache manifest only in the form BuildKit 0.12 added
 //!   (`image-manifest=true,oci-mediatypes=true`); with an older BuildKit on
 //!   ECR the cache is written inline into an image pushed as CACHE.
+//! - **Several builds at once** run as one `docker buildx bake`: its
+//!   definition (JSON, on stdin) has a target per build, each the same
+//!   build as its `docker buildx build`; one client process, one connection
+//!   and session with the builder for all of them, where one process per
+//!   build each starts, connects and syncs on its own. The pushed digests
+//!   come from its `--metadata-file`, by target. Bake (0.19 on) asks leave
+//!   to read any file outside its working directory (`--allow
+//!   fs.read=…`, a flag older ones refuse), so it runs in the directory
+//!   that holds every context, Dockerfile and secret file. This program
+//!   wrote the definition from the user's own file, so the check is off
+//!   besides (`BUILDX_BAKE_ENTITLEMENTS_FS=0`), for a path whose symlinks
+//!   lead elsewhere.
 
 use crate::programs::command::Cmd;
 
@@ -181,6 +193,106 @@ pub fn attestation_flags(
     Ok(flags)
 }
 
+/// `docker buildx bake --builder NAME --progress plain --metadata-file F
+/// FLAGS -f - TARGET…`, with the definition of `targets` (name, target) on
+/// stdin.
+pub fn bake(
+    bx: &Buildx,
+    flags: &[String],
+    metadata_file: &std::path::Path,
+    targets: &[(String, serde_json::Value)],
+) -> Cmd {
+    let definition = serde_json::json!({
+        "target": targets.iter().cloned().collect::<serde_json::Map<_, _>>(),
+    });
+    let read: Vec<std::path::PathBuf> = targets
+        .iter()
+        .flat_map(|(_, t)| read_paths(t))
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect();
+    let mut c = bx.program.cmd();
+    if let Some(dir) = common_dir(&read).and_then(|d| d.to_str().map(String::from)) {
+        c = c.current_dir(dir);
+    }
+    c.env_shown("BUILDX_BAKE_ENTITLEMENTS_FS", "0")
+        .args(["bake", "--builder", bx.name.as_str(), "--progress", "plain"])
+        .arg("--metadata-file")
+        .arg(metadata_file.display().to_string())
+        .args(flags)
+        .args(["-f", "-"])
+        .args(targets.iter().map(|(name, _)| name.as_str()))
+        .stdin_text(definition.to_string())
+}
+
+/// The files and directories a bake target reads: its context, its
+/// Dockerfile, its secret files.
+fn read_paths(target: &serde_json::Value) -> Vec<std::path::PathBuf> {
+    let text = |v: &serde_json::Value| v.as_str().map(std::path::PathBuf::from);
+    let secrets = target["secret"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            s.as_str()?
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("src="))
+                .map(std::path::PathBuf::from)
+        });
+    text(&target["context"])
+        .into_iter()
+        .chain(text(&target["dockerfile"]))
+        .chain(secrets)
+        .collect()
+}
+
+/// The deepest directory that holds every one of these absolute paths
+/// (a file's own directory for a file alone).
+fn common_dir(paths: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
+    let dir_of = |p: &std::path::PathBuf| {
+        if p.is_dir() {
+            p.clone()
+        } else {
+            p.parent()
+                .map_or_else(|| p.clone(), std::path::Path::to_path_buf)
+        }
+    };
+    let mut common = dir_of(paths.first()?);
+    for p in &paths[1..] {
+        while !p.starts_with(&common) {
+            common = common.parent()?.to_path_buf();
+        }
+    }
+    Some(common)
+}
+
+/// A bake target's name for a service: bake takes letters, digits, `-`
+/// and `_`; `taken` are the names given already.
+pub fn target_name(service: &str, taken: &[String]) -> String {
+    let base: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = base.clone();
+    let mut n = 1;
+    while taken.contains(&name) {
+        n += 1;
+        name = format!("{base}_{n}");
+    }
+    name
+}
+
+/// A target's pushed digest in a bake's `--metadata-file`.
+pub fn bake_digest(json: &str, target: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    metadata_digest(&v.get(target)?.to_string())
+}
+
 /// The pushed image's digest in a `--metadata-file`.
 pub fn metadata_digest(json: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
@@ -256,6 +368,51 @@ mod tests {
         assert!(flags(Some((0, 9, 1)), Some("min"), false)
             .unwrap_err()
             .contains("0.9.1"));
+    }
+
+    #[test]
+    fn several_builds_as_one_bake_with_each_digest_by_target() {
+        let bx = Buildx {
+            program: Program::plugin(std::path::Path::new("/p/docker-buildx")),
+            ..parse_inspect(REMOTE).unwrap()
+        };
+        let t = serde_json::json!({"context": "/app/web", "tags": ["r:1"]});
+        let cmd = bake(
+            &bx,
+            &["--provenance=false".to_string()],
+            std::path::Path::new("/tmp/m.json"),
+            &[("web".into(), t.clone()), ("api".into(), t)],
+        );
+        assert_eq!(
+            cmd.get_args().join(" "),
+            "bake --builder bkremote --progress plain --metadata-file /tmp/m.json --provenance=false -f - web api"
+        );
+        assert!(cmd
+            .to_string()
+            .contains("BUILDX_BAKE_ENTITLEMENTS_FS=0 /p/docker-buildx bake"));
+        let stdin = String::from_utf8(cmd.stdin_bytes().unwrap().unwrap()).unwrap();
+        let def: serde_json::Value = serde_json::from_str(&stdin).unwrap();
+        assert_eq!(def["target"]["api"]["context"], "/app/web");
+        let meta = r#"{"web":{"containerimage.digest":"sha256:aa"},"api":{"containerimage.digest":"sha256:bb"}}"#;
+        assert_eq!(bake_digest(meta, "api").as_deref(), Some("sha256:bb"));
+        assert_eq!(bake_digest(meta, "jobs"), None);
+        assert_eq!(target_name("my.web", &[]), "my_web");
+        // It runs where every path it reads is below it.
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        for sub in ["app/web", "app/api", "shared"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let paths = [root.join("app/web"), root.join("app/api")];
+        assert_eq!(common_dir(&paths), Some(root.join("app")));
+        let paths = [root.join("app/web"), root.join("shared")];
+        assert_eq!(common_dir(&paths), Some(root.clone()));
+        let t = serde_json::json!({"context": root.join("app/web"), "secret": ["id=a,env=X", format!("id=b,src={}", root.join("shared/s").display())]});
+        assert_eq!(
+            read_paths(&t),
+            [root.join("app/web"), root.join("shared/s")]
+        );
+        assert_eq!(target_name("my_web", &["my_web".into()]), "my_web_2");
     }
 
     #[test]

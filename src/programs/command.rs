@@ -18,6 +18,8 @@ pub struct Cmd {
     /// line as a user would type it (`DOCKER_BUILDKIT=1 docker build …`).
     shown: Vec<(String, String)>,
     stdin: Option<Stdin>,
+    /// The directory it runs in, when not this program's own.
+    dir: Option<String>,
 }
 
 /// What a command reads on stdin.
@@ -26,6 +28,9 @@ pub enum Stdin {
     /// A file, then a line break and more text (a Dockerfile with a LABEL
     /// line added). Shown as `{ cat FILE; printf '\n%s\n' TEXT; } | ...`.
     FileThen { path: String, then: String },
+    /// A text (a definition this program wrote, never a secret). Shown as
+    /// `printf '%s\n' TEXT | ...`.
+    Text(String),
 }
 
 impl Cmd {
@@ -36,7 +41,14 @@ impl Cmd {
             envs: Vec::new(),
             shown: Vec::new(),
             stdin: None,
+            dir: None,
         }
+    }
+
+    /// Run it in this directory (shown as `cd DIR && …`).
+    pub fn current_dir(mut self, dir: impl Into<String>) -> Self {
+        self.dir = Some(dir.into());
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -88,6 +100,12 @@ impl Cmd {
         self
     }
 
+    /// Feed this text, and a line break, on stdin.
+    pub fn stdin_text(mut self, text: impl Into<String>) -> Self {
+        self.stdin = Some(Stdin::Text(text.into()));
+        self
+    }
+
     /// The bytes for stdin, read now; None for a command that reads none.
     pub fn stdin_bytes(&self) -> std::io::Result<Option<Vec<u8>>> {
         match &self.stdin {
@@ -99,6 +117,7 @@ impl Cmd {
                 bytes.push(b'\n');
                 Ok(Some(bytes))
             }
+            Some(Stdin::Text(text)) => Ok(Some(format!("{text}\n").into_bytes())),
         }
     }
 
@@ -132,19 +151,27 @@ impl Cmd {
         for (k, v) in &self.envs {
             expr = expr.env(k, v);
         }
-        expr
+        match &self.dir {
+            Some(d) => expr.dir(d),
+            None => expr,
+        }
     }
 }
 
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(Stdin::FileThen { path, then }) = &self.stdin {
-            write!(
+        if let Some(d) = &self.dir {
+            write!(f, "cd {} && ", quote(d))?;
+        }
+        match &self.stdin {
+            Some(Stdin::FileThen { path, then }) => write!(
                 f,
                 "{{ cat {}; printf '\\n%s\\n' {}; }} | ",
                 quote(path),
                 quote(then)
-            )?;
+            )?,
+            Some(Stdin::Text(text)) => write!(f, "printf '%s\\n' {} | ", quote(text))?,
+            None => {}
         }
         for (k, v) in &self.shown {
             write!(f, "{k}={} ", quote(v))?;
@@ -218,6 +245,31 @@ mod tests {
         if let Ok(out) = std::process::Command::new("sh")
             .arg("-c")
             .arg(&shown)
+            .output()
+        {
+            assert_eq!(out.stdout, bytes);
+        }
+    }
+
+    #[test]
+    fn stdin_text_is_shown_as_printf_and_a_shell_feeds_the_same_bytes() {
+        let json = r#"{"target":{"a":{"context":"/it's"}}}"#;
+        let c = Cmd::new("docker-buildx")
+            .args(["bake", "-f", "-"])
+            .stdin_text(json);
+        assert!(c
+            .clone()
+            .current_dir("/a b")
+            .to_string()
+            .starts_with("cd '/a b' && printf "));
+        let bytes = c.stdin_bytes().unwrap().unwrap();
+        assert_eq!(bytes, format!("{json}\n").into_bytes());
+        let shown = c.to_string();
+        assert!(shown.ends_with("| docker-buildx bake -f -"), "{shown}");
+        let piped = shown.replace("| docker-buildx bake -f -", "| cat");
+        if let Ok(out) = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&piped)
             .output()
         {
             assert_eq!(out.stdout, bytes);

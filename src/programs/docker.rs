@@ -140,6 +140,83 @@ pub fn buildx_build(
     c.arg(spec.context.as_str())
 }
 
+/// The same build as [`buildx_build`], as one target of a bake definition
+/// (`docker buildx bake -f -`, in JSON): the context, the Dockerfile and
+/// secret files by absolute path (bake reads a Dockerfile relative to its
+/// context), every ref a tag, the registry as the output. None for a build
+/// that bake cannot take as it is, which then builds alone: a build
+/// argument whose value is secret or comes from the environment (bake would
+/// have the value in the definition, or skip the argument), SSH, or a
+/// remote context.
+pub fn bake_target(
+    spec: &BuildSpec,
+    refs: &[String],
+    labels: &[(String, String)],
+    cache: Option<&BuilderCache>,
+) -> Option<serde_json::Value> {
+    use serde_json::{json, Map, Value};
+    if crate::read::compose::is_remote_context(&spec.context) || !spec.ssh.is_empty() {
+        return None;
+    }
+    let absolute = |p: &str| {
+        std::path::absolute(p)
+            .ok()
+            .and_then(|p| p.to_str().map(String::from))
+    };
+    let mut args = Map::new();
+    for a in &spec.args {
+        match &a.value {
+            ArgValue::Literal(v) => args.insert(a.name.clone(), Value::from(v.as_str())),
+            ArgValue::Secret(_) | ArgValue::Inherit => return None,
+        };
+    }
+    let mut tags: Vec<&str> = refs.iter().map(String::as_str).collect();
+    tags.extend(cache.filter(|k| k.inline).map(|k| k.reference.as_str()));
+    let mut secrets = Vec::new();
+    for s in &spec.secrets {
+        secrets.push(match &s.source {
+            SecretSource::Env(var) => format!("id={},env={var}", s.id),
+            SecretSource::File(path) => format!("id={},src={}", s.id, absolute(path)?),
+        });
+    }
+    let mut cache_from: Vec<&str> = spec.cache_from.iter().map(String::as_str).collect();
+    cache_from.extend(cache.map(|k| k.from.as_str()));
+    let mut t = json!({
+        "context": absolute(&spec.context)?,
+        "tags": tags,
+        "labels": labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "args": args,
+        "output": ["type=registry"],
+    });
+    let mut set = |key: &str, v: Value| {
+        if let Some(o) = t.as_object_mut() {
+            o.insert(key.to_string(), v);
+        }
+    };
+    if let Some(d) = &spec.dockerfile {
+        set("dockerfile", Value::from(absolute(d)?));
+    }
+    if let Some(target) = &spec.target {
+        set("target", Value::from(target.as_str()));
+    }
+    if let Some(p) = &spec.platform {
+        set(
+            "platforms",
+            json!(p.split(',').map(str::trim).collect::<Vec<_>>()),
+        );
+    }
+    if !secrets.is_empty() {
+        set("secret", json!(secrets));
+    }
+    if !cache_from.is_empty() {
+        set("cache-from", json!(cache_from));
+    }
+    if let Some(k) = cache {
+        set("cache-to", json!([k.to]));
+    }
+    Some(t)
+}
+
 /// Labels as flags, secrets by id and source (never by value), SSH.
 fn secrets_and_labels(mut c: Cmd, spec: &BuildSpec, labels: &[(String, String)]) -> Cmd {
     for (k, v) in labels {
@@ -302,6 +379,86 @@ pub fn pull(image: &str) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bake_target_is_the_same_build_and_only_what_bake_takes_as_it_is() {
+        let spec = |args: Vec<(&str, ArgValue)>| BuildSpec {
+            context: "/app/web".into(),
+            dockerfile: Some("/app/web/Dockerfile.prod".into()),
+            args: args
+                .into_iter()
+                .map(|(n, value)| crate::read::compose::BuildArg {
+                    name: n.into(),
+                    value,
+                })
+                .collect(),
+            target: Some("prod".into()),
+            platform: Some("linux/amd64,linux/arm64".into()),
+            secrets: vec![crate::read::compose::BuildSecret {
+                id: "npm".into(),
+                source: SecretSource::Env("NPM_TOKEN".into()),
+            }],
+            ssh: Vec::new(),
+            cache_from: vec!["r/app:old".into()],
+        };
+        let cache = BuilderCache {
+            reference: "r/app-cache:web".into(),
+            from: "type=registry,ref=r/app-cache:web".into(),
+            to: "type=registry,ref=r/app-cache:web,mode=max".into(),
+            inline: false,
+        };
+        let refs = ["r/app:web".to_string(), "r/app:worker".to_string()];
+        let labels = [("l".to_string(), "v".to_string())];
+        let t = bake_target(
+            &spec(vec![("A", ArgValue::Literal("1".into()))]),
+            &refs,
+            &labels,
+            Some(&cache),
+        )
+        .expect("bake takes it");
+        assert_eq!(
+            t,
+            serde_json::json!({
+                "context": "/app/web",
+                "dockerfile": "/app/web/Dockerfile.prod",
+                "tags": ["r/app:web", "r/app:worker"],
+                "labels": {"l": "v"},
+                "args": {"A": "1"},
+                "target": "prod",
+                "platforms": ["linux/amd64", "linux/arm64"],
+                "secret": ["id=npm,env=NPM_TOKEN"],
+                "cache-from": ["r/app:old", "type=registry,ref=r/app-cache:web"],
+                "cache-to": ["type=registry,ref=r/app-cache:web,mode=max"],
+                "output": ["type=registry"],
+            })
+        );
+        // A value that must stay out of any text, one from the environment,
+        // SSH, a remote context: each build alone.
+        for value in [ArgValue::Secret("s3cret".into()), ArgValue::Inherit] {
+            assert_eq!(
+                bake_target(&spec(vec![("A", value)]), &refs, &labels, None),
+                None
+            );
+        }
+        let mut ssh = spec(Vec::new());
+        ssh.ssh = vec!["default".into()];
+        assert_eq!(bake_target(&ssh, &refs, &labels, None), None);
+        let mut remote = spec(Vec::new());
+        remote.context = "https://github.com/o/r.git#main".into();
+        assert_eq!(bake_target(&remote, &refs, &labels, None), None);
+        // A relative path is made absolute: bake reads a Dockerfile
+        // relative to its context.
+        let mut relative = spec(Vec::new());
+        relative.context = "web".into();
+        relative.dockerfile = Some("web/Dockerfile".into());
+        let t = bake_target(&relative, &refs, &labels, None).expect("taken");
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            t["dockerfile"],
+            cwd.join("web/Dockerfile").display().to_string()
+        );
+        assert_eq!(t["context"], cwd.join("web").display().to_string());
+    }
 
     #[test]
     fn the_engines_plain_http_registries() {

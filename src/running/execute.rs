@@ -390,6 +390,21 @@ fn push_stage_caches(b: &Build, pulled: &[String], opts: RunOptions) {
     }
 }
 
+impl BuildResult {
+    /// A build's result before it runs: what the registry answered.
+    fn before(b: &Build, answers: &[Answer]) -> BuildResult {
+        BuildResult {
+            outcome: Outcome::Built,
+            existed: answers.iter().map(|a| a.exists).collect(),
+            digests: answers.iter().map(|a| a.digest.clone()).collect(),
+            check_seconds: answers.iter().map(|a| a.seconds).fold(0.0, f64::max),
+            build_seconds: 0.0,
+            push_seconds: vec![0.0; b.refs.len()],
+            by_other_run: vec![false; b.refs.len()],
+        }
+    }
+}
+
 /// One build: skip it when the registry has every tag; push only the
 /// missing tags, without a build when the image is here already.
 fn run_build(
@@ -399,16 +414,8 @@ fn run_build(
     opts: RunOptions,
 ) -> Result<BuildResult> {
     let who = &b.services[0];
-    let existed: Vec<bool> = answers.iter().map(|a| a.exists).collect();
-    let mut result = BuildResult {
-        outcome: Outcome::Built,
-        existed: existed.clone(),
-        digests: answers.iter().map(|a| a.digest.clone()).collect(),
-        check_seconds: answers.iter().map(|a| a.seconds).fold(0.0, f64::max),
-        build_seconds: 0.0,
-        push_seconds: vec![0.0; b.refs.len()],
-        by_other_run: vec![false; b.refs.len()],
-    };
+    let mut result = BuildResult::before(b, answers);
+    let existed = result.existed.clone();
     if existed.iter().all(|&e| e) {
         for s in &b.services {
             progress::done(s, "up to date: the registry has it");
@@ -705,6 +712,16 @@ pub fn build(plan: &Plan, answers: &Answers, opts: RunOptions) -> Result<Vec<Bui
             .clone()
             .map_err(|e| anyhow!(e))
     };
+    let needed: Vec<usize> = (0..plan.builds.len())
+        .filter(|&i| answers.per_build[i].iter().any(|a| !a.exists))
+        .collect();
+    if needed.len() <= usize::from(opts.jobs) {
+        if let Some((bake, names)) = plan.bake_of(&needed) {
+            if let Some(results) = run_bake(plan, &needed, (&bake, &names), answers, opts)? {
+                return Ok(results);
+            }
+        }
+    }
     parallel(plan.builds.len(), usize::from(opts.jobs), |i| {
         let recheck = |r: usize| recheck(plan, (i, r), opts);
         let steps = Steps {
@@ -713,6 +730,69 @@ pub fn build(plan: &Plan, answers: &Answers, opts: RunOptions) -> Result<Vec<Bui
         };
         run_build(&plan.builds[i], &answers.per_build[i], &steps, opts)
     })
+}
+
+/// The builds that run (`needed`, each of them a target), as one bake on
+/// the builder that pushes itself; every other build is up to date. Each
+/// built one's digest comes from the bake's metadata file, by target. When
+/// the bake fails because another run pushed one of its tags first (an
+/// immutable repository), None: each build then runs alone, where that
+/// tag counts as pushed and the others build again, from the cache.
+fn run_bake(
+    plan: &Plan,
+    needed: &[usize],
+    (bake, names): (&Cmd, &[String]),
+    answers: &Answers,
+    opts: RunOptions,
+) -> Result<Option<Vec<BuildResult>>> {
+    let Some(metadata) = plan.bake.as_ref().map(|b| &b.metadata_file) else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    for &i in needed {
+        progress::state(
+            &plan.builds[i].services[0],
+            "building and pushing (one bake)",
+        );
+    }
+    interrupt::track_temp_file(metadata.clone());
+    let built = stream(bake, "bake", opts);
+    let written = std::fs::read_to_string(metadata).ok();
+    let _ = std::fs::remove_file(metadata);
+    interrupt::untrack_temp_file(metadata);
+    if let Err(e) = built {
+        if !interrupt::cancelled() && ecr::is_immutable_refusal(&format!("{e:#}")) {
+            log("the bake stopped on a tag another run pushed first; each build runs alone");
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    let mut results = Vec::new();
+    for (i, b) in plan.builds.iter().enumerate() {
+        let mut result = BuildResult::before(b, &answers.per_build[i]);
+        let Some(k) = needed.iter().position(|&n| n == i) else {
+            for s in &b.services {
+                progress::done(s, "up to date: the registry has it");
+            }
+            result.outcome = Outcome::UpToDate;
+            results.push(result);
+            continue;
+        };
+        let digest = written
+            .as_deref()
+            .and_then(|w| buildx::bake_digest(w, &names[k]));
+        if digest.is_none() {
+            log(&format!(
+                "[{}] warning: the bake wrote no image digest for target {}; the report has none",
+                b.services[0], names[k]
+            ));
+        }
+        result.digests = vec![digest; b.refs.len()];
+        result.build_seconds = started.elapsed().as_secs_f64();
+        report_built(b, &result);
+        results.push(result);
+    }
+    Ok(Some(results))
 }
 
 /// Ask the registry again about one reference (build, index), with the

@@ -48,6 +48,13 @@ if [[ "$name $1" == "docker push" ]]; then : > "$FAKE_DIR/attempted.${2##*:}"; f
 if [[ "$name $1 $2" == "docker buildx build" ]]; then
   prev=; for a in "$@"; do [[ "$prev" == -t ]] && : > "$FAKE_DIR/attempted.${a##*:}"; prev=$a; done
 fi
+# A bake's definition, kept; each of its tags tried.
+if [[ "$name $1 $2" == "docker buildx bake" ]]; then
+  /bin/cat > "$FAKE_DIR/bake.stdin"
+  for t in $(grep -o '"tags":\[[^]]*\]' "$FAKE_DIR/bake.stdin" | grep -o ':[^:"]*"' | tr -d ':"'); do
+    : > "$FAKE_DIR/attempted.$t"
+  done
+fi
 exists() {
   [[ " $FAKE_EXISTING " == *" $1 "* ]] || { [[ -n "$FAKE_APPEAR_ON_PUSH" && -e "$FAKE_DIR/attempted.$1" ]]; }
 }
@@ -116,6 +123,17 @@ case "$name $1 $2" in
       prev=$a
     done
     echo "step 1: load build definition from Dockerfile"; echo "step 9: pushing layers done" ;;
+  "docker buildx bake")
+    # The targets follow `-f -`; each gets digest 8 in the metadata file.
+    prev=; meta=; targets=; after=
+    for a in "$@"; do
+      [[ "$prev" == --metadata-file ]] && meta=$a
+      [[ -n "$after" ]] && targets+="${targets:+,}\"$a\":{\"containerimage.digest\":\"sha256:$(printf '%064d' 8)\"}"
+      [[ "$prev" == -f && "$a" == - ]] && after=1
+      prev=$a
+    done
+    printf '{%s}' "$targets" > "$meta"
+    echo "step 1: [web internal] load build definition"; echo "step 9: pushing layers done" ;;
   "convox env"*)
     printf '%s\n' "$FAKE_CONVOX_ENV" ;;
   "aws ecr get-login-password")
