@@ -767,6 +767,14 @@ fn run_bake(
         }
         return Err(e);
     }
+    progress::done(
+        "bake",
+        &format!(
+            "{} builds in {:.1} s",
+            needed.len(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
     let mut results = Vec::new();
     for (i, b) in plan.builds.iter().enumerate() {
         let mut result = BuildResult::before(b, &answers.per_build[i]);
