@@ -187,38 +187,13 @@ fn special(_: &fs::FileType) -> &'static str {
     "other"
 }
 
-/// BLAKE3 of a file, read in chunks (never whole into memory). A chunk is
-/// hashed on every core (`update_rayon`: BLAKE3 is a tree, and the hash is
-/// the same however it is split), so that one large file does not keep one
-/// core busy while the others wait.
+/// BLAKE3 of a file, read in chunks (never whole into memory).
 fn hash_file(path: &Path) -> Result<blake3::Hash> {
-    const CHUNK: usize = 4 << 20;
-    let cannot = || format!("cannot read {}", path.display());
-    let mut file = fs::File::open(path).with_context(cannot)?;
+    let file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let mut filled = 0;
-        while filled < CHUNK {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).with_context(cannot),
-            }
-        }
-        if filled == 0 {
-            return Ok(h.finalize());
-        }
-        if filled > 128 << 10 {
-            h.update_rayon(&buf[..filled]);
-        } else {
-            h.update(&buf[..filled]);
-        }
-        if filled < CHUNK {
-            return Ok(h.finalize());
-        }
-    }
+    h.update_reader(std::io::BufReader::with_capacity(256 * 1024, file).take(u64::MAX))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(h.finalize())
 }
 
 /// Length-prefixed, so that no two different inputs give the same stream.
@@ -403,36 +378,6 @@ fn hash_secrets(h: &mut blake3::Hasher, spec: &BuildSpec) {
 mod tests {
     use super::*;
     use crate::read::compose::BuildArg;
-
-    #[test]
-    fn a_file_hashed_in_chunks_on_every_core_is_its_plain_blake3() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut bytes: Vec<u8> = Vec::with_capacity(9 << 20);
-        let mut x: u32 = 1;
-        while bytes.len() < (9 << 20) {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            bytes.extend_from_slice(&x.to_le_bytes());
-        }
-        for len in [
-            0,
-            1,
-            128 << 10,
-            (128 << 10) + 1,
-            4 << 20,
-            (4 << 20) + 1,
-            9 << 20,
-        ] {
-            let path = dir.path().join(format!("f{len}"));
-            fs::write(&path, &bytes[..len]).unwrap();
-            assert_eq!(
-                hash_file(&path).unwrap(),
-                blake3::hash(&bytes[..len]),
-                "{len}"
-            );
-        }
-    }
 
     fn tree() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
