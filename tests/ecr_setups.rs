@@ -270,26 +270,37 @@ fn a_push_refused_by_an_immutable_repository_counts_as_pushed_by_another_run() {
     assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
 }
 
+/// The demo on a builder that pushes itself, where `failing` is refused
+/// as an immutable repository refuses a tag another run pushed first: its
+/// fakes, its directory, its stderr (the run succeeds).
+fn refused_as_immutable(
+    failing: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Fakes, tempfile::TempDir, String) {
+    let inspect = "Name: NAME\nDriver: remote\n\nNodes:\nName: NAME0\nBuildkit: v0.32.2\n";
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let mut all = vec!["--repo", ECR, "--builder", "bk"];
+    all.extend(args);
+    let mut envs = vec![
+        ("FAKE_BUILDX_INSPECT", inspect),
+        ("FAKE_VERSIONS", "28.2.2 28.2.2"),
+        ("FAKE_FAIL", failing),
+        ("FAKE_FAIL_MSG", IMMUTABLE),
+    ];
+    envs.extend(env);
+    let out = run(&fakes, dir.path(), &all, &envs);
+    let stderr = common::ok(&out);
+    (fakes, dir, stderr)
+}
+
 /// A bake (several builds at once) that stops on a tag another run pushed
 /// first to the immutable repository: each build then runs alone, where
 /// such a tag counts as pushed.
 #[test]
 fn a_bake_refused_as_immutable_runs_each_build_alone() {
-    let inspect = "Name: NAME\nDriver: remote\n\nNodes:\nName: NAME0\nBuildkit: v0.32.2\n";
-    let fakes = Fakes::new(&["docker", "aws"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
-        &["--repo", ECR, "--builder", "bk"],
-        &[
-            ("FAKE_BUILDX_INSPECT", inspect),
-            ("FAKE_VERSIONS", "28.2.2 28.2.2"),
-            ("FAKE_FAIL", "docker buildx bake"),
-            ("FAKE_FAIL_MSG", IMMUTABLE),
-        ],
-    );
-    let stderr = common::ok(&out);
+    let (fakes, dir, stderr) = refused_as_immutable("docker buildx bake", &[], &[]);
     assert!(stderr.contains("each build runs alone"), "{stderr}");
     let lines = fakes.all_call_lines();
     let alone = lines.iter().filter(|l| l.contains("buildx build")).count();
@@ -301,22 +312,11 @@ fn a_bake_refused_as_immutable_runs_each_build_alone() {
 
 #[test]
 fn a_builder_that_pushes_itself_refused_as_immutable_counts_as_pushed() {
-    let inspect = "Name: NAME\nDriver: remote\n\nNodes:\nName: NAME0\nBuildkit: v0.32.2\n";
-    let fakes = Fakes::new(&["docker", "aws"]);
-    let dir = fixture("demo");
-    let out = run(
-        &fakes,
-        dir.path(),
-        &["--repo", ECR, "--builder", "bk", "--jobs", "1"],
-        &[
-            ("FAKE_BUILDX_INSPECT", inspect),
-            ("FAKE_VERSIONS", "28.2.2 28.2.2"),
-            ("FAKE_APPEAR_ON_PUSH", "1"),
-            ("FAKE_FAIL", "docker buildx build"),
-            ("FAKE_FAIL_MSG", IMMUTABLE),
-        ],
+    let (_fakes, dir, stderr) = refused_as_immutable(
+        "docker buildx build",
+        &["--jobs", "1"],
+        &[("FAKE_APPEAR_ON_PUSH", "1")],
     );
-    let stderr = common::ok(&out);
     assert!(
         stderr.contains("was pushed by another run first"),
         "{stderr}"
