@@ -318,30 +318,44 @@ pub fn plan_with(
     })
 }
 
+/// One bake of some of a plan's builds.
+#[derive(Debug, Clone)]
+pub struct BakeRun {
+    pub cmd: Cmd,
+    /// Each build's target name, in the order asked.
+    pub names: Vec<String>,
+    /// Where it writes each target's pushed digest.
+    pub metadata_file: PathBuf,
+}
+
 impl Plan {
-    /// The one bake that runs these builds (indices into `builds`), with
-    /// each build's target name: None unless there is a bake and two or
-    /// more of them, each of which it can take.
-    pub fn bake_of(&self, builds: &[usize]) -> Option<(Cmd, Vec<String>)> {
+    /// The one bake that runs these builds (indices into `builds`): None
+    /// unless there is a bake and two or more of them, each of which it can
+    /// take.
+    pub fn bake_of(&self, builds: &[usize]) -> Option<BakeRun> {
         let bake = self.bake.as_ref()?;
         if builds.len() < 2 {
             return None;
         }
+        let mut names: Vec<String> = Vec::new();
         let mut targets: Vec<(String, serde_json::Value)> = Vec::new();
         for &i in builds {
             let b = self.builds.get(i)?;
-            let names: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
             let name = crate::programs::buildx::target_name(&b.services[0], &names);
+            names.push(name.clone());
             targets.push((name, b.bake_target.clone()?));
         }
-        let names = targets.iter().map(|(n, _)| n.clone()).collect();
         let cmd = crate::programs::buildx::bake(
             &bake.builder,
             &bake.flags,
             &bake.metadata_file,
             &targets,
         );
-        Some((cmd, names))
+        Some(BakeRun {
+            cmd,
+            names,
+            metadata_file: bake.metadata_file.clone(),
+        })
     }
 }
 

@@ -70,12 +70,12 @@ impl Plan {
             self.build_lines(b, &mut lines);
         }
         let all: Vec<usize> = (0..self.builds.len()).collect();
-        if let Some((bake, _)) = self.bake_of(&all) {
+        if let Some(bake) = self.bake_of(&all) {
             lines.push(
                 "# when two or more of the builds above are to run (no more than --jobs), they run as one bake instead (its targets: those that run):"
                     .into(),
             );
-            lines.push(bake.to_string());
+            lines.push(bake.cmd.to_string());
         }
         lines
     }

@@ -405,6 +405,15 @@ impl BuildResult {
     }
 }
 
+/// A build the registry has every tag of: neither built nor pushed.
+fn up_to_date(b: &Build, mut result: BuildResult) -> BuildResult {
+    for s in &b.services {
+        progress::done(s, "up to date: the registry has it");
+    }
+    result.outcome = Outcome::UpToDate;
+    result
+}
+
 /// One build: skip it when the registry has every tag; push only the
 /// missing tags, without a build when the image is here already.
 fn run_build(
@@ -417,11 +426,7 @@ fn run_build(
     let mut result = BuildResult::before(b, answers);
     let existed = result.existed.clone();
     if existed.iter().all(|&e| e) {
-        for s in &b.services {
-            progress::done(s, "up to date: the registry has it");
-        }
-        result.outcome = Outcome::UpToDate;
-        return Ok(result);
+        return Ok(up_to_date(b, result));
     }
     if let Some(metadata) = &b.metadata_file {
         return built_and_pushed_by_builder(b, metadata, result, steps, opts);
@@ -471,11 +476,7 @@ fn built_and_pushed_by_builder(
     let who = &b.services[0];
     let started = Instant::now();
     progress::state(who, "building and pushing");
-    crate::running::interrupt::track_temp_file(metadata.to_path_buf());
-    let built = stream(&b.build, who, opts);
-    let written = std::fs::read_to_string(metadata).ok();
-    let _ = std::fs::remove_file(metadata);
-    crate::running::interrupt::untrack_temp_file(metadata);
+    let (built, written) = stream_with_metadata(&b.build, who, metadata, opts);
     if let Err(e) = built {
         if pushed_by_another_run(b, &mut result, &e, steps, 0..b.refs.len()) {
             result.build_seconds = started.elapsed().as_secs_f64();
@@ -497,6 +498,22 @@ fn built_and_pushed_by_builder(
     result.build_seconds = started.elapsed().as_secs_f64();
     report_built(b, &result);
     Ok(result)
+}
+
+/// Run a build that writes `--metadata-file` `metadata`: its result, and
+/// what it wrote there (the file is removed, on an interrupt too).
+fn stream_with_metadata(
+    cmd: &Cmd,
+    who: &str,
+    metadata: &std::path::Path,
+    opts: RunOptions,
+) -> (Result<Vec<String>>, Option<String>) {
+    interrupt::track_temp_file(metadata.to_path_buf());
+    let built = stream(cmd, who, opts);
+    let written = std::fs::read_to_string(metadata).ok();
+    let _ = std::fs::remove_file(metadata);
+    interrupt::untrack_temp_file(metadata);
+    (built, written)
 }
 
 /// Push each reference the registry does not have. A push refused because
@@ -716,8 +733,8 @@ pub fn build(plan: &Plan, answers: &Answers, opts: RunOptions) -> Result<Vec<Bui
         .filter(|&i| answers.per_build[i].iter().any(|a| !a.exists))
         .collect();
     if needed.len() <= usize::from(opts.jobs) {
-        if let Some((bake, names)) = plan.bake_of(&needed) {
-            if let Some(results) = run_bake(plan, &needed, (&bake, &names), answers, opts)? {
+        if let Some(run) = plan.bake_of(&needed) {
+            if let Some(results) = run_bake(plan, &needed, &run, answers, opts)? {
                 return Ok(results);
             }
         }
@@ -741,13 +758,10 @@ pub fn build(plan: &Plan, answers: &Answers, opts: RunOptions) -> Result<Vec<Bui
 fn run_bake(
     plan: &Plan,
     needed: &[usize],
-    (bake, names): (&Cmd, &[String]),
+    run: &crate::plan::BakeRun,
     answers: &Answers,
     opts: RunOptions,
 ) -> Result<Option<Vec<BuildResult>>> {
-    let Some(metadata) = plan.bake.as_ref().map(|b| &b.metadata_file) else {
-        return Ok(None);
-    };
     let started = Instant::now();
     for &i in needed {
         progress::state(
@@ -755,11 +769,7 @@ fn run_bake(
             "building and pushing (one bake)",
         );
     }
-    interrupt::track_temp_file(metadata.clone());
-    let built = stream(bake, "bake", opts);
-    let written = std::fs::read_to_string(metadata).ok();
-    let _ = std::fs::remove_file(metadata);
-    interrupt::untrack_temp_file(metadata);
+    let (built, written) = stream_with_metadata(&run.cmd, "bake", &run.metadata_file, opts);
     if let Err(e) = built {
         if !interrupt::cancelled() && ecr::is_immutable_refusal(&format!("{e:#}")) {
             log("the bake stopped on a tag another run pushed first; each build runs alone");
@@ -779,20 +789,16 @@ fn run_bake(
     for (i, b) in plan.builds.iter().enumerate() {
         let mut result = BuildResult::before(b, &answers.per_build[i]);
         let Some(k) = needed.iter().position(|&n| n == i) else {
-            for s in &b.services {
-                progress::done(s, "up to date: the registry has it");
-            }
-            result.outcome = Outcome::UpToDate;
-            results.push(result);
+            results.push(up_to_date(b, result));
             continue;
         };
         let digest = written
             .as_deref()
-            .and_then(|w| buildx::bake_digest(w, &names[k]));
+            .and_then(|w| buildx::bake_digest(w, &run.names[k]));
         if digest.is_none() {
             log(&format!(
                 "[{}] warning: the bake wrote no image digest for target {}; the report has none",
-                b.services[0], names[k]
+                b.services[0], run.names[k]
             ));
         }
         result.digests = vec![digest; b.refs.len()];
