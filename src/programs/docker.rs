@@ -174,10 +174,11 @@ pub fn bake_target(
     tags.extend(cache.filter(|k| k.inline).map(|k| k.reference.as_str()));
     let mut secrets = Vec::new();
     for s in &spec.secrets {
-        secrets.push(match &s.source {
-            SecretSource::Env(var) => format!("id={},env={var}", s.id),
-            SecretSource::File(path) => format!("id={},src={}", s.id, absolute(path)?),
-        });
+        let source = match &s.source {
+            SecretSource::File(path) => SecretSource::File(absolute(path)?),
+            env => env.clone(),
+        };
+        secrets.push(secret_spec(&s.id, &source));
     }
     let mut cache_from: Vec<&str> = spec.cache_from.iter().map(String::as_str).collect();
     cache_from.extend(cache.map(|k| k.from.as_str()));
@@ -223,16 +224,21 @@ fn secrets_and_labels(mut c: Cmd, spec: &BuildSpec, labels: &[(String, String)])
         c = c.args(["--label".to_string(), format!("{k}={v}")]);
     }
     for s in &spec.secrets {
-        let source = match &s.source {
-            SecretSource::Env(var) => format!("env={var}"),
-            SecretSource::File(path) => format!("src={path}"),
-        };
-        c = c.args(["--secret".to_string(), format!("id={},{source}", s.id)]);
+        c = c.args(["--secret".to_string(), secret_spec(&s.id, &s.source)]);
     }
     for s in &spec.ssh {
         c = c.args(["--ssh", s.as_str()]);
     }
     c
+}
+
+/// A secret by id and source (never by value), as `--secret` and bake's
+/// `secret` take it: `id=ID,env=VAR` or `id=ID,src=PATH`.
+fn secret_spec(id: &str, source: &SecretSource) -> String {
+    match source {
+        SecretSource::Env(var) => format!("id={id},env={var}"),
+        SecretSource::File(path) => format!("id={id},src={path}"),
+    }
 }
 
 /// One `LABEL` instruction with every label, quoted for the Dockerfile.
