@@ -290,12 +290,16 @@ pub fn target_name(service: &str, taken: &[String]) -> String {
 /// A target's pushed digest in a bake's `--metadata-file`.
 pub fn bake_digest(json: &str, target: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    metadata_digest(&v.get(target)?.to_string())
+    digest_in(v.get(target)?)
 }
 
 /// The pushed image's digest in a `--metadata-file`.
 pub fn metadata_digest(json: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    digest_in(&serde_json::from_str(json).ok()?)
+}
+
+/// `containerimage.digest` of one build's metadata.
+fn digest_in(v: &serde_json::Value) -> Option<String> {
     v.get("containerimage.digest")?
         .as_str()
         .filter(|d| d.starts_with("sha256:"))
