@@ -62,16 +62,12 @@ impl DockerConfig {
     /// is not JSON is an error here, which the caller reports as docker
     /// does: a warning, and no helper.
     pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<DockerConfig, String> {
-        let none = DockerConfig {
-            plugin_dirs: Some(Vec::new()),
-            ..DockerConfig::default()
-        };
         let Some(path) = Self::path_from(env) else {
-            return Ok(none);
+            return Ok(Self::no_file());
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(none),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::no_file()),
             Err(e) => {
                 return Err(format!(
                     "cannot read the docker config {}: {e}",
@@ -85,12 +81,18 @@ impl DockerConfig {
         Ok(config)
     }
 
+    /// What no file (or an empty one) says: no helper, no extra plugin
+    /// directory.
+    fn no_file() -> DockerConfig {
+        DockerConfig {
+            plugin_dirs: Some(Vec::new()),
+            ..DockerConfig::default()
+        }
+    }
+
     pub fn parse(text: &str) -> Result<DockerConfig, String> {
         if text.trim().is_empty() {
-            return Ok(DockerConfig {
-                plugin_dirs: Some(Vec::new()),
-                ..DockerConfig::default()
-            });
+            return Ok(Self::no_file());
         }
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let creds_store = v
