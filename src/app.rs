@@ -106,7 +106,7 @@ impl<'a> Invocation<'a> {
                 crate::running::interrupt::deadline(limit, crate::cli::show_duration(limit));
             }
             if let plan::Output::File(path) = &resolved.options.output {
-                lock = Some(crate::running::lock::lock(path)?);
+                lock = crate::running::lock::lock(path)?;
             }
         }
         let stdout_report = cli.json || (cli.convox_build && !resolved.dry_run);

@@ -3,6 +3,7 @@
 
 use crate::plan::tag::DEFAULT_TEMPLATE;
 use crate::plan::{Options, Output};
+use crate::read::regular;
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -471,7 +472,7 @@ pub fn git_head(dir: &Path) -> Option<String> {
         .map(|d| d.join(".git"))
         .find(|p| p.exists())?;
     let git_dir = if dot_git.is_file() {
-        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let text = git_file(&dot_git)?;
         let p = PathBuf::from(text.trim().strip_prefix("gitdir:")?.trim());
         if p.is_relative() {
             dot_git.parent()?.join(p)
@@ -481,28 +482,33 @@ pub fn git_head(dir: &Path) -> Option<String> {
     } else {
         dot_git
     };
-    let common = std::fs::read_to_string(git_dir.join("commondir"))
-        .ok()
+    let common = git_file(&git_dir.join("commondir"))
         .map(|c| git_dir.join(c.trim()))
         .unwrap_or_else(|| git_dir.clone());
-    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let head = git_file(&git_dir.join("HEAD"))?;
     let head = head.trim();
     let Some(reference) = head.strip_prefix("ref:").map(str::trim) else {
         return is_sha(head).then(|| head.to_string());
     };
     for d in [&git_dir, &common] {
-        if let Ok(sha) = std::fs::read_to_string(d.join(reference)) {
+        if let Some(sha) = git_file(&d.join(reference)) {
             let sha = sha.trim();
             if is_sha(sha) {
                 return Some(sha.to_string());
             }
         }
     }
-    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    let packed = regular::read_text(&common.join("packed-refs"), 256 << 20).ok()?;
     packed.lines().find_map(|l| {
         let (sha, name) = l.split_once(' ')?;
         (name == reference && is_sha(sha)).then(|| sha.to_string())
     })
+}
+
+/// A small file of git's (`HEAD`, a ref, `.git` as a file): only a regular
+/// file, never blocking, at most 64 KiB.
+fn git_file(path: &Path) -> Option<String> {
+    regular::read_text(path, 64 << 10).ok()
 }
 
 fn is_sha(s: &str) -> bool {

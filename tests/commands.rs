@@ -771,8 +771,8 @@ fn a_second_run_on_the_same_file_fails_clearly_while_the_first_holds_the_lock() 
     let fakes = Fakes::new(&["docker", "aws"]);
     let dir = fixture("demo");
     let before = fs::read(dir.path().join(FILE)).unwrap();
-    // Stand in for a first run: hold the lock file it would hold.
-    let held = fs::File::create(dir.path().join(format!(".{FILE}.lock"))).unwrap();
+    // Stand in for a first run: hold the lock it would hold (on the file).
+    let held = fs::File::open(dir.path().join(FILE)).unwrap();
     held.lock().unwrap();
     let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
     let stderr = text(&out).1;
@@ -784,11 +784,21 @@ fn a_second_run_on_the_same_file_fails_clearly_while_the_first_holds_the_lock() 
     assert!(fakes.calls().is_empty());
     assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
     drop(held);
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let files_before = names(dir.path());
     let out = run(&fakes, dir.path(), &standard_args(ECR), &[]);
     assert!(out.status.success(), "{}", text(&out).1);
-    assert!(
-        !dir.path().join(format!(".{FILE}.lock")).exists(),
-        "the lock file is removed"
+    assert_eq!(
+        names(dir.path()),
+        files_before,
+        "no file of this program's is left (or made) in the app's directory"
     );
 }
 

@@ -13,6 +13,7 @@
 use crate::inputs::dockerignore::{Ignore, Which};
 use crate::read::compose::{is_remote_context, ArgValue, BuildSpec, SecretSource};
 use crate::read::dockerfile::Dockerfile;
+use crate::read::regular;
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::fs;
@@ -56,10 +57,10 @@ struct Item {
 /// refuses is an error naming the file, the line and the pattern.
 pub fn context_ignore(context: &Path, dockerfile: Option<&Path>) -> Result<Ignore> {
     let read = |p: &Path| -> Result<Option<String>> {
-        if !p.is_file() {
+        if !regular::exists_regular(p)? {
             return Ok(None);
         }
-        let bytes = fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let bytes = regular::read(p, regular::TEXT_LIMIT)?;
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     };
     let context_file = context.join(".dockerignore");
@@ -273,11 +274,15 @@ fn hash_local(h: &mut blake3::Hasher, spec: &BuildSpec, read: Option<&Dockerfile
             context.display()
         );
     }
-    if let Some(d) = dockerfile.filter(|d| !d.is_file()) {
-        bail!(
-            "the Dockerfile {} does not exist; `dockerfile:` is relative to the build context",
-            d.display()
-        );
+    if let Some(d) = dockerfile {
+        match regular::exists_regular(d) {
+            Ok(true) => {}
+            Ok(false) => bail!(
+                "the Dockerfile {} does not exist; `dockerfile:` is relative to the build context",
+                d.display()
+            ),
+            Err(e) => bail!("the Dockerfile: {e}"),
+        }
     }
     let ignore = context_ignore(context, dockerfile)?;
     let items = walk(context, &ignore)?;
@@ -298,8 +303,10 @@ fn hash_local(h: &mut blake3::Hasher, spec: &BuildSpec, read: Option<&Dockerfile
     field(h, b"dockerfile");
     let df = match read.filter(|d| d.path == dockerfile) {
         Some(d) => blake3::hash(&d.bytes),
-        None => hash_file(&dockerfile)
-            .map_err(|e| anyhow!("the Dockerfile {}: {e:#}", dockerfile.display()))?,
+        None => blake3::hash(
+            &regular::read(&dockerfile, regular::TEXT_LIMIT)
+                .map_err(|e| anyhow!("the Dockerfile: {e}"))?,
+        ),
     };
     h.update(df.as_bytes());
     Ok(())

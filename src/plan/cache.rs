@@ -60,13 +60,26 @@ pub fn reference(registry: &Registry, app: &str, service: &str) -> String {
     )
 }
 
+/// The cache reference of one stage: `HOST/REPOSITORY-cache:APP_SERVICE-STAGE`,
+/// at most 128 characters and distinct for distinct stages (`tag::fit`).
+fn stage_reference(at: &Site<'_>, stage: &str) -> String {
+    let tag = tag::fit(vec![
+        tag::Part::cut(&format!("{}_{}", at.app, at.service)),
+        tag::Part::cut("-"),
+        tag::Part::cut(stage),
+    ]);
+    format!(
+        "{}/{}-cache:{tag}",
+        at.registry.host, at.registry.repository
+    )
+}
+
 /// Each stage the target needs, as a cache image of its own:
 /// `CACHE-STAGE`, built with `--target STAGE` and no labels (`stage_cmd`);
 /// pulled first under the classic builder.
 fn stages(
     at: &Site<'_>,
     spec: &BuildSpec,
-    cache: &str,
     stage_cmd: &dyn Fn(&BuildSpec, &str) -> Cmd,
 ) -> Vec<StageCache> {
     let Some(dockerfile) = at.dockerfile else {
@@ -77,7 +90,7 @@ fn stages(
         .iter()
         .map(|stage| {
             let id = stage.id();
-            let reference = format!("{cache}-{}", tag::sanitize(&id));
+            let reference = stage_reference(at, &id);
             let mut of_stage = spec.clone();
             of_stage.target = Some(id.clone());
             StageCache {
@@ -139,7 +152,7 @@ pub fn cache(
     let mut cached = spec.clone();
     cached.cache_from.push(reference_c.clone());
     if !at.buildkit {
-        let stages = stages(at, spec, &reference_c, stage_cmd);
+        let stages = stages(at, spec, stage_cmd);
         let push = CachePush {
             tag: docker::tag(at.reference, &reference_c),
             push: docker::push(&reference_c),
@@ -152,7 +165,7 @@ pub fn cache(
     }
     // BuildKit: every cache image named, each with inline cache, the
     // stages' builds as the image's.
-    let stage_refs = stages(at, spec, &reference_c, &|_, _| Cmd::new("docker"));
+    let stage_refs = stages(at, spec, &|_, _| Cmd::new("docker"));
     let mut build_spec = spec.clone();
     build_spec.cache_from.push(reference_c.clone());
     build_spec
@@ -167,7 +180,7 @@ pub fn cache(
         push: docker::push(&reference_c),
         pull: None,
         build_cached: None,
-        stages: stages(at, &build_spec, &reference_c, stage_cmd),
+        stages: stages(at, &build_spec, stage_cmd),
         reference: reference_c,
     };
     (build_spec, push)

@@ -17,6 +17,7 @@
 //!   saying so, rather than half a value.
 //! - A name given twice: the last one counts, as in Convox.
 
+use crate::read::regular;
 use std::path::Path;
 
 /// The variables, in the order given (a later one replaces an earlier one).
@@ -45,6 +46,12 @@ impl AppEnv {
             if name.is_empty() {
                 return Err(format!("{source}:{at}: no name before `=`"));
             }
+            if name.contains('\0') || value.contains('\0') {
+                return Err(format!(
+                    "{source}:{at}: `{}` holds a NUL byte, which no program can be given",
+                    name.replace('\0', "\\0")
+                ));
+            }
             vars.retain(|(n, _)| n != name);
             vars.push((name.to_string(), value.to_string()));
         }
@@ -53,10 +60,9 @@ impl AppEnv {
 
     /// Read the file at `path`.
     pub fn load(path: &Path) -> Result<AppEnv, String> {
-        let text =
-            std::fs::read(path).map_err(|e| format!("--env-file {}: {e}", path.display()))?;
-        let text = String::from_utf8(text)
-            .map_err(|_| format!("--env-file {}: not UTF-8 text", path.display()))?;
+        let text = regular::read(path, regular::TEXT_LIMIT)
+            .map_err(|e| format!("--env-file: {e}"))
+            .and_then(|b| regular::utf8_text(path, b).map_err(|e| format!("--env-file {e}")))?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -94,6 +100,21 @@ mod tests {
             assert_eq!(env.get(k), Some(v), "{k}");
         }
         assert_eq!(env.vars.len(), 5);
+    }
+
+    #[test]
+    fn a_nul_in_a_value_is_refused_when_read_and_the_value_not_shown() {
+        let e = AppEnv::parse("A=1\nTOKEN=se\0cret\n", "convox env").unwrap_err();
+        assert_eq!(
+            e,
+            "convox env:2: `TOKEN` holds a NUL byte, which no program can be given"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("app.env");
+        std::fs::write(&p, "TOKEN=se\0cret\n").unwrap();
+        let e = AppEnv::load(&p).unwrap_err();
+        assert!(e.contains("app.env:1:9: a NUL byte"), "{e}");
+        assert!(!e.contains("se") || !e.contains("cret"), "{e}");
     }
 
     #[test]

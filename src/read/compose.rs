@@ -4,6 +4,7 @@
 pub use crate::read::format::{Env, Format};
 use crate::read::interpolate::{interpolate, variables};
 use crate::read::manifest::{self, Rules};
+use crate::read::regular;
 use crate::read::yaml::{Doc, Entry, NodeId, Pos};
 use anyhow::{anyhow, bail, Result};
 use std::path::{Component, Path, PathBuf};
@@ -134,21 +135,13 @@ struct RawBuild {
 impl Compose {
     /// Read and parse a compose file.
     pub fn load(path: &Path, env: Env<'_>) -> Result<Compose> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| anyhow!("cannot read compose file {}: {e}", path.display()))?;
+        let bytes = regular::read(path, regular::TEXT_LIMIT)
+            .map_err(|e| anyhow!("cannot read the compose file: {e}"))?;
         Self::from_bytes(path, bytes, env)
     }
 
     pub fn from_bytes(path: &Path, bytes: Vec<u8>, env: Env<'_>) -> Result<Compose> {
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-            let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-            anyhow!(
-                "{}:{line}:{col}: the file is not valid UTF-8; save it as UTF-8",
-                path.display()
-            )
-        })?;
+        let text = regular::utf8_text(path, bytes).map_err(|e| anyhow!("{e}"))?;
         let doc = Doc::parse(&text).map_err(|e| {
             let at = match e.pos {
                 Some(p) => format!("{}:{p}", path.display()),
@@ -871,7 +864,7 @@ const X_KEY_HINT: &str = "put the anchor on the first service that uses it (`web
 
 /// What to do about a YAML error.
 fn yaml_hint(message: &str) -> &'static str {
-    if message.contains("tab") {
+    if message.contains("tab") && !message.contains("unprintable") {
         "indent with spaces: YAML does not allow tabs there"
     } else if message.contains("duplicate key") {
         "remove or rename one of the two"

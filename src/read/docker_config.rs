@@ -20,6 +20,7 @@
 //!
 //! Nothing here writes the file: a run on a helper never changes it.
 
+use crate::read::regular;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -65,16 +66,13 @@ impl DockerConfig {
         let Some(path) = Self::path_from(env) else {
             return Ok(Self::no_file());
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::no_file()),
-            Err(e) => {
-                return Err(format!(
-                    "cannot read the docker config {}: {e}",
-                    path.display()
-                ))
-            }
+        let bytes = match regular::read(&path, regular::TEXT_LIMIT) {
+            Ok(b) => b,
+            Err(e) if e.is_missing() => return Ok(Self::no_file()),
+            Err(e) => return Err(format!("the docker config: {e}")),
         };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("the docker config {} is not UTF-8", path.display()))?;
         let mut config = Self::parse(&text)
             .map_err(|e| format!("the docker config {} is not JSON: {e}", path.display()))?;
         config.path = Some(path);

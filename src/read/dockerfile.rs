@@ -23,6 +23,7 @@
 //!   the added line would be read.
 
 use crate::read::compose::{is_remote_context, normalize, BuildSpec};
+use crate::read::regular;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -55,8 +56,11 @@ impl Dockerfile {
     }
 
     /// Read one from disk.
-    pub fn read(path: &Path) -> std::io::Result<Dockerfile> {
-        Ok(Dockerfile::new(path.to_path_buf(), std::fs::read(path)?))
+    pub fn read(path: &Path) -> Result<Dockerfile, regular::FileError> {
+        Ok(Dockerfile::new(
+            path.to_path_buf(),
+            regular::read(path, regular::TEXT_LIMIT)?,
+        ))
     }
 
     /// Its instructions (none when it is not UTF-8).

@@ -17,6 +17,8 @@
 //!   line); each read once per run (`Dockerfiles`).
 //! - [`app_env`]: the app's environment in `convox env`'s format
 //!   (`--env-file`, `--convox-env`), what Convox fills `ARG`s from.
+//! - [`regular`]: opening a file a user names: only a regular file, never
+//!   blocking, bounded.
 //! - [`docker_config`]: the docker client's config: which registry hosts a
 //!   credential helper serves (no `docker login` for them).
 pub mod app_env;
@@ -26,4 +28,5 @@ pub mod dockerfile;
 pub mod format;
 pub mod interpolate;
 pub mod manifest;
+pub mod regular;
 pub mod yaml;

@@ -935,7 +935,7 @@ pub fn complete_digests(plan: &Plan, results: &mut [BuildResult], opts: RunOptio
 /// Write the rewritten file (or stdout): the last step, after every push.
 pub fn write_output(output: &Output, text: &str) -> Result<()> {
     match output {
-        Output::File(path) => output::write_atomic(path, text.as_bytes()),
+        Output::File(path) => output::write(path, text.as_bytes()),
         Output::Stdout => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())

@@ -1,55 +1,51 @@
-//! One run at a time per output file: a lock file next to it
-//! (`.NAME.lock`, held with flock), so two runs on the same file cannot
-//! tear it. The second run fails at once with a message naming the lock.
+//! One run at a time per output file: the file itself is locked (flock,
+//! through a read-only handle that writes nothing), so two runs on the same
+//! file cannot lose each other's change. The second run fails at once with
+//! a message saying so.
+//!
+//! The lock is on the file, not on a file beside it: nothing of this
+//! program's is ever created in the app's directory, where a build context
+//! (`build: .`) would send it to docker. An output that does not exist yet,
+//! or is a FIFO or a device, has nothing to lose and is not locked.
 
+use crate::running::output::{self, Place};
 use anyhow::{anyhow, bail, Result};
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug)]
 pub struct FileLock {
-    path: PathBuf,
     _file: File,
 }
 
-/// The lock file for `target` (a symlink's target, as it is what is written).
-pub fn lock_path(target: &Path) -> PathBuf {
-    let real = crate::running::output::real_path(target);
-    let name = real
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    real.with_file_name(format!(".{name}.lock"))
-}
-
-/// Take the lock for `target`, or fail saying who holds it.
-pub fn lock(target: &Path) -> Result<FileLock> {
-    // The lock file goes where the output goes: the same check first.
-    crate::running::output::check_writable(target)?;
-    let path = lock_path(target);
+/// Take the lock for `target` (a symlink's target, as it is what is
+/// written), or fail saying another run holds it.
+pub fn lock(target: &Path) -> Result<Option<FileLock>> {
+    output::check_writable(target)?;
+    if output::place(target)? == Place::Stream {
+        return Ok(None);
+    }
+    let real = output::real_path(target);
     loop {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| anyhow!("cannot create the lock file {}: {e}", path.display()))?;
+        let file = match OpenOptions::new().read(true).open(&real) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(anyhow!("cannot open {} to lock it: {e}", real.display())),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => bail!(
-                "{} is being rewritten by another run of convox-build-off-cluster (it holds {}); wait for that run to finish, then run again",
-                target.display(),
-                path.display()
+                "{} is being rewritten by another run of convox-build-off-cluster; wait for that run to finish, then run again",
+                target.display()
             ),
             Err(TryLockError::Error(e)) => {
-                bail!("cannot lock {}: {e}", path.display())
+                bail!("cannot lock {}: {e}", real.display())
             }
         }
-        // The holder removes the lock file when it is done; a lock taken on
-        // a file that is no longer at the path does not count.
-        if same_file(&file, &path) {
-            crate::running::interrupt::track_temp_file(path.clone());
-            return Ok(FileLock { path, _file: file });
+        // A run that finished replaced the file: a lock on the file that
+        // is no longer at the path does not count.
+        if same_file(&file, &real) {
+            return Ok(Some(FileLock { _file: file }));
         }
     }
 }
@@ -68,29 +64,35 @@ fn same_file(_: &File, path: &Path) -> bool {
     path.exists()
 }
 
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        // Remove while still holding the lock; the file handle closes after.
-        let _ = fs::remove_file(&self.path);
-        crate::running::interrupt::untrack_temp_file(&self.path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_second_lock_fails_and_the_file_goes_with_the_first() {
+    fn a_second_lock_fails_and_no_file_is_made_beside_the_target() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("c.yml");
+        fs::write(&target, "x").unwrap();
         let first = lock(&target).unwrap();
-        assert!(dir.path().join(".c.yml.lock").exists());
+        assert!(first.is_some());
         let err = lock(&target).unwrap_err().to_string();
         assert!(err.contains("another run"), "{err}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         drop(first);
-        assert!(!dir.path().join(".c.yml.lock").exists());
         let again = lock(&target).unwrap();
-        drop(again);
+        assert!(again.is_some());
+    }
+
+    #[test]
+    fn a_lock_on_a_replaced_file_does_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("c.yml");
+        fs::write(&target, "x").unwrap();
+        let first = lock(&target).unwrap();
+        // The first run writes its result (a new file at the path).
+        crate::running::output::write(&target, b"y").unwrap();
+        let second = lock(&target).unwrap();
+        assert!(second.is_some(), "the new file is free");
+        drop(first);
     }
 }
