@@ -141,15 +141,22 @@ fn gather_build_args(inv: &Invocation<'_>) -> Result<BuildArgs> {
     let cli = inv.cli;
     let options = &inv.resolved.options;
     let rack = rack(cli);
-    let mut flags: Vec<String> = env("PLUGIN_BUILD_ARGS")
+    let mut flags: Vec<(String, String)> = env("PLUGIN_BUILD_ARGS")
         .map(|list| {
             list.split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
+                .enumerate()
+                .map(|(i, s)| (format!("the build_args setting's entry #{}", i + 1), s))
                 .collect()
         })
         .unwrap_or_default();
-    flags.extend(cli.build_arg.iter().cloned());
+    flags.extend(
+        cli.build_arg
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("--build-arg #{}", i + 1), s.clone())),
+    );
     let managed = build_args::Managed {
         app: &options.app,
         gitsha: options.gitsha.as_deref(),

@@ -66,19 +66,33 @@ pub struct Managed<'a> {
     pub rack: Option<&'a str>,
 }
 
-/// Read the `--build-arg`s (and the setting's comma-separated list).
+/// Read the `--build-arg`s (and the setting's comma-separated list), each
+/// with where it was given (`--build-arg #2`), which names it in an error:
+/// a value is never shown.
 pub fn parse_flags(
-    flags: &[String],
+    flags: &[(String, String)],
     managed: &Managed<'_>,
 ) -> Result<Vec<(String, FlagValue)>, String> {
     let mut out: Vec<(String, FlagValue)> = Vec::new();
-    for flag in flags {
+    for (given, flag) in flags {
         let (name, value) = match flag.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v)),
             None => (flag.trim(), None),
         };
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(format!("--build-arg `{flag}`: give NAME or NAME=VALUE"));
+        if name.is_empty() {
+            return Err(format!(
+                "{given}: no name before `=`; give NAME or NAME=VALUE"
+            ));
+        }
+        if name.contains(char::is_whitespace) {
+            // Without `=`, what looks like a name may hold the value.
+            let shown = match value {
+                Some(_) => format!(" (`{name}`)"),
+                None => String::new(),
+            };
+            return Err(format!(
+                "{given}{shown}: a name holds no space; give NAME or NAME=VALUE"
+            ));
         }
         if let Some((_, what)) = UNKNOWABLE.iter().find(|(n, _)| *n == name) {
             return Err(format!(
@@ -206,7 +220,10 @@ mod tests {
 
     fn flags(f: &[&str]) -> Result<Vec<(String, FlagValue)>, String> {
         parse_flags(
-            &f.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &f.iter()
+                .enumerate()
+                .map(|(i, s)| (format!("--build-arg #{}", i + 1), s.to_string()))
+                .collect::<Vec<_>>(),
             &managed(),
         )
     }
@@ -239,6 +256,19 @@ mod tests {
         ] {
             let e = flags(&[bad]).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bad_flag_is_named_by_its_place_and_its_value_never_shown() {
+        for (bad, says) in [
+            ("NPM TOKEN=s3cr3t-value", "--build-arg #2 (`NPM TOKEN`): a name holds no space"),
+            ("=s3cr3t-value", "--build-arg #2: no name before `=`"),
+            ("TOKEN s3cr3t-value", "--build-arg #2: a name holds no space"),
+        ] {
+            let e = flags(&["A=1", bad]).unwrap_err();
+            assert!(e.starts_with(says), "{bad}: {e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
         }
     }
 

@@ -41,13 +41,13 @@ pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
             }
         }
         let fill_image = |e: Entry| Edit {
-            start: doc.node(e.key).start,
+            start: entry_start(src, doc, e),
             end: doc.node(e.value).end,
             text: format!("image: {}", scalar(reference, map_flow)),
         };
         match *site {
             BuildSite::Own { build, dockerfile } => {
-                let (start, end) = (doc.node(build.key).start, doc.node(build.value).end);
+                let (start, end) = (entry_start(src, doc, build), doc.node(build.value).end);
                 if anchors_used_outside(doc, start, end) {
                     // Removing `build:` would orphan an alias elsewhere: keep it
                     // and add `image:`, which Convox uses over `build:`.
@@ -65,7 +65,7 @@ pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
                     None => out.push(fill_image(build)),
                 }
                 if let Some(d) = dockerfile {
-                    let (ds, de) = (doc.node(d.key).start, doc.node(d.value).end);
+                    let (ds, de) = (entry_start(src, doc, d), doc.node(d.value).end);
                     if !anchors_used_outside(doc, ds, de) {
                         out.push(remove_entry(src, ds, de, map_flow));
                     }
@@ -91,6 +91,18 @@ pub fn edits(c: &Compose, refs: &[(String, String)]) -> Result<Vec<Edit>> {
         }
     }
     Ok(out)
+}
+
+/// Where an entry starts: its key, or the `?` of an explicit key (`? build`
+/// then `: ./web` on the next line), so that replacing the entry replaces
+/// the `?` too.
+fn entry_start(src: &str, doc: &Doc, e: Entry) -> usize {
+    let key = doc.node(e.key).start;
+    let before = src[..key].trim_end_matches([' ', '\t']);
+    match before.strip_suffix('?') {
+        Some(rest) if rest.is_empty() || rest.ends_with([' ', '\t', '\n', '\r', '{', ',']) => rest.len(),
+        _ => key,
+    }
 }
 
 /// Give `image: REF` to a service that has no `build:`: a null service
@@ -426,6 +438,20 @@ mod tests {
         assert_eq!(
             rewrite(src, &[("web", "h/a:web"), ("null", "h/a:n")]),
             "version: \"2\"\nservices:\n  web:\n    image: h/a:web\n    command: x\n  null: {image: \"h/a:n\"}\n"
+        );
+    }
+
+    #[test]
+    fn an_explicit_key_is_rewritten_like_any_other() {
+        let src = "version: \"2\"\nservices:\n  web:\n    ? build\n    : ./web\n    command: x\n";
+        assert_eq!(
+            rewrite(src, &[("web", "r:1")]),
+            "version: \"2\"\nservices:\n  web:\n    image: r:1\n    command: x\n"
+        );
+        let src = "web:\n  ? build\n  : ./web\n  ? dockerfile\n  : Dockerfile.web\n  ? command\n  : x\n";
+        assert_eq!(
+            rewrite(src, &[("web", "r:1")]),
+            "web:\n  image: r:1\n  ? command\n  : x\n"
         );
     }
 

@@ -8,6 +8,7 @@ use crate::plan::{usage, CacheRepository, EcrSetup, Options, ACCOUNT_PLACEHOLDER
 use crate::programs::builder::Builder;
 use crate::programs::buildx::Buildx;
 use crate::programs::ecr::{self, Repo};
+use crate::programs::reference;
 use crate::read::docker_config::DockerConfig;
 use anyhow::Result;
 
@@ -46,6 +47,20 @@ pub struct Target {
 impl Target {
     pub fn new(opts: &Options) -> Result<Target> {
         let repo = ecr::parse_repo(&opts.repo).map_err(|e| usage(e.to_string()))?;
+        if let Some(host) = &opts.registry_host {
+            reference::check_host(host).map_err(|e| usage(format!("--registry-host: {e}")))?;
+        }
+        if opts.app.trim().is_empty() {
+            return Err(usage(
+                "--app is empty; give the Convox app's name (as `convox apps` lists it)",
+            ));
+        }
+        if let Some(c) = opts.app.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(usage(format!(
+                "--app `{}` holds {c:?}; a Convox app's name holds no space",
+                opts.app
+            )));
+        }
         let mut warnings = Vec::new();
         let region = match &repo {
             Repo::Ecr { region: uri, .. } => {

@@ -235,9 +235,25 @@ fn secrets_and_labels(mut c: Cmd, spec: &BuildSpec, labels: &[(String, String)])
 /// A secret by id and source (never by value), as `--secret` and bake's
 /// `secret` take it: `id=ID,env=VAR` or `id=ID,src=PATH`.
 fn secret_spec(id: &str, source: &SecretSource) -> String {
-    match source {
-        SecretSource::Env(var) => format!("id={id},env={var}"),
-        SecretSource::File(path) => format!("id={id},src={path}"),
+    let (key, value) = match source {
+        SecretSource::Env(var) => ("env", var),
+        SecretSource::File(path) => ("src", path),
+    };
+    format!(
+        "{},{}",
+        csv_field(&format!("id={id}")),
+        csv_field(&format!("{key}={value}"))
+    )
+}
+
+/// One field of the CSV buildx reads `--secret` (and bake's `secret`) with
+/// (Go's encoding/csv): quoted, its quotes doubled, when it holds a comma,
+/// a quote or a line break; as it is otherwise.
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
     }
 }
 
@@ -385,6 +401,22 @@ pub fn pull(image: &str) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_path_with_a_comma_or_a_quote_is_one_csv_field() {
+        assert_eq!(
+            secret_spec("npm", &SecretSource::File("/run/a,b".into())),
+            "id=npm,\"src=/run/a,b\""
+        );
+        assert_eq!(
+            secret_spec("npm", &SecretSource::File("/run/say \"hi\"".into())),
+            "id=npm,\"src=/run/say \"\"hi\"\"\""
+        );
+        assert_eq!(
+            secret_spec("npm", &SecretSource::Env("NPM_TOKEN".into())),
+            "id=npm,env=NPM_TOKEN"
+        );
+    }
 
     #[test]
     fn a_bake_target_is_the_same_build_and_only_what_bake_takes_as_it_is() {

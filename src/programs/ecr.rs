@@ -2,6 +2,7 @@
 //! repository and log in.
 
 use crate::programs::command::Cmd;
+use crate::programs::reference;
 use anyhow::{anyhow, bail, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub fn parse_repo(repo: &str) -> Result<Repo> {
     if repo.is_empty() {
         bail!("--repo is empty");
     }
+    if repo.contains("://") {
+        let host = repo.split_once("://").map_or(repo, |(_, r)| r);
+        bail!("--repo `{repo}` has a scheme; give the registry and repository without it, e.g. `{host}`");
+    }
     if repo.contains(['@', ' '])
         || repo.ends_with('/')
         || repo.rsplit('/').next().is_some_and(|l| l.contains(':'))
@@ -47,6 +52,7 @@ pub fn parse_repo(repo: &str) -> Result<Repo> {
                     region: Some(region),
                 })
             } else {
+                reference::check_name(first, path).map_err(|e| anyhow!("--repo: {e}"))?;
                 Ok(Repo::Other {
                     host: first.to_string(),
                     path: path.to_string(),

@@ -18,6 +18,8 @@
 //! - [`ecr`]: ECR repository names and hosts, and the aws commands: set-up,
 //!   login password, `batch-get-image`, and reading their answers.
 //! - [`convox`]: `convox build`, the release step.
+//! - [`reference`]: docker's reference grammar, for the hosts and
+//!   repository names the user gives.
 pub mod builder;
 pub mod buildx;
 pub mod command;
@@ -25,3 +27,4 @@ pub mod convox;
 pub mod docker;
 pub mod ecr;
 pub mod plugin;
+pub mod reference;
