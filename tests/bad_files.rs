@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{copy_dir, text, Fakes};
+use common::{copy_dir, local, text, Fakes};
 use std::fs;
 use std::path::Path;
 
@@ -144,11 +144,11 @@ fn a_dollar_as_the_files_last_byte_in_an_environment_value() {
 }
 
 #[test]
-fn a_20_mb_file_with_very_long_lines() {
+fn a_14_mb_file_with_very_long_lines() {
     // Version 2: top-level `x-` keys are not services there.
     let mut src = String::from("# big\nversion: \"2\"\nx-blob: &blob\n");
     let line = format!("  - \"{}\"\n", "y".repeat(1000));
-    while src.len() < 20 * 1024 * 1024 {
+    while src.len() < 14 * 1024 * 1024 {
         src.push_str(&line);
     }
     src.push_str(&format!("x-long: {}\n", "z".repeat(1024 * 1024)));
@@ -253,7 +253,7 @@ fn an_unreadable_file_in_the_context_is_named() {
             "--gitsha",
             "s",
             "--repo",
-            "127.0.0.1:5000/a",
+            local("LOCAL/a"),
         ])
         .current_dir(d)
         .output()

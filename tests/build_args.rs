@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{text, Fakes};
+use common::{local, text, Fakes};
 use std::fs;
 use std::path::Path;
 use std::process::Output;
@@ -43,7 +43,7 @@ fn run(fakes: &Fakes, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
         "--gitsha",
         "abc123",
         "--repo",
-        "127.0.0.1:5000/demo",
+        local("LOCAL/demo"),
         "-o",
         "-",
     ]);
@@ -66,7 +66,7 @@ fn build_line(fakes: &Fakes) -> String {
 fn tag(stdout: &str) -> String {
     stdout
         .lines()
-        .find_map(|l| l.trim().strip_prefix("image: 127.0.0.1:5000/demo:"))
+        .find_map(|l| l.trim().strip_prefix(local("image: LOCAL/demo:")))
         .expect("the image line")
         .to_string()
 }
@@ -229,7 +229,10 @@ fn a_bad_env_file_or_flag_is_one_error_exit_2_and_nothing_runs() {
     let before = fs::read(dir.path().join(FILE)).unwrap();
     for (args, says) in [
         (vec!["--env-file", "bad.env"], "bad.env:2: not NAME=VALUE"),
-        (vec!["--env-file", "missing.env"], "--env-file missing.env:"),
+        (
+            vec!["--env-file", "missing.env"],
+            "--env-file: cannot read missing.env: No such file",
+        ),
         (
             vec!["--build-arg", "BUILD_ID"],
             "--build-arg BUILD_ID: Convox's build sets it",
@@ -344,5 +347,5 @@ fn a_convox_yml_app_gets_the_args_convox_would_pass() {
         build_line(&fakes)
     );
     assert!(fakes.env_log().contains("docker NODE_ENV=production"));
-    assert!(stdout.contains("image: 127.0.0.1:5000/demo:"), "{stdout}");
+    assert!(stdout.contains(local("image: LOCAL/demo:")), "{stdout}");
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fixture, text, Fakes, PASSWORD};
+use common::{fixture, local, text, Fakes, PASSWORD};
 use std::fs;
 use std::path::Path;
 
@@ -218,22 +218,22 @@ fn registry_host_replaces_the_push_host_but_not_the_ecr_calls() {
     let fakes = Fakes::new(&["docker", "aws"]);
     let dir = fixture("demo");
     let mut args = standard_args(ECR);
-    args.extend(["--registry-host", "127.0.0.1:5999"]);
+    args.extend(["--registry-host", local("LOCAL")]);
     let out = run(&fakes, dir.path(), &args, &[]);
     assert!(out.status.success(), "{}", text(&out).1);
     let lines = fakes.call_lines();
     assert!(lines[0].contains("--region us-east-1"));
     assert_eq!(
         lines[2],
-        "docker login --username AWS --password-stdin 127.0.0.1:5999"
+        local("docker login --username AWS --password-stdin LOCAL")
     );
     let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
-    assert!(written.contains("image: 127.0.0.1:5999/demo:temp_demo_web_abc123"));
+    assert!(written.contains(local("image: LOCAL/demo:temp_demo_web_abc123")));
 }
 
 #[test]
 fn another_registry_runs_no_aws_command_and_no_login() {
-    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args("127.0.0.1:5000/demo"), &[]);
+    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args(local("LOCAL/demo")), &[]);
     assert!(out.status.success(), "{}", text(&out).1);
     let lines = fakes.call_lines();
     assert!(
@@ -244,9 +244,9 @@ fn another_registry_runs_no_aws_command_and_no_login() {
     );
     let (checks, rest) = split_checks(lines);
     assert_eq!(checks.len(), 3);
-    assert!(checks.iter().all(
-        |c| c.starts_with("docker manifest inspect --verbose --insecure 127.0.0.1:5000/demo:")
-    ));
+    assert!(checks.iter().all(|c| c.starts_with(local(
+        "docker manifest inspect --verbose --insecure LOCAL/demo:"
+    ))));
     assert_eq!(rest.len(), 6);
 }
 
@@ -412,7 +412,7 @@ fn the_old_tools_drone_step_runs_unchanged() {
             "-description=feature/x",
             "-gitsha=abc123",
             "-repo",
-            "127.0.0.1:5000/demo",
+            local("LOCAL/demo"),
             "-build-id=12",
         ],
         &[],
@@ -433,17 +433,17 @@ fn the_old_tools_drone_step_runs_unchanged() {
     let digest = build_digest(&dockerfile);
     let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
     assert!(
-        written.contains(&format!(
-            "image: 127.0.0.1:5000/demo:temp_demo_web_{}",
+        written.contains(local(&format!(
+            "image: LOCAL/demo:temp_demo_web_{}",
             &digest[..16]
-        )),
+        ))),
         "{written}"
     );
     assert!(
-        written.contains(&format!(
-            "image: 127.0.0.1:5000/demo:temp_demo_worker_{}",
+        written.contains(local(&format!(
+            "image: LOCAL/demo:temp_demo_worker_{}",
             &digest[..16]
-        )),
+        ))),
         "{written}"
     );
 }
@@ -460,7 +460,7 @@ fn build_digest(dockerfile: &str) -> String {
 fn drone_variables_supply_the_commit_and_description() {
     let (fakes, _dir, out) = run_demo(
         &["docker"],
-        &["--app", "demo", "--repo", "127.0.0.1:5000/demo"],
+        &["--app", "demo", "--repo", local("LOCAL/demo")],
         &[
             ("DRONE_COMMIT_SHA", "d00dfeed"),
             ("DRONE_COMMIT_BRANCH", "main"),
@@ -486,21 +486,21 @@ fn output_to_stdout_leaves_the_file_untouched() {
     let fakes = Fakes::new(&["docker"]);
     let dir = fixture("demo");
     let before = fs::read(dir.path().join(FILE)).unwrap();
-    let mut args = standard_args("127.0.0.1:5000/demo");
+    let mut args = standard_args(local("LOCAL/demo"));
     args.extend(["-o", "-"]);
     let out = run(&fakes, dir.path(), &args, &[]);
     assert!(out.status.success());
     assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), before);
     assert!(text(&out)
         .0
-        .contains("image: 127.0.0.1:5000/demo:temp_demo_api_abc123"));
+        .contains(local("image: LOCAL/demo:temp_demo_api_abc123")));
 }
 
 #[test]
 fn an_unwritable_output_is_reported_before_any_build() {
     let fakes = Fakes::new(&["docker"]);
     let dir = fixture("demo");
-    let mut args = standard_args("127.0.0.1:5000/demo");
+    let mut args = standard_args(local("LOCAL/demo"));
     args.extend(["-o", "no/such/dir/out.yml"]);
     let out = run(&fakes, dir.path(), &args, &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -529,7 +529,7 @@ fn build_arg_values_from_the_environment_are_in_no_argv_and_no_output() {
         ("FAKE_RECORD_ENV", "NPM_TOKEN API_KEY"),
     ];
     for extra in [&[][..], &["--dry-run"][..], &["--verbose"][..]] {
-        let mut args = standard_args("127.0.0.1:5000/demo");
+        let mut args = standard_args(local("LOCAL/demo"));
         args.extend(extra);
         args.extend(["-o", "-"]);
         let (stdout, stderr) = run_ok(&fakes, dir.path(), &args, &env);
@@ -584,12 +584,7 @@ fn a_file_error_names_the_file_and_exits_1_without_running_anything() {
     let fakes = Fakes::new(&["docker"]);
     let dir = fixture("demo");
     fs::write(dir.path().join(FILE), "web:\n  build: ./nowhere\n").unwrap();
-    let out = run(
-        &fakes,
-        dir.path(),
-        &standard_args("127.0.0.1:5000/demo"),
-        &[],
-    );
+    let out = run(&fakes, dir.path(), &standard_args(local("LOCAL/demo")), &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out).1;
     assert!(stderr.contains("docker-compose.convox.yml:1:1: service `web`: the build context nowhere is not a directory"), "{stderr}");
@@ -814,12 +809,7 @@ fn the_rewrite_keeps_permissions_and_writes_through_a_symlink() {
         fs::Permissions::from_mode(0o640),
     )
     .unwrap();
-    let out = run(
-        &fakes,
-        dir.path(),
-        &standard_args("127.0.0.1:5000/demo"),
-        &[],
-    );
+    let out = run(&fakes, dir.path(), &standard_args(local("LOCAL/demo")), &[]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(fs::symlink_metadata(dir.path().join(FILE))
         .unwrap()
@@ -828,7 +818,7 @@ fn the_rewrite_keeps_permissions_and_writes_through_a_symlink() {
     let real = dir.path().join("real.yml");
     assert!(fs::read_to_string(&real)
         .unwrap()
-        .contains("image: 127.0.0.1:5000/demo:temp_demo_web_abc123"));
+        .contains(local("image: LOCAL/demo:temp_demo_web_abc123")));
     assert_eq!(
         fs::metadata(&real).unwrap().permissions().mode() & 0o777,
         0o640
@@ -856,20 +846,17 @@ fn a_services_platform_goes_to_its_build_and_splits_a_shared_context() {
     )
     .unwrap();
     let fakes = Fakes::new(&["docker"]);
-    let out = run(
-        &fakes,
-        dir.path(),
-        &standard_args("127.0.0.1:5000/demo"),
-        &[],
-    );
+    let out = run(&fakes, dir.path(), &standard_args(local("LOCAL/demo")), &[]);
     assert!(out.status.success(), "{}", text(&out).1);
     let mut builds = calls_starting(&fakes, "docker build");
     builds.sort();
     assert_eq!(
         builds,
         [
-            "docker build -f - -t 127.0.0.1:5000/demo:temp_demo_web_abc123 --platform linux/amd64 app",
-            "docker build -f - -t 127.0.0.1:5000/demo:temp_demo_worker_abc123 app",
+            local(
+                "docker build -f - -t LOCAL/demo:temp_demo_web_abc123 --platform linux/amd64 app"
+            ),
+            local("docker build -f - -t LOCAL/demo:temp_demo_worker_abc123 app"),
         ]
     );
 }
@@ -1022,12 +1009,12 @@ fn force_builds_and_pushes_everything_without_asking() {
 
 #[test]
 fn a_plain_http_loopback_registry_is_asked_with_insecure_and_others_without() {
-    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args("127.0.0.1:5000/demo"), &[]);
+    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args(local("LOCAL/demo")), &[]);
     assert!(out.status.success());
     assert!(
         calls_starting(
             &fakes,
-            "docker manifest inspect --verbose --insecure 127.0.0.1:5000/demo:"
+            local("docker manifest inspect --verbose --insecure LOCAL/demo:")
         )
         .len()
             == 3
@@ -1141,7 +1128,7 @@ fn flags_win_over_plugin_variables_which_win_over_drone_variables() {
     let dir = fixture("demo");
     let env = [
         ("PLUGIN_APP", "fromplugin"),
-        ("PLUGIN_REPO", "127.0.0.1:5000/demo"),
+        ("PLUGIN_REPO", local("LOCAL/demo")),
         ("PLUGIN_GITSHA", "pluginsha"),
         ("PLUGIN_TAG", "{app}-{gitsha}-{service}"),
         ("DRONE_COMMIT_SHA", "dronesha"),
@@ -1150,7 +1137,7 @@ fn flags_win_over_plugin_variables_which_win_over_drone_variables() {
     let stdout = text(&out).0;
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(
-        stdout.contains("image: 127.0.0.1:5000/demo:fromflag-pluginsha-web"),
+        stdout.contains(local("image: LOCAL/demo:fromflag-pluginsha-web")),
         "{stdout}"
     );
 }
@@ -1343,12 +1330,14 @@ fn a_failing_convox_build_is_named_and_a_missing_convox_is_found_first() {
 fn the_canonical_convox_yml_is_built_from_the_app_root_and_rewritten() {
     let fakes = Fakes::new(&["docker"]);
     let dir = fixture("convox-canonical");
-    let mut args = standard_args("127.0.0.1:5000/demo");
+    let mut args = standard_args(local("LOCAL/demo"));
     args.extend(["-f", "convox.yml"]);
     let (_, stderr) = run_ok(&fakes, dir.path(), &args, &[]);
     assert_eq!(
         calls_starting(&fakes, "docker build"),
-        ["docker build -f - -t 127.0.0.1:5000/demo:temp_demo_web_abc123 ."]
+        [local(
+            "docker build -f - -t LOCAL/demo:temp_demo_web_abc123 ."
+        )]
     );
     // The Dockerfile the build got is the app root's, with the labels.
     let sent = fakes
@@ -1360,7 +1349,7 @@ fn the_canonical_convox_yml_is_built_from_the_app_root_and_rewritten() {
     );
     assert_eq!(
         fs::read_to_string(dir.path().join("convox.yml")).unwrap(),
-        "services:\n  web:\n    port: 3000\n    image: 127.0.0.1:5000/demo:temp_demo_web_abc123\n"
+        local("services:\n  web:\n    port: 3000\n    image: LOCAL/demo:temp_demo_web_abc123\n")
     );
     assert!(
         stderr.contains("web  built")
@@ -1373,7 +1362,7 @@ fn the_canonical_convox_yml_is_built_from_the_app_root_and_rewritten() {
 fn gen1_services_without_build_share_the_app_roots_build_and_the_dry_run_says_so() {
     let fakes = Fakes::new(&["docker"]);
     let dir = fixture("gen1-buildless");
-    let mut args = standard_args("127.0.0.1:5000/demo");
+    let mut args = standard_args(local("LOCAL/demo"));
     args.extend(["--dry-run", "--no-registry-cache"]);
     let (stdout, _) = run_ok(&fakes, dir.path(), &args, &[]);
     assert!(fakes.calls().is_empty());
@@ -1389,8 +1378,9 @@ fn gen1_services_without_build_share_the_app_roots_build_and_the_dry_run_says_so
         "# web, worker, shell: no `build:` in the file, so built from the app root, as Convox does:"
     );
     assert!(
-        build_lines[1]
-            .ends_with(" | docker build -f - -t 127.0.0.1:5000/demo:temp_demo_web_abc123 ."),
+        build_lines[1].ends_with(local(
+            " | docker build -f - -t LOCAL/demo:temp_demo_web_abc123 ."
+        )),
         "{}",
         build_lines[1]
     );
@@ -1410,13 +1400,17 @@ fn gen1_services_without_build_share_the_app_roots_build_and_the_dry_run_says_so
     );
     for tagged in ["worker", "shell"] {
         assert!(
-            stdout.contains(&format!("docker tag 127.0.0.1:5000/demo:temp_demo_web_abc123 127.0.0.1:5000/demo:temp_demo_{tagged}_abc123")),
+            stdout.contains(local(&format!(
+                "docker tag LOCAL/demo:temp_demo_web_abc123 LOCAL/demo:temp_demo_{tagged}_abc123"
+            ))),
             "{stdout}"
         );
     }
-    assert!(stdout.contains("worker: {command: bin/worker, image: \"127.0.0.1:5000/demo:temp_demo_worker_abc123\"}   # flow style\n"), "{stdout}");
+    assert!(stdout.contains(local("worker: {command: bin/worker, image: \"LOCAL/demo:temp_demo_worker_abc123\"}   # flow style\n")), "{stdout}");
     assert!(
-        stdout.contains("shell: {image: \"127.0.0.1:5000/demo:temp_demo_shell_abc123\"}\n"),
+        stdout.contains(local(
+            "shell: {image: \"LOCAL/demo:temp_demo_shell_abc123\"}\n"
+        )),
         "{stdout}"
     );
 }
@@ -1431,12 +1425,7 @@ fn a_v1_x_key_is_built_as_convox_would_with_a_warning() {
         "x-common: &common\n  environment: [A=1]\nweb:\n  <<: *common\n  command: x\n",
     )
     .unwrap();
-    let out = run(
-        &fakes,
-        dir.path(),
-        &standard_args("127.0.0.1:5000/demo"),
-        &[],
-    );
+    let out = run(&fakes, dir.path(), &standard_args(local("LOCAL/demo")), &[]);
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -1449,7 +1438,7 @@ fn a_v1_x_key_is_built_as_convox_would_with_a_warning() {
     let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
     assert_eq!(
         written,
-        "x-common: &common\n  environment: [A=1]\n  image: 127.0.0.1:5000/demo:temp_demo_x-common_abc123\nweb:\n  <<: *common\n  image: 127.0.0.1:5000/demo:temp_demo_web_abc123\n  command: x\n"
+        local("x-common: &common\n  environment: [A=1]\n  image: LOCAL/demo:temp_demo_x-common_abc123\nweb:\n  <<: *common\n  image: LOCAL/demo:temp_demo_web_abc123\n  command: x\n")
     );
 }
 
@@ -1464,7 +1453,7 @@ fn versions_convox_gen1_does_not_load_get_a_warning() {
             format!("version: \"{version}\"\nservices:\n  web:\n    build: .\n"),
         )
         .unwrap();
-        let mut args = standard_args("127.0.0.1:5000/demo");
+        let mut args = standard_args(local("LOCAL/demo"));
         args.extend(["-f", "docker-compose.yml", "--dry-run"]);
         let (_, stderr) = run_ok(&fakes, dir.path(), &args, &[]);
         let warned = stderr.contains(&format!(
@@ -1495,7 +1484,7 @@ fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_el
             "--gitsha",
             "abc",
             "--repo",
-            "127.0.0.1:5000/demo",
+            local("LOCAL/demo"),
             "-o",
             "-",
         ];
@@ -1503,7 +1492,7 @@ fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_el
         let (stdout, stderr) = run_ok(&fakes, dir.path(), &args, env);
         let tag = stdout
             .lines()
-            .find_map(|l| l.trim().strip_prefix("image: 127.0.0.1:5000/demo:"))
+            .find_map(|l| l.trim().strip_prefix(local("image: LOCAL/demo:")))
             .expect("the image line")
             .to_string();
         (tag, stderr, fakes.call_lines())
@@ -1516,7 +1505,7 @@ fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_el
         !calls.iter().any(|c| c.starts_with("docker pull")),
         "{calls:?}"
     );
-    let (local, stderr, _) = tag_with(&[("FAKE_LOCAL", "7")], &[]);
+    let (engine_copy, stderr, _) = tag_with(&[("FAKE_LOCAL", "7")], &[]);
     assert!(
         stderr.contains("warning: base image registry.test/base:7: the registry did not answer"),
         "{stderr}"
@@ -1545,7 +1534,7 @@ fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_el
     let out = run(
         &fakes,
         dir.path(),
-        &["--app", "demo", "--repo", "127.0.0.1:5000/demo", "-o", "-"],
+        &["--app", "demo", "--repo", local("LOCAL/demo"), "-o", "-"],
         &[],
     );
     let stderr = text(&out).1;
@@ -1577,9 +1566,9 @@ fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_el
     let inspect = calls
         .iter()
         .position(|c| c.starts_with("docker image inspect") && c.ends_with("registry.test/base:7"));
-    let tag_check = calls.iter().position(|c| {
-        c.starts_with("docker manifest inspect") && c.contains("127.0.0.1:5000/demo:")
-    });
+    let tag_check = calls
+        .iter()
+        .position(|c| c.starts_with("docker manifest inspect") && c.contains(local("LOCAL/demo:")));
     assert!(
         tag_check.is_some() && tag_check < inspect && inspect < pull,
         "{calls:?}"
@@ -1597,7 +1586,7 @@ fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_el
     );
     let (off, _, calls) = tag_with(&[("FAKE_EXISTING", "7")], &["--no-base-digest"]);
     assert!(!calls.iter().any(|c| c == lookup), "{calls:?}");
-    let all = [&registry, &local, &pulled, &off];
+    let all = [&registry, &engine_copy, &pulled, &off];
     for (i, a) in all.iter().enumerate() {
         for b in &all[i + 1..] {
             assert_ne!(a, b, "each identity gives its own tag");
@@ -1615,7 +1604,7 @@ fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_el
             "--gitsha",
             "abc",
             "--repo",
-            "127.0.0.1:5000/demo",
+            local("LOCAL/demo"),
         ],
         &[],
     );
@@ -1623,7 +1612,7 @@ fn a_base_images_identity_comes_from_the_registry_else_a_pull_else_the_engine_el
     assert!(fakes.calls().is_empty());
     assert!(stdout.contains(&format!("\n{lookup}\n")), "{stdout}");
     assert!(
-        stdout.contains(&format!("image: 127.0.0.1:5000/demo:{off}")),
+        stdout.contains(local(&format!("image: LOCAL/demo:{off}"))),
         "{stdout}"
     );
 }
@@ -1661,7 +1650,7 @@ fn the_docker_host_and_context_reach_docker_untouched() {
     ] {
         let mut env = env;
         env.push(("FAKE_RECORD_ENV", "DOCKER_HOST DOCKER_CONTEXT"));
-        let mut args = standard_args("127.0.0.1:5000/demo");
+        let mut args = standard_args(local("LOCAL/demo"));
         args.extend(extra);
         let (fakes, _dir, out) = run_demo(&["docker"], &args, &env);
         assert!(out.status.success(), "{}", text(&out).1);
@@ -1715,7 +1704,7 @@ fn build_secrets_reach_buildkit_by_id_and_source_never_by_value() {
             "--gitsha",
             "abc123",
             "--repo",
-            "127.0.0.1:5000/demo",
+            local("LOCAL/demo"),
             "-f",
             FILE,
             "-o",
@@ -1742,9 +1731,9 @@ fn build_secrets_reach_buildkit_by_id_and_source_never_by_value() {
     assert_eq!(build.len(), 1, "{build:?}");
     let b = &build[0];
     assert!(
-        b.starts_with(
-            "docker build --progress plain -f app/Dockerfile -t 127.0.0.1:5000/demo:temp_demo_web_"
-        ),
+        b.starts_with(local(
+            "docker build --progress plain -f app/Dockerfile -t LOCAL/demo:temp_demo_web_"
+        )),
         "{b}"
     );
     for part in [
@@ -1786,7 +1775,7 @@ fn build_secrets_reach_buildkit_by_id_and_source_never_by_value() {
 fn build_secrets_are_refused_under_the_classic_builder_and_a_missing_source_is_named() {
     let dir = tempfile::tempdir().unwrap();
     secret_app(dir.path());
-    let mut args = standard_args("127.0.0.1:5000/demo");
+    let mut args = standard_args(local("LOCAL/demo"));
     args.extend(["-f", FILE]);
     // The classic builder (DOCKER_BUILDKIT unset, a docker with no version
     // to tell): refused before anything is built, pushed or logged in to
@@ -1835,7 +1824,7 @@ fn the_registry_cache_under_buildkit_and_only_with_a_safe_engine() {
     let run_with = |versions: &str| {
         let (fakes, _dir, out) = run_demo(
             &["docker"],
-            &standard_args("127.0.0.1:5000/demo"),
+            &standard_args(local("LOCAL/demo")),
             &[("DOCKER_BUILDKIT", "1"), ("FAKE_VERSIONS", versions)],
         );
         let (_, stderr) = text(&out);
@@ -1851,10 +1840,10 @@ fn the_registry_cache_under_buildkit_and_only_with_a_safe_engine() {
         .expect("web build");
     assert!(
         web_build.contains(" --build-arg BUILDKIT_INLINE_CACHE=1 ")
-            && web_build.contains(" --cache-from 127.0.0.1:5000/demo-cache:demo_web "),
+            && web_build.contains(local(" --cache-from LOCAL/demo-cache:demo_web ")),
         "{web_build}"
     );
-    let cache = "127.0.0.1:5000/demo-cache:demo_web";
+    let cache = local("LOCAL/demo-cache:demo_web");
     let tag_at = lines
         .iter()
         .position(|l| l.starts_with("docker tag ") && l.ends_with(cache))
@@ -1865,7 +1854,7 @@ fn the_registry_cache_under_buildkit_and_only_with_a_safe_engine() {
         .expect("pushed to the cache");
     let image_push = lines
         .iter()
-        .position(|l| l.starts_with("docker push 127.0.0.1:5000/demo:temp_demo_web_"))
+        .position(|l| l.starts_with(local("docker push LOCAL/demo:temp_demo_web_")))
         .expect("the image's push");
     assert!(image_push < tag_at && tag_at < push_at, "{lines:?}");
     let (fakes, stderr) = run_with("28.2.2|20.10.24+dfsg1");
@@ -1937,7 +1926,7 @@ fn action_inputs_are_read_as_settings_and_the_outputs_land_in_github_output() {
     let env = action_env(
         &[
             ("app", "demo"),
-            ("repo", "127.0.0.1:5000/demo"),
+            ("repo", local("LOCAL/demo")),
             ("compose_file", FILE),
             ("tag", "temp_{app}_{service}_{gitsha}"),
         ],
@@ -1947,7 +1936,7 @@ fn action_inputs_are_read_as_settings_and_the_outputs_land_in_github_output() {
     // The commit and the description came from GITHUB_SHA and GITHUB_REF_NAME.
     let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
     assert!(
-        written.contains("image: 127.0.0.1:5000/demo:temp_demo_web_ghsha0123456789"),
+        written.contains(local("image: LOCAL/demo:temp_demo_web_ghsha0123456789")),
         "{written}\n{stderr}"
     );
     let dockerfile = fakes.dockerfile("temp_demo_web_ghsha0123456789").unwrap();
@@ -1964,7 +1953,8 @@ fn action_inputs_are_read_as_settings_and_the_outputs_land_in_github_output() {
     assert_eq!(names, ["images", "built"], "{text}");
     let images: serde_json::Value = serde_json::from_str(&got[0].1).expect("images is JSON");
     assert_eq!(
-        images["api"], "127.0.0.1:5000/demo:temp_demo_api_ghsha0123456789",
+        images["api"],
+        local("LOCAL/demo:temp_demo_api_ghsha0123456789"),
         "{images}"
     );
     assert!(
@@ -1993,7 +1983,7 @@ fn a_flag_wins_over_plugin_over_input_over_the_cis_commit() {
             "--app",
             "demo",
             "--repo",
-            "127.0.0.1:5000/demo",
+            local("LOCAL/demo"),
             "--tag",
             "t_{service}_{gitsha}",
         ];
@@ -2007,7 +1997,7 @@ fn a_flag_wins_over_plugin_over_input_over_the_cis_commit() {
         }
         let (stdout, _) = run_ok(&fakes, dir.path(), &args, &env);
         assert!(
-            stdout.contains(&format!("image: 127.0.0.1:5000/demo:t_web_{expected}")),
+            stdout.contains(local(&format!("image: LOCAL/demo:t_web_{expected}"))),
             "{expected} should win over {:?}:\n{stdout}",
             &sources[k + 1..]
         );
@@ -2020,7 +2010,7 @@ fn a_missing_required_action_input_is_one_clear_error() {
     let fakes = Fakes::new(&["docker"]);
     let outputs = dir.path().join("github_output");
     let outputs_path = outputs.display().to_string();
-    let env = action_env(&[("repo", "127.0.0.1:5000/demo")], &outputs_path);
+    let env = action_env(&[("repo", local("LOCAL/demo"))], &outputs_path);
     let out = run(&fakes, dir.path(), &[], &env);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -2037,7 +2027,7 @@ fn the_inline_cache_needs_an_engine_from_23_0_1() {
     for (engine, kept) in [("23.0.0", false), ("23.0.1", true)] {
         let (fakes, _dir, out) = run_demo(
             &["docker"],
-            &standard_args("127.0.0.1:5000/demo"),
+            &standard_args(local("LOCAL/demo")),
             &[
                 ("DOCKER_BUILDKIT", "1"),
                 ("FAKE_VERSIONS", &format!("{engine}|{engine}")),
@@ -2340,13 +2330,12 @@ fn a_dry_run_with_builder_says_what_it_assumed() {
 
 #[test]
 fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache() {
-    let cache = "127.0.0.1:5000/demo-cache:demo_api";
+    let cache = local("LOCAL/demo-cache:demo_api");
     let api_build = |lines: &[String]| -> String {
         lines
             .iter()
             .find(|l| {
-                l.starts_with("docker build ")
-                    && l.contains(" -t 127.0.0.1:5000/demo:temp_demo_api_")
+                l.starts_with("docker build ") && l.contains(local(" -t LOCAL/demo:temp_demo_api_"))
             })
             .cloned()
             .expect("api's build")
@@ -2355,7 +2344,7 @@ fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache()
     // final one: only what pulled is named in --cache-from.
     let (fakes, _dir, out) = run_demo(
         &["docker"],
-        &standard_args("127.0.0.1:5000/demo"),
+        &standard_args(local("LOCAL/demo")),
         &[("FAKE_EXISTING", "demo_api-base")],
     );
     assert!(out.status.success(), "{}", text(&out).1);
@@ -2380,7 +2369,7 @@ fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache()
     // have no parents in the engine) and pushed.
     let pull = at(&format!("docker pull -q {cache}-base"));
     let built = lines.iter().position(|l| *l == build).expect("build");
-    let pushed = at("docker push 127.0.0.1:5000/demo:temp_demo_api_");
+    let pushed = at(local("docker push LOCAL/demo:temp_demo_api_"));
     let stage = at(&format!(
         "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base --cache-from {cache}-base api"
     ));
@@ -2393,7 +2382,7 @@ fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache()
     assert!(!lines.iter().any(|l| l.contains("demo_web-")), "{lines:#?}");
 
     // Nothing in the registry yet: no --cache-from, the stage still pushed.
-    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args("127.0.0.1:5000/demo"), &[]);
+    let (fakes, _dir, out) = run_demo(&["docker"], &standard_args(local("LOCAL/demo")), &[]);
     assert!(out.status.success(), "{}", text(&out).1);
     let lines = fakes.all_call_lines();
     assert!(!api_build(&lines).contains("--cache-from"), "{lines:#?}");

@@ -4,9 +4,7 @@
 
 mod common;
 
-use common::{fixture, Fakes};
-
-const REPO: &str = "127.0.0.1:5000/demo";
+use common::{fixture, local, Fakes};
 
 #[test]
 fn the_engines_buildkit_keeps_every_stage_in_the_registry_cache_with_inline_cache() {
@@ -15,7 +13,14 @@ fn the_engines_buildkit_keeps_every_stage_in_the_registry_cache_with_inline_cach
     let out = fakes
         .command(dir.path())
         .args([
-            "--app", "demo", "--gitsha", "abc", "--repo", REPO, "--jobs", "1",
+            "--app",
+            "demo",
+            "--gitsha",
+            "abc",
+            "--repo",
+            local("LOCAL/demo"),
+            "--jobs",
+            "1",
         ])
         .args(["--tag", "temp_{app}_{service}_{gitsha}"])
         .env("FAKE_VERSIONS", "26.1.5|26.1.5")
@@ -31,12 +36,12 @@ fn the_engines_buildkit_keeps_every_stage_in_the_registry_cache_with_inline_cach
         .expect("run");
     let stderr = common::ok(&out);
     let lines = fakes.all_call_lines();
-    let cache = format!("{REPO}-cache:demo_api");
+    let cache = local("LOCAL/demo-cache:demo_api").to_string();
     let stage = format!("{cache}-base");
     let api = lines
         .iter()
         .position(|l| {
-            l.starts_with("docker build") && l.contains("-t 127.0.0.1:5000/demo:temp_demo_api_abc")
+            l.starts_with("docker build") && l.contains(local("-t LOCAL/demo:temp_demo_api_abc"))
         })
         .unwrap_or_else(|| panic!("api's build in {lines:#?}\n{stderr}"));
     // The image's build names the last image and every stage's, and writes
@@ -57,7 +62,7 @@ fn the_engines_buildkit_keeps_every_stage_in_the_registry_cache_with_inline_cach
     // cache and inline cache, then pushed.
     let push = lines
         .iter()
-        .position(|l| l.starts_with("docker push 127.0.0.1:5000/demo:temp_demo_api_abc"))
+        .position(|l| l.starts_with(local("docker push LOCAL/demo:temp_demo_api_abc")))
         .expect("api's push");
     let built = lines
         .iter()

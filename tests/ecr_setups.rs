@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, text, Fakes};
+use common::{fixture, local, text, Fakes};
 use std::fs;
 use std::path::Path;
 use std::process::Output;
@@ -644,7 +644,7 @@ fn attestations_are_off_on_every_buildx_builder_and_kept_when_asked() {
     let builds = |inspect: &str, version: &str, extra: &[&str]| {
         let fakes = Fakes::new(&["docker"]);
         let dir = fixture("demo");
-        let mut args = vec!["--repo", "127.0.0.1:5000/demo"];
+        let mut args = vec!["--repo", local("LOCAL/demo")];
         args.extend(extra);
         let out = run(
             &fakes,
@@ -662,7 +662,7 @@ fn attestations_are_off_on_every_buildx_builder_and_kept_when_asked() {
             .into_iter()
             .filter(|l| {
                 (l.contains(" build ") || l.contains(" bake "))
-                    && !l.contains("-t 127.0.0.1:5000/demo-cache")
+                    && !l.contains(local("-t LOCAL/demo-cache"))
             })
             .collect();
         (out.status.code(), stderr, builds)
@@ -712,7 +712,7 @@ fn attestations_asked_of_the_classic_builder_are_refused_in_one_line() {
     let fakes = Fakes::new(&["docker"]);
     let dir = fixture("demo");
     for flag in [vec!["--sbom"], vec!["--provenance", "max"]] {
-        let mut args = vec!["--repo", "127.0.0.1:5000/demo"];
+        let mut args = vec!["--repo", local("LOCAL/demo")];
         args.extend(&flag);
         let out = run(
             &fakes,
@@ -759,11 +759,11 @@ fn the_old_tools_environment_names_the_repository_and_the_account() {
         &["--dry-run"],
         &[
             ("AWS_ECS_REPO_PREFIX", ECR),
-            ("PLUGIN_REPO", "127.0.0.1:5000/other"),
+            ("PLUGIN_REPO", local("LOCAL/other")),
         ],
     );
     assert!(
-        text(&out).0.contains("image: 127.0.0.1:5000/other:"),
+        text(&out).0.contains(local("image: LOCAL/other:")),
         "{}",
         text(&out).1
     );

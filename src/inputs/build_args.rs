@@ -262,9 +262,15 @@ mod tests {
     #[test]
     fn a_bad_flag_is_named_by_its_place_and_its_value_never_shown() {
         for (bad, says) in [
-            ("NPM TOKEN=s3cr3t-value", "--build-arg #2 (`NPM TOKEN`): a name holds no space"),
+            (
+                "NPM TOKEN=s3cr3t-value",
+                "--build-arg #2 (`NPM TOKEN`): a name holds no space",
+            ),
             ("=s3cr3t-value", "--build-arg #2: no name before `=`"),
-            ("TOKEN s3cr3t-value", "--build-arg #2: a name holds no space"),
+            (
+                "TOKEN s3cr3t-value",
+                "--build-arg #2: a name holds no space",
+            ),
         ] {
             let e = flags(&["A=1", bad]).unwrap_err();
             assert!(e.starts_with(says), "{bad}: {e}");

@@ -100,7 +100,9 @@ fn entry_start(src: &str, doc: &Doc, e: Entry) -> usize {
     let key = doc.node(e.key).start;
     let before = src[..key].trim_end_matches([' ', '\t']);
     match before.strip_suffix('?') {
-        Some(rest) if rest.is_empty() || rest.ends_with([' ', '\t', '\n', '\r', '{', ',']) => rest.len(),
+        Some(rest) if rest.is_empty() || rest.ends_with([' ', '\t', '\n', '\r', '{', ',']) => {
+            rest.len()
+        }
         _ => key,
     }
 }
@@ -448,7 +450,8 @@ mod tests {
             rewrite(src, &[("web", "r:1")]),
             "version: \"2\"\nservices:\n  web:\n    image: r:1\n    command: x\n"
         );
-        let src = "web:\n  ? build\n  : ./web\n  ? dockerfile\n  : Dockerfile.web\n  ? command\n  : x\n";
+        let src =
+            "web:\n  ? build\n  : ./web\n  ? dockerfile\n  : Dockerfile.web\n  ? command\n  : x\n";
         assert_eq!(
             rewrite(src, &[("web", "r:1")]),
             "web:\n  image: r:1\n  ? command\n  : x\n"

@@ -55,7 +55,11 @@ impl Target {
                 "--app is empty; give the Convox app's name (as `convox apps` lists it)",
             ));
         }
-        if let Some(c) = opts.app.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        if let Some(c) = opts
+            .app
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(usage(format!(
                 "--app `{}` holds {c:?}; a Convox app's name holds no space",
                 opts.app

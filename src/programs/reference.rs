@@ -149,10 +149,16 @@ mod tests {
             assert_eq!(check_host(ok), Ok(()), "{ok}");
         }
         for (bad, says) in [
-            ("http://h", "has a scheme (`http://`); give the host alone, e.g. `h`"),
+            (
+                "http://h",
+                "has a scheme (`http://`); give the host alone, e.g. `h`",
+            ),
             ("https://h:5000/x", "e.g. `h:5000`"),
             ("a b", "holds ' '"),
-            ("h:99999", "the port `99999` is not a number from 1 to 65535"),
+            (
+                "h:99999",
+                "the port `99999` is not a number from 1 to 65535",
+            ),
             ("h:0", "from 1 to 65535"),
             ("h:", "the port ``"),
             ("-h", "`-h` is not a domain name's part"),
@@ -171,9 +177,13 @@ mod tests {
         for ok in ["a", "my-app", "team/my_app", "a__b", "a---b", "a.b/c"] {
             assert_eq!(check_path(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "A", "a/", "/a", "a_", "a___b", "_a", "a b", "a//b", "a:b"] {
+        for bad in [
+            "", "A", "a/", "/a", "a_", "a___b", "_a", "a b", "a//b", "a:b",
+        ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
-        assert!(check_name("h", &"a".repeat(254)).unwrap_err().contains("255"));
+        assert!(check_name("h", &"a".repeat(254))
+            .unwrap_err()
+            .contains("255"));
     }
 }

@@ -103,8 +103,12 @@ pub fn exists_regular(path: &Path) -> Result<bool, FileError> {
 pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     let io = |e| FileError::Io(path.to_path_buf(), e);
     // Look first, so that opening a device has no effect at all.
-    if !exists_regular(path)? {
-        return Err(io(std::io::Error::from(std::io::ErrorKind::NotFound)));
+    let meta = fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular(
+            path.to_path_buf(),
+            kind_of(&meta.file_type()),
+        ));
     }
     let file = open_nonblocking(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;

@@ -515,3 +515,34 @@ pub struct CurrentEngine {
     /// Its socket on this machine.
     pub socket: String,
 }
+
+/// A loopback address (`127.0.0.1:PORT`) on which nothing on this machine
+/// answers: this test process holds the port bound but not listening, so no
+/// other program can take it and a connection is refused at once. The fake
+/// registry of the command tests: a real one on 127.0.0.1:5000 (the usual
+/// local registry) must not answer for it.
+pub fn refused_loopback() -> &'static str {
+    static ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDR.get_or_init(|| {
+        // SAFETY: plain socket calls on a descriptor this function owns; the
+        // descriptor is kept open for the life of the process on purpose.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket");
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let sa = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+            assert_eq!(libc::bind(fd, sa, len), 0, "bind");
+            let mut got = len;
+            assert_eq!(libc::getsockname(fd, sa, &mut got), 0, "getsockname");
+            format!("127.0.0.1:{}", u16::from_be(addr.sin_port))
+        }
+    })
+}
+
+/// `text` with `LOCAL` standing for [`refused_loopback`].
+pub fn local(text: &str) -> &'static str {
+    Box::leak(text.replace("LOCAL", refused_loopback()).into_boxed_str())
+}
