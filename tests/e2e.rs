@@ -1057,6 +1057,122 @@ fn services_without_build_are_built_from_the_app_root_pushed_and_rewritten() {
     assert!(written.contains("redis:\n  image: convox/redis\n"));
 }
 
+/// An app whose root `.dockerignore` leaves files of `web/` out, as every
+/// Convox CLI's upload does; `web/` has its own `.dockerignore` too, and
+/// `root` is built from the app directory itself (`build: .`).
+fn upload_app() -> tempfile::TempDir {
+    let app = tempfile::tempdir().expect("app");
+    let files = [
+        (
+            ".dockerignore",
+            "**/.env\nweb/secret.txt\nweb/logs\n!web/logs/keep.log\n",
+        ),
+        (".env", "ROOT_TOKEN=x\n"),
+        ("Dockerfile", "FROM scratch\nCOPY . /app\n"),
+        ("web/.env", "TOKEN=secret\n"),
+        ("web/secret.txt", "secret\n"),
+        ("web/app.txt", "app\n"),
+        ("web/.dockerignore", "*.tmp\n"),
+        ("web/scratch.tmp", "tmp\n"),
+        ("web/logs/a.log", "a\n"),
+        ("web/logs/keep.log", "keep\n"),
+        ("web/Dockerfile", "FROM scratch\nCOPY . /app\n"),
+        (
+            FILE,
+            "version: \"2\"\nservices:\n  web:\n    build: ./web\n  root:\n    build: .\n",
+        ),
+    ];
+    for (path, text) in files {
+        let p = app.path().join(path);
+        fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+        fs::write(p, text).expect("write");
+    }
+    app
+}
+
+#[test]
+fn the_context_holds_what_convox_uploads_and_a_root_excluded_change_rebuilds_nothing() {
+    let Some(stack) = Stack::start() else { return };
+    let app = upload_app();
+    let original = fs::read(app.path().join(FILE)).expect("file");
+    let repo = format!("{}/upload", stack.host());
+    let args = ["--app", "upload", "--gitsha", "one", "--repo", &repo, "-v"];
+    let first = ok(&stack.run(app.path(), &args));
+    let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+    let image_of = |service: &str| {
+        written
+            .split_whitespace()
+            .find(|w| w.starts_with(&format!("{repo}:temp_upload_{service}_")))
+            .unwrap_or_else(|| panic!("no image of {service} in {written}"))
+            .to_string()
+    };
+    // web: the root's rules first (no .env, no secret, logs/ but its
+    // keep.log), then web's own (no *.tmp).
+    assert_eq!(
+        image_files(&image_of("web")),
+        [
+            "app/.dockerignore",
+            "app/Dockerfile",
+            "app/app.txt",
+            "app/logs/keep.log"
+        ],
+        "{first}"
+    );
+    // root: the app directory, and nothing of this program's (no lock file).
+    let root_files = image_files(&image_of("root"));
+    assert!(
+        root_files.contains(&format!("app/{FILE}")),
+        "{root_files:?}"
+    );
+    assert!(
+        root_files
+            .iter()
+            .all(|f| !f.ends_with(".env") && !f.ends_with(".lock")),
+        "{root_files:?}"
+    );
+    assert!(root_files.contains(&"app/web/app.txt".to_string()));
+    // The staged copy is gone after the run.
+    let staged = std::env::temp_dir();
+    let left: Vec<_> = fs::read_dir(&staged)
+        .expect("tmp")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("convox-build-off-cluster.")
+        })
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        left.iter().all(|p| !p.join("0-web").exists()),
+        "staged copies left: {left:?}"
+    );
+
+    // A change to a root-excluded file of web's: nothing is built.
+    fs::write(app.path().join(FILE), &original).expect("restore");
+    fs::write(app.path().join("web/secret.txt"), "another secret\n").expect("change");
+    fs::write(app.path().join("web/logs/a.log"), "more\n").expect("change");
+    let second = ok(&stack.run(app.path(), &args));
+    assert_eq!(image_builds(&second), 0, "{second}");
+    assert!(
+        summary_states(&second)
+            .iter()
+            .any(|(n, s)| n == "web" && s == "up to date"),
+        "{second}"
+    );
+    // A change to a file the upload holds: web is built again.
+    fs::write(app.path().join(FILE), &original).expect("restore");
+    fs::write(app.path().join("web/app.txt"), "changed\n").expect("change");
+    let third = ok(&stack.run(app.path(), &args));
+    assert!(
+        summary_states(&third)
+            .iter()
+            .any(|(n, s)| n == "web" && s == "built"),
+        "{third}"
+    );
+}
+
 /// A base image made offline: Debian's busybox-static in a root file
 /// system, `docker import`ed as `image` and pushed; `marker` names a file
 /// that tells this version apart.

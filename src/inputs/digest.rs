@@ -11,6 +11,7 @@
 //! change on every commit and would defeat the digest.
 
 use crate::inputs::dockerignore::{Ignore, Which};
+use crate::inputs::upload::Upload;
 use crate::read::compose::{is_remote_context, ArgValue, BuildSpec, SecretSource};
 use crate::read::dockerfile::Dockerfile;
 use crate::read::regular;
@@ -56,8 +57,22 @@ struct Item {
 /// context's). A file counts when any of them lets it through. A line docker
 /// refuses is an error naming the file, the line and the pattern.
 pub fn context_ignore(context: &Path, dockerfile: Option<&Path>) -> Result<Ignore> {
+    ignore_in_upload(context, dockerfile, None)
+}
+
+/// The same, in what Convox uploads: an ignore file the upload leaves out
+/// does not apply (`inputs::upload`).
+fn ignore_in_upload(
+    context: &Path,
+    dockerfile: Option<&Path>,
+    upload: Option<&Upload>,
+) -> Result<Ignore> {
+    let uploaded = |p: &Path| match (upload, p.strip_prefix(context)) {
+        (Some(u), Ok(rel)) => u.holds(&rel.to_string_lossy()),
+        _ => true,
+    };
     let read = |p: &Path| -> Result<Option<String>> {
-        if !regular::exists_regular(p)? {
+        if !regular::exists_regular(p)? || !uploaded(p) {
             return Ok(None);
         }
         let bytes = regular::read(p, regular::TEXT_LIMIT)?;
@@ -90,10 +105,11 @@ pub fn context_ignore(context: &Path, dockerfile: Option<&Path>) -> Result<Ignor
 }
 
 /// Everything of the context that docker would receive, in path order.
-fn walk(context: &Path, ignore: &Ignore) -> Result<Vec<Item>> {
+fn walk(context: &Path, ignore: &Ignore, upload: Option<&Upload>) -> Result<Vec<Item>> {
     let mut items = Vec::new();
-    let mut stack = vec![(context.to_path_buf(), String::new(), ignore.root())];
-    while let Some((dir, prefix, state)) = stack.pop() {
+    let up_root = upload.map(Upload::root);
+    let mut stack = vec![(context.to_path_buf(), String::new(), ignore.root(), up_root)];
+    while let Some((dir, prefix, state, up_state)) = stack.pop() {
         let entries =
             fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
         for e in entries {
@@ -108,11 +124,21 @@ fn walk(context: &Path, ignore: &Ignore) -> Result<Vec<Item>> {
             let meta = fs::symlink_metadata(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let ft = meta.file_type();
-            let verdict = ignore.entry(&state, &rel, ft.is_dir());
+            let mut verdict = ignore.entry(&state, &rel, ft.is_dir());
+            // What the upload leaves out, docker never gets.
+            let mut up_inner = None;
+            if let (Some(u), Some(us)) = (upload, &up_state) {
+                let (held, enter) = u.entry(us, &rel, ft.is_dir());
+                verdict.sent &= held;
+                if enter.is_none() {
+                    verdict.enter = None;
+                }
+                up_inner = enter;
+            }
             let mode = permissions(&meta);
             if ft.is_dir() {
                 if let Some(inner) = verdict.enter {
-                    stack.push((path.clone(), rel.clone(), inner));
+                    stack.push((path.clone(), rel.clone(), inner, up_inner));
                 }
                 if verdict.sent {
                     items.push(Item {
@@ -149,7 +175,7 @@ fn walk(context: &Path, ignore: &Ignore) -> Result<Vec<Item>> {
 /// `/`-separated, in order (for tests and the differential check).
 pub fn sent_files(context: &Path, dockerfile: Option<&Path>) -> Result<Vec<String>> {
     let ignore = context_ignore(context, dockerfile)?;
-    Ok(walk(context, &ignore)?
+    Ok(walk(context, &ignore, None)?
         .into_iter()
         .filter(|i| !matches!(i.kind, Kind::Dir { .. }))
         .map(|i| i.rel)
@@ -284,8 +310,22 @@ fn hash_local(h: &mut blake3::Hasher, spec: &BuildSpec, read: Option<&Dockerfile
             Err(e) => bail!("the Dockerfile: {e}"),
         }
     }
-    let ignore = context_ignore(context, dockerfile)?;
-    let items = walk(context, &ignore)?;
+    let upload = match &spec.upload_root {
+        Some(root) => Upload::for_context(Path::new(root), context)?,
+        None => None,
+    };
+    if let (Some(u), Some(d)) = (&upload, dockerfile) {
+        if let Ok(rel) = d.strip_prefix(context) {
+            if !u.holds(&rel.to_string_lossy()) {
+                bail!(
+                    "the Dockerfile {} is left out of Convox's upload by the app's .dockerignore, so the rack could not build it",
+                    d.display()
+                );
+            }
+        }
+    }
+    let ignore = ignore_in_upload(context, dockerfile, upload.as_ref())?;
+    let items = walk(context, &ignore, upload.as_ref())?;
     let contents: Vec<Option<blake3::Hash>> = items
         .par_iter()
         .map(|it| match it.kind {

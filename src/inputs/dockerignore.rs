@@ -163,6 +163,20 @@ impl Ignore {
         Ignore::for_context(Some(text), None).map_err(|(_, e)| e)
     }
 
+    /// The app directory's `.dockerignore` as Convox's upload applies it:
+    /// docker 20.10's `archive.TarWithOptions`, the legacy matcher and its
+    /// walk (`crate::inputs::upload`).
+    pub fn upload(text: &str) -> Result<Ignore, IgnoreError> {
+        let lines = read_all(text);
+        Ok(Ignore {
+            models: vec![Model {
+                matcher: Matcher::new(&lines, Flavor::Legacy)?,
+                flavor: Flavor::Legacy,
+                drops_dockerignore: false,
+            }],
+        })
+    }
+
     /// The context's `.dockerignore` (which the classic builder always reads,
     /// and BuildKit when the Dockerfile comes on stdin) and a
     /// `<Dockerfile>.dockerignore` (which BuildKit reads instead when given

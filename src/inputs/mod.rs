@@ -7,6 +7,9 @@
 //! - [`dockerignore`]: `.dockerignore` as docker applies it, under both
 //!   builders (moby's matcher, the walker's descent rule, 20.10's legacy
 //!   matcher, `<Dockerfile>.dockerignore`).
+//! - [`upload`]: what Convox uploads: the app directory with its root
+//!   `.dockerignore` applied, and the staged copy of a context docker builds
+//!   from so that it gets exactly that.
 //! - [`goregex`]: the Go regexp syntax that docker's ignore matcher compiles
 //!   patterns into, so that a pattern means here what it means there.
 //! - [`build_args`]: the build arguments Convox passes besides the file's
@@ -20,3 +23,4 @@ pub mod build_args;
 pub mod digest;
 pub mod dockerignore;
 pub mod goregex;
+pub mod upload;

@@ -5,7 +5,7 @@
 
 use crate::plan::target::Registry;
 use crate::plan::{
-    cache, tag, usage, Action, Bake, Build, Options, ServicePlan, Target, DIGEST_LABEL,
+    cache, tag, usage, Action, Bake, Build, Options, ServicePlan, Stage, Target, DIGEST_LABEL,
 };
 use crate::programs::buildx::Buildx;
 use crate::programs::docker;
@@ -165,7 +165,9 @@ impl Grouping<'_> {
         {
             return Err(self.at(svc, "build secrets and `build.ssh` need BuildKit, and the docker here runs the classic builder; set DOCKER_BUILDKIT=1 with a docker that has BuildKit (a client before 23, or one with the buildx plugin)"));
         }
-        out.builds.push(self.build(svc, spec, hash, &reference));
+        let index = out.builds.len();
+        out.builds
+            .push(self.build(svc, spec, hash, &reference, index));
         out.services.push(ServicePlan {
             name: svc.name.clone(),
             action: Action::Built { reference },
@@ -194,10 +196,19 @@ impl Grouping<'_> {
 
     /// The build of the first service with this spec: its command (with
     /// the registry cache, when kept), its push.
-    fn build(&self, svc: &Service, spec: BuildSpec, hash: &str, reference: &str) -> Build {
+    fn build(
+        &self,
+        svc: &Service,
+        spec: BuildSpec,
+        hash: &str,
+        reference: &str,
+        index: usize,
+    ) -> Build {
         let mut labels = self.labels.clone();
         labels.push((DIGEST_LABEL.to_string(), format!("blake3:{hash}")));
         let dockerfile = self.dockerfiles.of(&spec);
+        let stage = Stage::of(&spec, index);
+        let cmd_spec = command_spec(&spec, stage.as_ref());
         let target = self.target;
         let build_cmd = |s: &BuildSpec| {
             docker::build(
@@ -234,10 +245,10 @@ impl Grouping<'_> {
                     cache::classic_stage(s, r, dockerfile)
                 }
             };
-            let (build_spec, push) = cache::cache(&at, &spec, &build_cmd, &stage_cmd);
+            let (build_spec, push) = cache::cache(&at, &cmd_spec, &build_cmd, &stage_cmd);
             (build_spec, Some(push))
         } else {
-            (spec.clone(), None)
+            (cmd_spec, None)
         };
         Build {
             digest: hash.to_string(),
@@ -252,6 +263,7 @@ impl Grouping<'_> {
             bases: Vec::new(),
             metadata_file: None,
             bake_target: None,
+            stage,
         }
     }
 
@@ -270,13 +282,31 @@ impl Grouping<'_> {
             std::process::id(),
             &b.digest[..b.digest.len().min(16)]
         ));
-        b.build = docker::buildx_build(&b.spec, &b.refs, &labels, bx, cache.as_ref(), &metadata)
+        let spec = command_spec(&b.spec, b.stage.as_ref());
+        b.build = docker::buildx_build(&spec, &b.refs, &labels, bx, cache.as_ref(), &metadata)
             .before_last(&self.target.attestations);
-        b.bake_target = docker::bake_target(&b.spec, &b.refs, &labels, cache.as_ref());
+        b.bake_target = docker::bake_target(&spec, &b.refs, &labels, cache.as_ref());
         b.tags.clear();
         b.cache = None;
         b.metadata_file = Some(metadata);
     }
+}
+
+/// The spec the build's commands name: the staged copy's context (and the
+/// Dockerfile in it, when it is inside the context) where the context is
+/// staged, else the spec itself.
+fn command_spec(spec: &BuildSpec, stage: Option<&Stage>) -> BuildSpec {
+    let Some(stage) = stage else {
+        return spec.clone();
+    };
+    let mut out = spec.clone();
+    out.context = stage.dir.to_string_lossy().into_owned();
+    if let Some(d) = &spec.dockerfile {
+        if let Ok(rel) = Path::new(d).strip_prefix(&stage.context) {
+            out.dockerfile = Some(stage.dir.join(rel).to_string_lossy().into_owned());
+        }
+    }
+    out
 }
 
 /// The spec with its Dockerfile named: the context's `Dockerfile` unless

@@ -186,6 +186,39 @@ pub struct Build {
     /// On such a builder, the same build as a target of a bake definition,
     /// when bake can take it (`docker::bake_target`).
     pub bake_target: Option<serde_json::Value>,
+    /// The context as Convox uploads it, staged before the build and named
+    /// by its commands (`inputs::upload`).
+    pub stage: Option<Stage>,
+}
+
+/// A context staged as Convox uploads it: the app directory's
+/// `.dockerignore` applied (`inputs::upload::stage`), in a directory of
+/// this run's outside the app, removed when the run ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// The app directory (whose `.dockerignore` applies).
+    pub root: PathBuf,
+    /// The context, as the file names it.
+    pub context: PathBuf,
+    /// Where it is staged.
+    pub dir: PathBuf,
+}
+
+impl Stage {
+    /// The stage of build number `index`, when its context is strictly
+    /// inside the app directory and the app has a root `.dockerignore`.
+    pub fn of(spec: &BuildSpec, index: usize) -> Option<Stage> {
+        let root = PathBuf::from(spec.upload_root.as_ref()?);
+        let context = PathBuf::from(&spec.context);
+        if !crate::inputs::upload::applies(&root, &context).unwrap_or(true) {
+            return None;
+        }
+        Some(Stage {
+            dir: crate::inputs::upload::staging_dir(index, &context),
+            root,
+            context,
+        })
+    }
 }
 
 /// Builds on a builder that pushes itself, run together as one `docker

@@ -99,6 +99,14 @@ impl Plan {
                 from_root.join(", ")
             ));
         }
+        if let Some(st) = &b.stage {
+            lines.push(format!(
+                "# {} as Convox uploads it ({} applied), staged in {} (files hard-linked) and built from there:",
+                st.context.display(),
+                st.root.join(".dockerignore").display(),
+                st.dir.display()
+            ));
+        }
         // The classic builder's stage caches, pulled first.
         let stages = b
             .cache

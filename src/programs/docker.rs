@@ -438,6 +438,7 @@ mod tests {
             }],
             ssh: Vec::new(),
             cache_from: vec!["r/app:old".into()],
+            upload_root: None,
         };
         let cache = BuilderCache {
             reference: "r/app-cache:web".into(),

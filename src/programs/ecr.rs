@@ -460,10 +460,14 @@ application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json"
         }
         assert!(err("a").contains("1 characters long"));
         assert!(err(&"a".repeat(257)).contains("257 characters"));
-        // Both forms of --repo are checked; another registry's path is not.
+        // Both forms of --repo are checked; another registry's path by
+        // docker's grammar (lowercase too: `docker build -t` refuses
+        // `ghcr.io/Org/App`).
         assert!(parse_repo("123456789012.dkr.ecr.us-east-1.amazonaws.com/Co-App").is_err());
         assert!(parse_repo("Co-App").is_err());
-        assert!(parse_repo("ghcr.io/Org/App").is_ok());
+        assert!(parse_repo("ghcr.io/org/app__x").is_ok());
+        let e = parse_repo("ghcr.io/Org/App").unwrap_err().to_string();
+        assert!(e.contains("`Org` is not a repository name's part"), "{e}");
     }
 
     #[test]

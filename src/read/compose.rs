@@ -85,6 +85,11 @@ pub struct BuildSpec {
     pub ssh: Vec<String>,
     /// `build.cache_from`, as written.
     pub cache_from: Vec<String>,
+    /// The app directory Convox uploads (the file's directory) when the
+    /// context is strictly inside it: its `.dockerignore` applies first
+    /// (`inputs::upload`). None for a remote context, the app directory
+    /// itself, or one outside it.
+    pub upload_root: Option<String>,
 }
 
 /// A build secret: the id the Dockerfile mounts, and its source.
@@ -453,6 +458,20 @@ impl Compose {
         self.resolve_build(name, value, raw, site, env)
     }
 
+    /// The app directory, for a local context strictly inside it.
+    fn upload_root(&self, context: &str) -> Option<String> {
+        if is_remote_context(context) {
+            return None;
+        }
+        let root = normalize(&self.dir());
+        let base = if root == "." { "" } else { root.as_str() };
+        let inside = Path::new(context).strip_prefix(base).is_ok_and(|rel| {
+            rel.components().next().is_some()
+                && rel.components().all(|c| matches!(c, Component::Normal(_)))
+        });
+        inside.then(|| if root.is_empty() { ".".into() } else { root })
+    }
+
     /// A build with its paths joined to the file's directory, and the
     /// service's platform.
     fn resolve_build(
@@ -484,6 +503,7 @@ impl Compose {
             }
             None => None,
         };
+        let upload_root = self.upload_root(&context);
         Ok(Source::Build {
             spec: BuildSpec {
                 context,
@@ -494,6 +514,7 @@ impl Compose {
                 secrets: raw.secrets,
                 ssh: raw.ssh,
                 cache_from: raw.cache_from,
+                upload_root,
             },
             site,
             implicit: raw.implicit,

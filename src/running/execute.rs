@@ -732,6 +732,7 @@ pub fn build(plan: &Plan, answers: &Answers, opts: RunOptions) -> Result<Vec<Bui
     let needed: Vec<usize> = (0..plan.builds.len())
         .filter(|&i| answers.per_build[i].iter().any(|a| !a.exists))
         .collect();
+    let _staged = crate::running::stage::stage_all(plan, &needed)?;
     if needed.len() <= usize::from(opts.jobs) {
         if let Some(run) = plan.bake_of(&needed) {
             if let Some(results) = run_bake(plan, &needed, &run, answers, opts)? {

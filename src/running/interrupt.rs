@@ -106,7 +106,11 @@ fn stop_and_exit(st: &State, code: i32) -> ! {
         kill_groups(&st.groups, libc::SIGKILL);
     }
     for f in &st.temp_files {
-        let _ = std::fs::remove_file(f);
+        if f.is_dir() {
+            let _ = std::fs::remove_dir_all(f);
+        } else {
+            let _ = std::fs::remove_file(f);
+        }
     }
     std::process::exit(code);
 }
@@ -191,7 +195,8 @@ pub fn deadline(limit: Duration, shown: String) {
     });
 }
 
-/// A temporary file to remove if we are interrupted.
+/// A temporary file (or directory, removed whole) to remove if we are
+/// interrupted.
 pub fn track_temp_file(path: PathBuf) {
     state().temp_files.push(path);
 }

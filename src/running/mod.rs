@@ -16,6 +16,8 @@
 //! - [`interrupt`]: SIGINT and SIGTERM, child process groups, `--timeout`,
 //!   temporary files removed on the way out.
 //! - [`lock`]: one run at a time per output file.
+//! - [`stage`]: the contexts of the builds that run, staged as Convox
+//!   uploads them, and removed after.
 //! - [`output`]: the atomic write (temporary file, permissions kept, through
 //!   a symlink, rename), only when everything succeeded.
 //! - [`progress`]: where running tells what happens; the view installs
@@ -29,3 +31,4 @@ pub mod progress;
 pub mod registry;
 pub mod release;
 pub mod run;
+pub mod stage;
