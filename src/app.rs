@@ -190,6 +190,17 @@ impl Loaded {
     fn read(inv: &Invocation<'_>, build_args: &BuildArgs) -> Result<Loaded> {
         let mut compose = Compose::load(&inv.resolved.compose_file, &env)?;
         let target = Target::new(&inv.resolved.options)?;
+        if let (Some(rack), crate::programs::ecr::Repo::Ecr { name, .. }) =
+            (rack(inv.cli), &target.repo)
+        {
+            if compose.format == crate::read::format::Format::ConvoxYml {
+                compose
+                    .warnings
+                    .extend(crate::programs::ecr::outside_racks_repositories(
+                        &rack, name,
+                    ));
+            }
+        }
         let needed = target.needs_account(&inv.resolved.options);
         if let Some(a) = inv.resolved.account.as_ref().filter(|_| needed) {
             if a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit()) {

@@ -72,6 +72,23 @@ pub fn parse_repo(repo: &str) -> Result<Repo> {
     }
 }
 
+/// Can a v3 rack pull from the ECR repository `name`? Its API role, which
+/// its build pulls each `image:` with, reaches only `RACK/*` and `RACK-*`
+/// (convox/convox `terraform/api/aws/iam.tf`), unless the rack has
+/// `ecr_full_access` or `ecr_additional_policy_arn`. A warning when not.
+pub fn outside_racks_repositories(rack: &str, name: &str) -> Option<String> {
+    // `convox rack` may name it `org/rack`; the role uses the rack's name.
+    let short = rack.rsplit('/').next().unwrap_or(rack);
+    let inside = name
+        .strip_prefix(short)
+        .is_some_and(|rest| rest.len() > 1 && (rest.starts_with('/') || rest.starts_with('-')));
+    (!inside).then(|| {
+        format!(
+            "--repo: the rack `{rack}` may not be able to pull from the ECR repository `{name}`: a v3 rack's API role (which its build pulls each `image:` with) reaches only `{short}/*` and `{short}-*`; use a repository such as `{short}/{name}`, or set `ecr_full_access=true` or `ecr_additional_policy_arn` on the rack (`convox rack params set`)"
+        )
+    })
+}
+
 /// ECR's rule for a repository name (the API's pattern
 /// `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2 to
 /// 256 characters): lowercase letters and digits, with one `.`, `_`, `-`
@@ -468,6 +485,33 @@ application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json"
         assert!(parse_repo("ghcr.io/org/app__x").is_ok());
         let e = parse_repo("ghcr.io/Org/App").unwrap_err().to_string();
         assert!(e.contains("`Org` is not a repository name's part"), "{e}");
+    }
+
+    #[test]
+    fn a_repository_outside_the_racks_names_is_warned_about() {
+        for inside in ["prod/myapp", "prod-myapp", "prod/team/app"] {
+            assert_eq!(outside_racks_repositories("prod", inside), None, "{inside}");
+            assert_eq!(
+                outside_racks_repositories("acme/prod", inside),
+                None,
+                "{inside}"
+            );
+        }
+        for outside in [
+            "myapp",
+            "production/myapp",
+            "prod",
+            "prod/",
+            "prodx-app",
+            "other/prod-app",
+        ] {
+            let w = outside_racks_repositories("prod", outside).unwrap_or_default();
+            assert!(
+                w.contains("reaches only `prod/*` and `prod-*`"),
+                "{outside}: {w}"
+            );
+            assert!(w.contains("ecr_full_access"), "{w}");
+        }
     }
 
     #[test]

@@ -601,9 +601,16 @@ impl Compose {
             raw.dockerfile = string_field(dockerfile_key)?.filter(|d| !d.is_empty());
             raw.target = string_field("target")?.filter(|t| !t.is_empty());
             if let Some(f) = doc.get(build, "args") {
-                raw.args = self.read_args(name, f.value, env)?;
-                for a in raw.args.iter().filter(|a| looks_secret(&a.name)) {
-                    warnings.push(self.secret_arg_warning(name, f.value, &a.name));
+                let args = self.read_args(name, f.value, env)?;
+                if self.format == Format::ConvoxYml {
+                    // Convox's build of a convox.yml (v3's `buildArgs`,
+                    // gen2's too) reads them and passes none.
+                    warnings.push(convox_yml_args_warning(&self.at(f.value), name, &args));
+                } else {
+                    for a in args.iter().filter(|a| looks_secret(&a.name)) {
+                        warnings.push(self.secret_arg_warning(name, f.value, &a.name));
+                    }
+                    raw.args = args;
                 }
             }
             if let Some(f) = doc.get(build, "secrets") {
@@ -880,6 +887,15 @@ impl Compose {
     }
 }
 
+/// convox.yml's `build.args`, which Convox does not pass: what to do.
+fn convox_yml_args_warning(at: &str, service: &str, args: &[BuildArg]) -> String {
+    let names: Vec<&str> = args.iter().map(|a| a.name.as_str()).collect();
+    format!(
+        "{at}: service `{service}`: `build.args` ({}) are not passed: Convox's build of a convox.yml passes only the Dockerfile's declared ARGs, with values from the app's environment (`convox env`) and `convox build --build-args`; so neither does this program. Give them as Convox would: --build-arg NAME=VALUE, or the app's environment (--env-file, --convox-env)",
+        names.join(", ")
+    )
+}
+
 /// How to keep a shared anchor out of a v1 file's services.
 const X_KEY_HINT: &str = "put the anchor on the first service that uses it (`web: &common`, or `environment: &env` inside it), or use `version: \"2\"` with `services:`, where top-level `x-` keys are not services";
 
@@ -1029,6 +1045,30 @@ mod tests {
             .to_string()
             .contains("top level must be a mapping"));
         assert!(load("").unwrap_err().to_string().contains("empty"));
+    }
+
+    #[test]
+    fn convox_yml_build_args_are_not_passed_and_one_warning_names_them() {
+        let src = "environment:\n  - A=1\nservices:\n  web:\n    build:\n      path: .\n      args:\n        - NODE_ENV=production\n        - NPM_TOKEN\n    port: 3000\n";
+        let c = load(src).unwrap();
+        assert_eq!(c.format, Format::ConvoxYml);
+        assert!(spec(&c, "web").args.is_empty());
+        let w: Vec<&String> = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("build.args"))
+            .collect();
+        assert_eq!(w.len(), 1, "{:?}", c.warnings);
+        assert!(
+            w[0].contains("(NODE_ENV, NPM_TOKEN) are not passed"),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].contains("--build-arg NAME=VALUE"), "{}", w[0]);
+        assert!(!c.warnings.iter().any(|w| w.contains("looks like a secret")));
+        // A gen1 file keeps its args, as Convox's gen1 build passes them.
+        let c = load("web:\n  build:\n    context: .\n    args: [NODE_ENV=production]\n").unwrap();
+        assert_eq!(spec(&c, "web").args.len(), 1);
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //!   line. A line ending in the escape character continues on the next; a
 //!   comment line inside a continued instruction is dropped, as are blank
 //!   and comment lines between instructions.
+//! - **Heredocs** (BuildKit's parser, dockerfile 1.4): a `RUN`, `COPY` or
+//!   `ADD` (or `ONBUILD` of one), not in JSON form, whose line holds a word
+//!   `[N]<<[-]WORD` opens a heredoc; the lines after it, up to one that is
+//!   WORD (leading tabs stripped first with `<<-`), are its body, not
+//!   instructions. Several on one line are read one after another. The
+//!   bodies are part of the file's bytes, so the digest covers them.
 //! - **`FROM` operands**: flags (`--platform=…`) left out, then the image,
 //!   then an optional `AS name` (the stage name, compared without case).
 //! - **`ARG` substitution**: the global `ARG`s, declared before the first
@@ -291,10 +297,10 @@ fn directives(text: &str) -> (char, std::iter::Peekable<std::str::Lines<'_>>) {
 /// The Dockerfile's instructions: (KEYWORD, the rest), with continuation
 /// lines joined and comments dropped.
 pub fn instructions(text: &str) -> Vec<(String, String)> {
-    let (escape, lines) = directives(text);
+    let (escape, mut lines) = directives(text);
     let mut out = Vec::new();
     let mut current = String::new();
-    for line in lines {
+    while let Some(line) = lines.next() {
         let t = line.trim();
         if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
             continue;
@@ -310,6 +316,20 @@ pub fn instructions(text: &str) -> Vec<(String, String)> {
         current.push(' ');
         if !more {
             push_instruction(&mut out, &current);
+            // A heredoc's body is not instructions: its lines are skipped
+            // up to its terminator, as BuildKit reads them.
+            for doc in out.last().map(heredocs).unwrap_or_default() {
+                for body_line in lines.by_ref() {
+                    let l = if doc.chomp {
+                        body_line.trim_start_matches('\t')
+                    } else {
+                        body_line
+                    };
+                    if l == doc.name {
+                        break;
+                    }
+                }
+            }
             current.clear();
         }
     }
@@ -317,6 +337,115 @@ pub fn instructions(text: &str) -> Vec<(String, String)> {
         push_instruction(&mut out, &current);
     }
     out
+}
+
+/// One heredoc an instruction opens: its terminator, and whether leading
+/// tabs are stripped before comparing (`<<-`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heredoc {
+    pub name: String,
+    pub chomp: bool,
+}
+
+/// The heredocs an instruction opens, in order, as BuildKit's parser finds
+/// them (dockerfile 1.4, `parser.go`): only in `RUN`, `COPY` and `ADD` (and
+/// `ONBUILD` of one of them) not in JSON form; each word of the line (split
+/// as the shell does, quotes kept) that is `[N]<<[-]WORD` with WORD one word
+/// once unquoted.
+pub fn heredocs(instruction: &(String, String)) -> Vec<Heredoc> {
+    let (kw, rest) = instruction;
+    let mut rest = rest.as_str();
+    let mut kw = kw.as_str();
+    if kw == "ONBUILD" {
+        let (k, r) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        kw = k;
+        rest = r.trim_start();
+        if !["RUN", "COPY", "ADD"]
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(kw))
+        {
+            return Vec::new();
+        }
+    } else if !["RUN", "COPY", "ADD"].contains(&kw) {
+        return Vec::new();
+    }
+    if !rest.contains("<<") || is_json_array(rest) {
+        return Vec::new();
+    }
+    shell_words(rest)
+        .iter()
+        .filter_map(|w| {
+            let digits = w.len() - w.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let after = w[digits..].strip_prefix("<<")?;
+            let (chomp, word) = match after.strip_prefix('-') {
+                Some(a) => (true, a),
+                None => (false, after),
+            };
+            let word = word.trim_start();
+            if word.is_empty() || word.contains('<') {
+                return None;
+            }
+            let unquoted = shell_words(word);
+            match unquoted.as_slice() {
+                [one] => Some(Heredoc {
+                    name: one.replace(['"', '\''], ""),
+                    chomp,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Is this the JSON (exec) form, `["a", "b"]`?
+fn is_json_array(rest: &str) -> bool {
+    let t = rest.trim();
+    t.starts_with('[') && t.ends_with(']') && serde_json::from_str::<Vec<String>>(t).is_ok()
+}
+
+/// The words of a line as a shell splits them, quotes kept in the words
+/// (BuildKit's `RawQuotes`): whitespace outside quotes separates; `\`
+/// escapes the next character outside single quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.push(c);
+                in_word = true;
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                word.push(c);
+            }
+            (q, '\\') if q != Some('\'') => {
+                word.push(c);
+                if let Some(n) = chars.next() {
+                    word.push(n);
+                }
+                in_word = true;
+            }
+            (_, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
 }
 
 fn push_instruction(out: &mut Vec<(String, String)>, text: &str) {
@@ -462,6 +591,52 @@ mod tests {
         assert!(Dockerfile::parse("FROM scratch\n")
             .stages_needed(None)
             .is_empty());
+    }
+
+    #[test]
+    fn nothing_inside_a_heredoc_is_an_instruction() {
+        let df = Dockerfile::parse(
+            "# syntax=docker/dockerfile:1\nFROM base AS build\nRUN <<EOF\nset -e\nfrom flask import Flask\nFROM python AS fake\nEOF\nRUN <<-\"EOT\" cat > /x <<ZZ\n\tFROM tabbed\n\tEOT\nCOPY evil\nZZ\nRUN [\"sh\", \"-c\", \"echo <<NOPE\"]\nFROM scratch\nCOPY <<EOF /app/main.py\nfrom flask import Flask\nEOF\nCOPY --from=build /out /out\n",
+        );
+        let kws: Vec<&str> = df.instructions().iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kws, ["FROM", "RUN", "RUN", "RUN", "FROM", "COPY", "COPY"]);
+        let froms: Vec<&str> = df
+            .instructions()
+            .iter()
+            .filter(|(k, _)| k == "FROM")
+            .map(|(_, r)| r.as_str())
+            .collect();
+        assert_eq!(froms, ["base AS build", "scratch"]);
+        assert_eq!(
+            df.stages_needed(None)
+                .iter()
+                .map(Stage::id)
+                .collect::<Vec<_>>(),
+            ["build"]
+        );
+    }
+
+    #[test]
+    fn heredoc_words_as_buildkit_finds_them() {
+        let h = |kw: &str, rest: &str| heredocs(&(kw.to_string(), rest.to_string()));
+        let names = |v: Vec<Heredoc>| v.into_iter().map(|d| (d.name, d.chomp)).collect::<Vec<_>>();
+        assert_eq!(names(h("RUN", "<<EOF")), [("EOF".to_string(), false)]);
+        assert_eq!(
+            names(h("RUN", "3<<-'END' cat")),
+            [("END".to_string(), true)]
+        );
+        assert_eq!(
+            names(h("COPY", "<<a <<\"b\" /dest/")),
+            [("a".to_string(), false), ("b".to_string(), false)]
+        );
+        assert!(
+            h("RUN", "echo \"<<EOF\"").is_empty(),
+            "quoted: a plain word"
+        );
+        assert!(h("RUN", "[\"echo\", \"<<EOF\"]").is_empty(), "JSON form");
+        assert!(h("ENV", "A=<<EOF").is_empty(), "only RUN, COPY, ADD");
+        assert_eq!(names(h("ONBUILD", "RUN <<X")), [("X".to_string(), false)]);
+        assert!(h("RUN", "cat <<").is_empty());
     }
 
     #[test]
