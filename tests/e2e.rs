@@ -1925,6 +1925,193 @@ fn a_fresh_runner_takes_a_build_stages_slow_step_from_the_registry() {
     );
 }
 
+/// The shape: the slow step in the build stage, then a file of the
+/// build stage (`app.txt`) copied after it; the runtime stage copies the
+/// build's result and a file of its own (`run.txt`).
+fn build_stage_app(host: &str) -> tempfile::TempDir {
+    let app = tempfile::tempdir().expect("app");
+    fs::create_dir(app.path().join("web")).expect("dir");
+    for (f, t) in [("deps.txt", "deps"), ("app.txt", "v1"), ("run.txt", "r1")] {
+        fs::write(app.path().join("web").join(f), t).expect("file");
+    }
+    fs::write(
+        app.path().join("web/Dockerfile"),
+        format!(
+            "FROM {host}/base:1 AS build\nCOPY deps.txt /deps.txt\nRUN echo \"ran: slow step\" && sleep 3 && cat /deps.txt > /deps\nCOPY app.txt /app.txt\nRUN cat /app.txt /deps > /out\n\nFROM {host}/base:1\nCOPY --from=build /out /out\nCOPY run.txt /run.txt\n"
+        ),
+    )
+    .expect("Dockerfile");
+    app
+}
+
+/// Each build command of a verbose run's output (`+ … docker build …` or
+/// `buildx build`), with the lines it printed after it.
+fn builds_in(out: &str) -> Vec<String> {
+    let mut builds: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for l in out.lines() {
+        let is_cmd = l.contains("] + ");
+        if is_cmd {
+            if let Some(b) = current.take() {
+                builds.push(b);
+            }
+            if l.contains("docker build")
+                || l.contains(" build --builder")
+                || l.contains("buildx build")
+            {
+                current = Some(String::new());
+            }
+        }
+        if let Some(b) = current.as_mut() {
+            b.push_str(l);
+            b.push('\n');
+        }
+    }
+    builds.extend(current);
+    builds
+}
+
+/// The slow step did not run in this build's log: the line it prints when
+/// it runs (`ran: slow step`, not its command line) is not there. Taken
+/// from a cache, a step prints nothing, under every builder.
+fn slow_step_skipped(build: &str) -> bool {
+    !build
+        .lines()
+        .any(|l| l.contains("ran: slow step") && !l.contains("echo \"ran: slow step\""))
+}
+
+#[test]
+fn a_fresh_runner_never_reruns_a_build_stages_slow_step_whichever_stage_changed() {
+    let Some(stack) = Stack::start() else { return };
+    if !Path::new("/bin/busybox").is_file() {
+        missing("busybox-static is not installed (/bin/busybox)");
+        return;
+    }
+    if !registry_cache_expected() {
+        return; // the engine cannot write inline cache: said by the test above
+    }
+    let host = stack.host();
+    push_base(&stack, &format!("{host}/base:1"), "base");
+    let app = build_stage_app(&host);
+    let repo = format!("{host}/shapes");
+    let run = |sha: &str| {
+        fs::write(
+            app.path().join("docker-compose.yml"),
+            "services:\n  web:\n    build: ./web\n",
+        )
+        .expect("reset");
+        ok(&stack.run(
+            app.path(),
+            &[
+                "--app",
+                "shapes",
+                "--repo",
+                &repo,
+                "-f",
+                "docker-compose.yml",
+                "--gitsha",
+                sha,
+                "-v",
+            ],
+        ))
+    };
+    let cold = run("s1");
+    assert!(
+        !slow_step_skipped(&cold),
+        "the cold run's log shows the step run:\n{cold}"
+    );
+    for (n, (file, text)) in [("app.txt", "v2"), ("run.txt", "r2")]
+        .into_iter()
+        .enumerate()
+    {
+        // A fresh runner, one change: in the build stage, then in the
+        // runtime stage.
+        wipe_new_images(&stack);
+        fs::write(app.path().join("web").join(file), text).expect("change");
+        let out = run(&format!("s{}", n + 2));
+        let builds = builds_in(&out);
+        assert!(!builds.is_empty(), "no build in:\n{out}");
+        for b in &builds {
+            assert!(
+                slow_step_skipped(b),
+                "{file} changed: the slow step ran in this build:\n{b}\n\nthe whole run:\n{out}"
+            );
+        }
+    }
+}
+
+/// The same shapes on a remote BuildKit builder (`--builder`, BuildKit's own
+/// registry cache, `mode=max`): a fresh runner is a new buildkitd with an
+/// empty state; the slow step runs in none of the run's builds.
+#[test]
+fn a_remote_builder_never_reruns_a_build_stages_slow_step_whichever_stage_changed() {
+    if buildkit_mode() {
+        return; // once is enough: the builder is the same in both passes
+    }
+    let Some((buildkitd, buildx)) = current_buildkit() else {
+        return;
+    };
+    let Some(stack) = Stack::start() else { return };
+    let host = stack.host();
+    push_base(&stack, &format!("{host}/base:1"), "base");
+    let plugins = stack.dir.path().join("docker-config/cli-plugins");
+    fs::create_dir_all(&plugins).expect("plugins");
+    std::os::unix::fs::symlink(&buildx, plugins.join("docker-buildx")).expect("plugin");
+    let app = build_stage_app(&host);
+    let repo = format!("{host}/rshapes");
+    let run = |sha: &str| {
+        // A fresh runner: a new daemon, a new builder, no cache of its own.
+        let daemon = Buildkitd::start(&buildkitd, &host);
+        let name = format!("bkfresh{sha}");
+        let mut c = Command::new("docker");
+        c.args(["buildx", "create", "--name", &name, "--driver", "remote"])
+            .arg(format!("tcp://127.0.0.1:{}", daemon.port));
+        stack.env(&mut c);
+        assert!(c.output().expect("buildx create").status.success());
+        fs::write(
+            app.path().join("docker-compose.yml"),
+            "services:\n  web:\n    build: ./web\n",
+        )
+        .expect("reset");
+        let out = ok(&stack.run(
+            app.path(),
+            &[
+                "--app",
+                "rshapes",
+                "--repo",
+                &repo,
+                "-f",
+                "docker-compose.yml",
+                "--gitsha",
+                sha,
+                "-v",
+                "--builder",
+                &name,
+            ],
+        ));
+        drop(daemon);
+        out
+    };
+    let cold = run("r1");
+    assert!(
+        !slow_step_skipped(&cold),
+        "the cold run's log shows the step run:\n{cold}"
+    );
+    for (n, (file, text)) in [("app.txt", "v2"), ("run.txt", "r2")]
+        .into_iter()
+        .enumerate()
+    {
+        fs::write(app.path().join("web").join(file), text).expect("change");
+        let out = run(&format!("r{}", n + 2));
+        let builds = builds_in(&out);
+        assert_eq!(builds.len(), 1, "one build that pushes itself:\n{out}");
+        assert!(
+            slow_step_skipped(&builds[0]),
+            "{file} changed: the slow step ran:\n{out}"
+        );
+    }
+}
+
 /// In BuildKit's plain progress (each line prefixed `[service]`): did the
 /// step whose line names `what` come from a cache (`#N CACHED`)?
 fn step_cached(out: &str, what: &str) -> bool {
@@ -2213,6 +2400,95 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
         image_ids(),
         images_before,
         "nothing left in the local engine"
+    );
+}
+
+/// Dockerfile heredocs, on a current BuildKit through `--builder`: `RUN
+/// <<EOF` in a build stage, `COPY <<EOF` in the final one; the image holds
+/// both results, and nothing inside a heredoc was taken for a stage.
+#[test]
+fn a_dockerfile_with_heredocs_builds_on_a_current_buildkit() {
+    if buildkit_mode() {
+        return; // once is enough: the builder is the same in both passes
+    }
+    let Some((buildkitd, buildx)) = current_buildkit() else {
+        return;
+    };
+    let Some(stack) = Stack::start() else { return };
+    let host = stack.host();
+    push_base(&stack, &format!("{host}/base:1"), "base");
+    let daemon = Buildkitd::start(&buildkitd, &host);
+    let plugins = stack.dir.path().join("docker-config/cli-plugins");
+    fs::create_dir_all(&plugins).expect("plugins");
+    std::os::unix::fs::symlink(&buildx, plugins.join("docker-buildx")).expect("plugin");
+    let docker = |args: &[&str]| {
+        let mut c = Command::new("docker");
+        c.args(args);
+        stack.env(&mut c);
+        let out = c.output().expect("docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    docker(&[
+        "buildx",
+        "create",
+        "--name",
+        "bkheredoc",
+        "--driver",
+        "remote",
+        &format!("tcp://127.0.0.1:{}", daemon.port),
+    ]);
+    let app = tempfile::tempdir().expect("app");
+    fs::create_dir_all(app.path().join("web")).expect("web");
+    fs::write(
+        app.path().join("web/Dockerfile"),
+        format!(
+            "FROM {host}/base:1 AS build\nRUN <<EOF\nmkdir -p /out\necho from-run > /out/run.txt\nEOF\nFROM {host}/base:1\nCOPY --from=build /out/run.txt /app/run.txt\nCOPY <<EOF /app/main.py\nfrom flask import Flask\nFROM python AS fake\nEOF\n"
+        ),
+    )
+    .expect("Dockerfile");
+    fs::write(
+        app.path().join("docker-compose.yml"),
+        "services:\n  web:\n    build: ./web\n",
+    )
+    .expect("compose");
+    let repo = format!("{host}/heredoc");
+    let mut c = Command::new(BIN);
+    c.current_dir(app.path()).args([
+        "--app",
+        "heredoc",
+        "--repo",
+        &repo,
+        "-f",
+        "docker-compose.yml",
+        "--gitsha",
+        "h1",
+        "--builder",
+        "bkheredoc",
+    ]);
+    stack.env(&mut c);
+    let out = ok(&c.output().expect("run"));
+    assert!(!out.contains("flask") && !out.contains("python"), "{out}");
+    let written = fs::read_to_string(app.path().join("docker-compose.yml")).expect("file");
+    let reference = format!("{repo}:{}", tag_in(&written, &repo));
+    docker(&["pull", "-q", &reference]);
+    let shown = docker(&[
+        "run",
+        "--rm",
+        &reference,
+        "/bin/busybox",
+        "cat",
+        "/app/run.txt",
+        "/app/main.py",
+    ]);
+    docker(&["rmi", &reference]);
+    assert_eq!(
+        shown,
+        "from-run\nfrom flask import Flask\nFROM python AS fake\n"
     );
 }
 

@@ -159,6 +159,7 @@ pub fn cache(
             pull: Some(docker::pull_quiet(&reference_c)),
             build_cached: Some(build_cmd(&cached)),
             stages,
+            stages_first: false,
             reference: reference_c,
         };
         return (spec.clone(), push);
@@ -181,6 +182,7 @@ pub fn cache(
         pull: None,
         build_cached: None,
         stages: stages(at, &build_spec, stage_cmd),
+        stages_first: true,
         reference: reference_c,
     };
     (build_spec, push)

@@ -124,6 +124,11 @@ pub struct CachePush {
     /// built with `--target` after it (from the engine's cache: the build
     /// just ran its steps) and pushed.
     pub stages: Vec<StageCache>,
+    /// The stages' cache images are built before the build (the engine's
+    /// BuildKit: their steps from the registry, the build's then from the
+    /// engine's own records of them), else after it (the classic builder:
+    /// from the build's layers).
+    pub stages_first: bool,
 }
 
 /// One build stage in the registry cache (classic builder).

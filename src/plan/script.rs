@@ -135,7 +135,12 @@ impl Plan {
                 with_stages(cached),
                 with_stages(&b.build)
             )),
-            None => lines.push(b.build.to_string()),
+            None => {
+                if let Some(c) = b.cache.as_ref().filter(|c| c.stages_first) {
+                    stage_lines(c, &[], lines);
+                }
+                lines.push(b.build.to_string())
+            }
         }
         if b.metadata_file.is_some() {
             // The builder pushed every ref itself.
@@ -154,12 +159,8 @@ impl Plan {
                 .into_iter()
                 .chain(stage_refs.iter().copied())
                 .collect();
-            for st in &c.stages {
-                let build = st
-                    .build
-                    .clone()
-                    .before_last(pulled.iter().flat_map(|r| ["--cache-from", r]));
-                lines.push(format!("{build} && {}", st.push));
+            if !c.stages_first {
+                stage_lines(c, &pulled, lines);
             }
         }
     }
@@ -229,5 +230,17 @@ impl Plan {
             self.rewritten
         ));
         text
+    }
+}
+
+/// The stages' cache builds and pushes, each naming the cache images that
+/// were pulled (the classic builder's; BuildKit's are in the build).
+fn stage_lines(c: &crate::plan::CachePush, pulled: &[&str], lines: &mut Vec<String>) {
+    for st in &c.stages {
+        let build = st
+            .build
+            .clone()
+            .before_last(pulled.iter().flat_map(|r| ["--cache-from", *r]));
+        lines.push(format!("{build} && {}", st.push));
     }
 }

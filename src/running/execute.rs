@@ -368,8 +368,9 @@ fn build_command(b: &Build, opts: RunOptions) -> (Cmd, Vec<String>) {
     (cmd, from)
 }
 
-/// After the build's own cache push: each stage the target needs, built
-/// with `--target` and pushed; a failure costs the next build only speed.
+/// Each stage the target needs, built with `--target` and pushed (after
+/// the build under the classic builder, before it under the engine's
+/// BuildKit); a failure costs the next build only speed.
 /// The stage's steps come from the same cache images as the build's
 /// (`pulled`): a pulled image's layers have no parents in the engine, so
 /// without them the stage would be built again.
@@ -380,7 +381,8 @@ fn push_stage_caches(b: &Build, pulled: &[String], opts: RunOptions) {
             .build
             .clone()
             .before_last(pulled.iter().flat_map(|r| ["--cache-from", r.as_str()]));
-        let pushed = check(&build, opts, None).and_then(|_| push(&st.push, who, opts).map(|_| ()));
+        // Streamed like the build: its log shows which steps ran.
+        let pushed = stream(&build, who, opts).and_then(|_| push(&st.push, who, opts).map(|_| ()));
         if let Err(e) = pushed {
             log(&format!(
                 "[{who}] warning: the registry cache of stage {} ({}) was not updated ({e:#}); the next build of {who} runs that stage without it",
@@ -441,6 +443,12 @@ fn run_build(
         (steps.make_current)(k)?;
     }
     let (build, pulled) = build_command(b, opts);
+    // The engine's BuildKit builds the stages' cache images first (the
+    // plan says so: `CachePush::stages_first`).
+    let stages_first = b.cache.as_ref().is_some_and(|c| c.stages_first);
+    if stages_first {
+        push_stage_caches(b, &pulled, opts);
+    }
     stream(&build, who, opts)?;
     for t in &b.tags {
         check(t, opts, None)?;
@@ -457,7 +465,9 @@ fn run_build(
                 c.reference
             ));
         }
-        push_stage_caches(b, &pulled, opts);
+        if !stages_first {
+            push_stage_caches(b, &pulled, opts);
+        }
     }
     report_built(b, &result);
     Ok(result)
