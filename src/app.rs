@@ -23,7 +23,7 @@ use crate::cli::{Cli, Resolved};
 use crate::inputs::build_args::{self, BuildArgs};
 use crate::inputs::{bases, digest};
 use crate::plan::script::DryRun;
-use crate::plan::{self, refresh, Plan, Target, UsageError};
+use crate::plan::{self, platforms, refresh, Plan, Target, UsageError};
 use crate::programs::builder::{self, Builder};
 use crate::programs::buildx::{self, Buildx};
 use crate::programs::{docker, plugin};
@@ -184,6 +184,40 @@ pub struct Loaded {
     pub target: Target,
     /// Every base image of every build, sorted, without duplicates.
     pub bases: Vec<String>,
+    /// Each built service's platforms (`plan::platforms`), already set on
+    /// its build's spec.
+    pub platforms: Vec<(String, platforms::Decided)>,
+}
+
+/// Stage 2b: the platforms of each build (`plan::platforms`), set on its
+/// spec before any digest, so that the digest and every build command carry
+/// them.
+fn decide_platforms(cli: &Cli, compose: &mut Compose) -> Result<Vec<(String, platforms::Decided)>> {
+    let flag = cli
+        .platform
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .map(platforms::parse_list)
+        .transpose()
+        .map_err(|e| anyhow::Error::new(UsageError(format!("--platform: {e}"))))?;
+    let file = compose.path.display().to_string();
+    let mut out = Vec::new();
+    for svc in &mut compose.services {
+        if let crate::read::compose::Source::Build { spec, .. } = &mut svc.source {
+            let d = platforms::decide(flag.as_deref(), spec.platform.as_deref(), None).map_err(
+                |e| {
+                    anyhow::anyhow!(
+                        "{file}:{}: service `{}`: `platform:` {e}",
+                        svc.pos,
+                        svc.name
+                    )
+                },
+            )?;
+            spec.platform = Some(d.joined());
+            out.push((svc.name.clone(), d));
+        }
+    }
+    Ok(out)
 }
 
 impl Loaded {
@@ -209,6 +243,7 @@ impl Loaded {
                 ))));
             }
         }
+        let platforms = decide_platforms(inv.cli, &mut compose)?;
         let dockerfiles = Dockerfiles::read(compose.build_specs());
         build_args.apply_to(&mut compose, &dockerfiles);
         let loaded = Loaded {
@@ -216,6 +251,7 @@ impl Loaded {
             compose,
             dockerfiles,
             target,
+            platforms,
         };
         // Usage mistakes (the tag template) show up in a plan made with
         // stand-in digests, before any process starts or any file is hashed.
@@ -418,6 +454,10 @@ fn make_plan(
         &loaded.dockerfiles,
     )?;
     refresh::attach(&mut plan, &probed.identities, &|s| loaded.bases_of(s));
+    plan.platforms = loaded.platforms.clone();
+    if let Some(d) = detected.filter(|_| !inv.resolved.dry_run) {
+        check_platforms(&plan, &target, d)?;
+    }
     // A base's pull logged in to its host already.
     plan.logins.retain(|l| !probed.logged_in.contains(&l.host));
     if detected.is_none() || inv.resolved.dry_run {
@@ -456,6 +496,38 @@ fn plan_and_ask(
     }
     let answers = execute::ask_registry(&plan, inv.opts)?;
     Ok((plan, answers))
+}
+
+/// Before any build: the classic builder builds only for the engine's own
+/// platform (any other is refused, naming what can build it); and a note
+/// when Convox's default (linux/amd64) is not the engine's platform.
+fn check_platforms(plan: &Plan, target: &Target, d: &probe::Detected) -> Result<()> {
+    let engine = d.engine_platform.as_deref();
+    if let Some(e) = engine.filter(|e| *e != platforms::DEFAULT) {
+        if plan
+            .platforms
+            .iter()
+            .any(|(_, p)| p.source == platforms::Source::Default)
+        {
+            eprintln!(
+                "note: building for linux/amd64 (Convox's default; --platform or --rack to choose), not for this engine's own {e}"
+            );
+        }
+    }
+    if target.builder != Builder::Classic {
+        return Ok(());
+    }
+    for (service, p) in &plan.platforms {
+        let own = engine.unwrap_or(platforms::DEFAULT);
+        if p.list.len() != 1 || p.list[0] != own {
+            anyhow::bail!(
+                "service `{service}`: the classic builder builds only for the engine's own platform ({own}), and this build is for {} ({}); build it with BuildKit (DOCKER_BUILDKIT=1, with buildx) on a builder for that platform: a buildx builder with a node per platform (docker buildx create --platform …), or the engine's BuildKit with QEMU's binfmt entries",
+                p.joined(),
+                p.source
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The builder, from what was probed, and the registry cache it can keep.

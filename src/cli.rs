@@ -160,9 +160,13 @@ pub struct Cli {
     #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     pub build_arg: Vec<String>,
 
-    /// The Convox rack, for --convox-env and BUILD_RACK. [default: $CONVOX_RACK]
+    /// The Convox rack, for --convox-env, BUILD_RACK and the platforms its nodes run. [default: $CONVOX_RACK]
     #[arg(long, value_name = "NAME", env = "PLUGIN_RACK")]
     pub rack: Option<String>,
+
+    /// The platforms to build for, comma-separated (linux/amd64,linux/arm64): over each service's platform: and the rack's. [default: the service's, else the rack's, else linux/amd64]
+    #[arg(long, value_name = "LIST", env = "PLUGIN_PLATFORM")]
+    pub platform: Option<String>,
 
     /// The buildx builder to build with (one that `docker buildx ls` lists); needs buildx.
     #[arg(long, value_name = "NAME", env = "PLUGIN_BUILDER")]

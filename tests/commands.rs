@@ -98,7 +98,8 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
             dockerfile: Some(dir.path().join("web/Dockerfile").display().to_string()),
             args: vec![],
             target: None,
-            platform: None,
+            // Convox's default, which every build now names.
+            platform: Some("linux/amd64".into()),
             ..Default::default()
         },
         &|_| None,
@@ -116,12 +117,15 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
         vec![
             "aws ecr get-login-password --region us-east-1".to_string(),
             format!("docker login --username AWS --password-stdin {HOST}"),
-            format!("docker build -f - -t {} web", r("web")),
+            format!(
+                "docker build -f - -t {} --platform linux/amd64 web",
+                r("web")
+            ),
             format!("docker tag {} {}", r("web"), r("worker")),
             format!("docker push {}", r("web")),
             format!("docker push {}", r("worker")),
             format!(
-                "docker build -f - -t {} --build-arg RELEASE=dev api",
+                "docker build -f - -t {} --build-arg RELEASE=dev --platform linux/amd64 api",
                 r("api")
             ),
             format!("docker push {}", r("api")),
@@ -313,7 +317,10 @@ fn a_failure_at_each_step_exits_1_names_the_command_and_leaves_the_file_untouche
             "docker login",
             "docker login --username AWS --password-stdin",
         ),
-        ("temp_demo_web_abc123 web", "{ cat web/Dockerfile; printf"),
+        (
+            "temp_demo_web_abc123 --platform linux/amd64 web",
+            "{ cat web/Dockerfile; printf",
+        ),
         ("docker tag", "docker tag"),
         ("docker push", "docker push"),
         (
@@ -836,29 +843,107 @@ fn calls_starting(fakes: &Fakes, prefix: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_services_platform_goes_to_its_build_and_splits_a_shared_context() {
+fn a_services_platform_goes_to_its_build_and_the_others_are_linux_amd64() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("app")).unwrap();
     fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
     fs::write(
         dir.path().join(FILE),
-        "services:\n  web:\n    build: ./app\n    platform: linux/amd64\n  worker:\n    build: ./app\n",
+        "services:\n  web:\n    build: ./app\n    platform: linux/arm64\n  worker:\n    build: ./app\n",
     )
     .unwrap();
     let fakes = Fakes::new(&["docker"]);
-    let out = run(&fakes, dir.path(), &standard_args(local("LOCAL/demo")), &[]);
-    assert!(out.status.success(), "{}", text(&out).1);
-    let mut builds = calls_starting(&fakes, "docker build");
-    builds.sort();
-    assert_eq!(
-        builds,
-        [
-            local(
-                "docker build -f - -t LOCAL/demo:temp_demo_web_abc123 --platform linux/amd64 app"
-            ),
-            local("docker build -f - -t LOCAL/demo:temp_demo_worker_abc123 app"),
-        ]
+    // The engine's BuildKit (a 20.10 client has it built in): it can build
+    // for another platform.
+    let env = [
+        ("DOCKER_BUILDKIT", "1"),
+        ("FAKE_VERSIONS", "20.10.24|20.10.24|linux/amd64"),
+    ];
+    let out = run(
+        &fakes,
+        dir.path(),
+        &standard_args(local("LOCAL/demo")),
+        &env,
     );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let builds = calls_starting(&fakes, "docker build");
+    let platform_of = |service: &str| {
+        let b = builds
+            .iter()
+            .find(|b| b.contains(&format!("temp_demo_{service}_abc123 ")))
+            .unwrap_or_else(|| panic!("{service}'s build in {builds:?}"));
+        b.split(" --platform ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .map(String::from)
+    };
+    assert_eq!(builds.len(), 2, "{builds:?}");
+    assert_eq!(platform_of("web").as_deref(), Some("linux/arm64"));
+    assert_eq!(platform_of("worker").as_deref(), Some("linux/amd64"));
+}
+
+#[test]
+fn the_classic_builder_refuses_a_foreign_platform_before_any_build() {
+    let (fakes, dir, out) = run_demo(
+        &["docker", "aws"],
+        &standard_args(ECR),
+        &[
+            ("PLUGIN_PLATFORM", "linux/arm64"),
+            ("DOCKER_BUILDKIT", "0"),
+            ("FAKE_VERSIONS", "28.2.2|28.2.2|linux/amd64"),
+        ],
+    );
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the classic builder builds only for the engine's own platform (linux/amd64), and this build is for linux/arm64 (--platform)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("BuildKit") && stderr.contains("docker buildx create --platform"),
+        "{stderr}"
+    );
+    assert!(calls_starting(&fakes, "docker build").is_empty());
+    assert!(calls_starting(&fakes, "docker push").is_empty());
+    assert_eq!(
+        fs::read(dir.path().join(FILE)).unwrap(),
+        fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/demo")
+                .join(FILE)
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn linux_amd64_by_default_with_a_note_on_an_arm64_engine() {
+    let (fakes, _dir, out) = run_demo(
+        &["docker", "aws"],
+        &standard_args(ECR),
+        &[
+            ("DOCKER_BUILDKIT", "1"),
+            ("FAKE_VERSIONS", "20.10.24|20.10.24|linux/arm64"),
+        ],
+    );
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("note: building for linux/amd64 (Convox's default")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not for this engine's own linux/arm64"),
+        "{stderr}"
+    );
+    let builds = calls_starting(&fakes, "docker build");
+    assert!(!builds.is_empty());
+    for b in &builds {
+        assert!(b.contains(" --platform linux/amd64 "), "{b}");
+    }
 }
 
 #[test]
@@ -1056,7 +1141,7 @@ fn the_first_failure_stops_the_other_builds_and_nothing_is_pushed() {
     let mut args = standard_args(ECR);
     args.extend(["--jobs", "2"]);
     let env = [
-        ("FAKE_SLEEP", "temp_demo_web_abc123 web"),
+        ("FAKE_SLEEP", "temp_demo_web_abc123 --platform linux/amd64 web"),
         ("FAKE_FAIL", "temp_demo_api_abc123 --build-arg"),
         ("FAKE_FAIL_MSG", "COPY failed: file not found"),
     ];
@@ -1336,7 +1421,7 @@ fn the_canonical_convox_yml_is_built_from_the_app_root_and_rewritten() {
     assert_eq!(
         calls_starting(&fakes, "docker build"),
         [local(
-            "docker build -f - -t LOCAL/demo:temp_demo_web_abc123 ."
+            "docker build -f - -t LOCAL/demo:temp_demo_web_abc123 --platform linux/amd64 ."
         )]
     );
     // The Dockerfile the build got is the app root's, with the labels.
@@ -1379,7 +1464,7 @@ fn gen1_services_without_build_share_the_app_roots_build_and_the_dry_run_says_so
     );
     assert!(
         build_lines[1].ends_with(local(
-            " | docker build -f - -t LOCAL/demo:temp_demo_web_abc123 ."
+            " | docker build -f - -t LOCAL/demo:temp_demo_web_abc123 --platform linux/amd64 ."
         )),
         "{}",
         build_lines[1]
@@ -2371,7 +2456,7 @@ fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache()
     let built = lines.iter().position(|l| *l == build).expect("build");
     let pushed = at(local("docker push LOCAL/demo:temp_demo_api_"));
     let stage = at(&format!(
-        "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base --cache-from {cache}-base api"
+        "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base --platform linux/amd64 --cache-from {cache}-base api"
     ));
     let stage_push = at(&format!("docker push {cache}-base"));
     assert!(
@@ -2392,7 +2477,7 @@ fn the_classic_builder_keeps_each_stage_the_target_needs_in_the_registry_cache()
     );
     assert!(
         lines.contains(&format!(
-            "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base api"
+            "docker build -f api/Dockerfile.api -t {cache}-base --build-arg RELEASE=dev --target base --platform linux/amd64 api"
         )),
         "the stage from the engine's own cache: {lines:#?}"
     );

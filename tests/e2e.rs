@@ -2030,6 +2030,7 @@ fn a_fresh_runner_never_reruns_a_build_stages_slow_step_whichever_stage_changed(
         fs::write(app.path().join("web").join(file), text).expect("change");
         let out = run(&format!("s{}", n + 2));
         let builds = builds_in(&out);
+        eprintln!("=== {file}\n{out}");
         assert!(!builds.is_empty(), "no build in:\n{out}");
         for b in &builds {
             assert!(
@@ -2104,6 +2105,7 @@ fn a_remote_builder_never_reruns_a_build_stages_slow_step_whichever_stage_change
         fs::write(app.path().join("web").join(file), text).expect("change");
         let out = run(&format!("r{}", n + 2));
         let builds = builds_in(&out);
+        eprintln!("=== {file}\n{out}");
         assert_eq!(builds.len(), 1, "one build that pushes itself:\n{out}");
         assert!(
             slow_step_skipped(&builds[0]),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixture, Fakes};
+use common::{fixture, local, Fakes};
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
@@ -121,7 +121,7 @@ fn a_timeout_stops_a_hanging_push_and_names_it() {
             "--gitsha",
             "abc",
             "--repo",
-            "127.0.0.1:5000/demo",
+            local("LOCAL/demo"),
             "--jobs",
             "1",
             "--timeout",

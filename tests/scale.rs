@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Fakes;
+use common::{local, Fakes};
 use std::fs;
 
 /// 24 services, each its own build: their 24 tag checks run at the same
@@ -36,7 +36,7 @@ fn every_tag_check_of_a_large_app_runs_at_once_and_a_warm_run_builds_nothing() {
             "--gitsha",
             "abc",
             "--repo",
-            "127.0.0.1:5000/big",
+            local("LOCAL/big"),
             "-f",
             "docker-compose.yml",
         ])

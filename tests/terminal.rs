@@ -4,11 +4,13 @@
 
 mod common;
 
-use common::{fixture, text, Fakes, BIN};
+use common::{fixture, local, text, Fakes, BIN};
 use std::process::Command;
 
-const ARGS: &str =
-    "--app demo --gitsha abc --repo 127.0.0.1:5000/demo --tag temp_{app}_{service}_{gitsha}";
+/// The arguments, the fake registry an address nothing answers on.
+fn args() -> &'static str {
+    local("--app demo --gitsha abc --repo LOCAL/demo --tag temp_{app}_{service}_{gitsha}")
+}
 
 fn has_color(s: &str) -> bool {
     s.contains("\x1b[32m") || s.contains("\x1b[1m") || s.contains("\x1b[36m")
@@ -20,7 +22,7 @@ fn piped_output_is_plain_lines_without_escapes() {
     let dir = fixture("demo");
     let out = fakes
         .command(dir.path())
-        .args(ARGS.split(' '))
+        .args(args().split(' '))
         .output()
         .expect("run");
     let stderr = text(&out).1;
@@ -42,7 +44,7 @@ fn on_a_terminal(no_color: bool) -> Option<String> {
     let fakes = Fakes::new(&["docker"]);
     let dir = fixture("demo");
     let mut c = fakes.command_for("script", dir.path());
-    let cmdline = format!("{BIN} {}", ARGS.replace('{', "'{").replace('}', "}'"));
+    let cmdline = format!("{BIN} {}", args().replace('{', "'{").replace('}', "}'"));
     c.env("TERM", "xterm")
         .env("COLUMNS", "120")
         .env("LINES", "40");

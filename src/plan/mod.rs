@@ -7,6 +7,8 @@
 //! - [`target`]: the registry target: the host (ECR's from the account and
 //!   region), the repository, the ECR set-up and login;
 //! - [`tag`]: the tag template (`{app}`, `{service}`, `{gitsha}`, `{hash}`, …);
+//! - [`platforms`]: the platforms each build targets (the flag, the
+//!   service's, the rack's, `linux/amd64`), decided before any build;
 //! - [`login`]: the registries logged in to (the push host, ECR hosts of
 //!   base images), or the credential helper that serves each;
 //! - [`group`]: the labels, each service's digest and reference, and the
@@ -23,6 +25,7 @@ pub mod cache;
 pub mod checks;
 pub mod group;
 pub mod login;
+pub mod platforms;
 pub mod refresh;
 pub mod rewrite;
 pub mod script;
@@ -275,6 +278,19 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// How builds run together, on a builder that pushes itself.
     pub bake: Option<Bake>,
+    /// Each built service's target platforms and where they came from
+    /// (`platforms`), attached after the plan is made.
+    pub platforms: Vec<(String, platforms::Decided)>,
+}
+
+impl Plan {
+    /// The platforms of a service, when it is built.
+    pub fn platforms_of(&self, service: &str) -> Option<&platforms::Decided> {
+        self.platforms
+            .iter()
+            .find(|(n, _)| n == service)
+            .map(|(_, d)| d)
+    }
 }
 
 /// Make the plan. `account` is the caller's account id when
@@ -353,6 +369,7 @@ pub fn plan_with(
         rewritten,
         warnings,
         bake: grouped.bake,
+        platforms: Vec::new(),
     })
 }
 

@@ -80,9 +80,9 @@ impl Plan {
         lines
     }
 
-    /// One build's lines: its stage caches' pulls, the build (with the
-    /// cache's pull), its tags and pushes, and the cache's pushes.
-    fn build_lines(&self, b: &Build, lines: &mut Vec<String>) {
+    /// The comment lines before a build: built from the app root; staged as
+    /// Convox uploads it.
+    fn build_notes(&self, b: &Build, lines: &mut Vec<String>) {
         let from_root: Vec<&str> = b
             .services
             .iter()
@@ -107,6 +107,12 @@ impl Plan {
                 st.dir.display()
             ));
         }
+    }
+
+    /// One build's lines: its stage caches' pulls, the build (with the
+    /// cache's pull), its tags and pushes, and the cache's pushes.
+    fn build_lines(&self, b: &Build, lines: &mut Vec<String>) {
+        self.build_notes(b, lines);
         // The classic builder's stage caches, pulled first.
         let stages = b
             .cache
@@ -170,6 +176,9 @@ impl Plan {
         let mut text = String::from(
             "# dry run: these commands would run; nothing is run and no file is written\n",
         );
+        if let Some(p) = crate::plan::platforms::described(&self.platforms) {
+            text.push_str(&format!("# platforms: {p}\n"));
+        }
         if !extra.bases.is_empty() {
             text.push_str("# first, each base image is looked up (all at once) and its registry digest goes into the tags, which are shown here without it (as --no-base-digest has them):\n");
             for ((account, region, repository), wanted) in bases::ecr_groups(extra.bases) {

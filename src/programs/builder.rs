@@ -35,25 +35,46 @@ impl Builder {
     }
 }
 
-/// `docker version` for the client's and the engine's versions
-/// (`CLIENT|ENGINE`; the engine's part is missing when it does not answer).
+/// `docker version` for the client's and the engine's versions and the
+/// engine's platform (`CLIENT|ENGINE|OS/ARCH`; the engine's parts are
+/// missing when it does not answer).
 pub fn versions() -> Cmd {
     Cmd::new("docker").args([
         "version",
         "--format",
-        "{{.Client.Version}}|{{.Server.Version}}",
+        "{{.Client.Version}}|{{.Server.Version}}|{{.Server.Os}}/{{.Server.Arch}}",
     ])
 }
 
-/// (client, engine) from `versions`' output.
-pub fn parse_versions(out: &str) -> (Option<String>, Option<String>) {
+/// What `versions` printed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Versions {
+    pub client: Option<String>,
+    pub engine: Option<String>,
+    /// The engine's own platform (`linux/amd64`).
+    pub platform: Option<String>,
+}
+
+/// The client's and engine's versions and the engine's platform from
+/// `versions`' output.
+pub fn parse_versions(out: &str) -> Versions {
     let line = out.lines().next().unwrap_or("").trim();
-    let (c, e) = line.split_once('|').unwrap_or((line, ""));
-    let some = |v: &str| {
-        Some(v.trim().to_string())
+    let mut parts = line.split('|');
+    let some = |v: Option<&str>| {
+        v.map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty() && v.chars().next().is_some_and(|c| c.is_ascii_digit()))
     };
-    (some(c), some(e))
+    let client = some(parts.next());
+    let engine = some(parts.next());
+    let platform = parts
+        .next()
+        .map(|p| p.trim().to_string())
+        .filter(|p| p.len() > 2 && !p.starts_with('/') && !p.ends_with('/'));
+    Versions {
+        client,
+        engine,
+        platform,
+    }
 }
 
 /// Can this engine's BuildKit write inline cache safely? Docker 20.10's
@@ -177,11 +198,19 @@ mod tests {
         assert_eq!(assume(Some("1")), Builder::BuildKit { buildx: false });
         assert_eq!(assume(None), Builder::Classic);
         assert_eq!(
-            parse_versions("28.2.2|20.10.24+dfsg1\n"),
-            (Some("28.2.2".into()), Some("20.10.24+dfsg1".into()))
+            parse_versions("28.2.2|20.10.24+dfsg1|linux/amd64\n"),
+            Versions {
+                client: Some("28.2.2".into()),
+                engine: Some("20.10.24+dfsg1".into()),
+                platform: Some("linux/amd64".into())
+            }
         );
-        assert_eq!(parse_versions("28.2.2|\n"), (Some("28.2.2".into()), None));
-        assert_eq!(parse_versions(""), (None, None));
+        let v = parse_versions("28.2.2||/\n");
+        assert_eq!(
+            (v.client.as_deref(), v.engine, v.platform),
+            (Some("28.2.2"), None, None)
+        );
+        assert_eq!(parse_versions(""), Versions::default());
         assert!(!inline_cache_safe(Some("20.10.24+dfsg1")));
         assert!(inline_cache_safe(Some("27.3.1")));
         assert!(!inline_cache_safe(None));

@@ -88,6 +88,8 @@ pub struct Detected {
     pub builder: Builder,
     /// The engine's version, when asked and answered.
     pub engine: Option<String>,
+    /// The engine's own platform (`linux/amd64`), when asked and answered.
+    pub engine_platform: Option<String>,
     /// The buildx builder that builds, when buildx is there and answered.
     pub buildx: Option<Buildx>,
     /// buildx's own version (or the least it can be), when known.
@@ -101,6 +103,7 @@ impl Detected {
         Detected {
             builder,
             engine: None,
+            engine_platform: None,
             buildx: None,
             buildx_version: None,
             client: None,
@@ -199,9 +202,13 @@ fn detect_builder(
             b.and_then(|h| h.join().ok().flatten()),
         )
     });
-    let (client, engine) = versions
+    let builder::Versions {
+        client,
+        engine,
+        platform: engine_platform,
+    } = versions
         .map(|o| builder::parse_versions(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or((None, None));
+        .unwrap_or_default();
     let version = version.filter(|o| o.status.success());
     let has_buildx = inspected.is_some() || version.is_some();
     let buildx_version = version
@@ -212,6 +219,7 @@ fn detect_builder(
     Ok(Detected {
         builder: b,
         engine,
+        engine_platform,
         buildx,
         buildx_version,
         client,

@@ -117,6 +117,9 @@ pub fn summary(plan: &Plan, results: &[BuildResult]) -> String {
             r.name, r.reference
         ));
     }
+    if let Some(p) = crate::plan::platforms::described(&plan.platforms) {
+        out.push_str(&format!("  platforms: {p}\n"));
+    }
     out
 }
 
@@ -140,6 +143,8 @@ pub fn json(
                 "digest": r.digest,
                 "content_digest": r.content_digest.map(|d| format!("blake3:{d}")),
                 "from_app_root": r.from_app_root,
+                "platforms": plan.platforms_of(r.name).map(|p| p.list.clone()),
+                "platform_source": plan.platforms_of(r.name).map(|p| p.source.key()),
                 "seconds": {"check": round(r.seconds.0), "build": round(r.seconds.1), "push": round(r.seconds.2)},
             })
         })

@@ -1,0 +1,247 @@
+//! The platforms each build targets, decided before any build: the image we
+//! push must run on the CPUs the rack runs, whatever machine builds it.
+//!
+//! The rules, in order (the first that gives one decides):
+//! 1. `--platform LIST` (`PLUGIN_PLATFORM`, `INPUT_PLATFORM`), comma-separated;
+//! 2. the service's own `platform:`;
+//! 3. the rack's (`--rack` or `CONVOX_RACK`, asked of `convox rack params`
+//!    and the instance types' architectures): every architecture the app's
+//!    services can be scheduled on;
+//! 4. `linux/amd64`: the default of every Convox generation's node types, not
+//!    the engine's own platform (an Apple Silicon laptop builds for amd64).
+//!
+//! A platform is `os/arch[/variant]`, lowercase; `amd64`, `arm64` and
+//! `x86_64` alone name `linux/amd64` and `linux/arm64`. A list is kept in
+//! one canonical order (sorted, without duplicates), so the content digest
+//! covers the same set however it was written.
+
+use std::fmt;
+
+/// The default of every Convox generation.
+pub const DEFAULT: &str = "linux/amd64";
+
+/// Where a build's platforms came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `--platform` (or its setting).
+    Flag,
+    /// The service's `platform:`.
+    Service,
+    /// The rack's instance types (its name).
+    Rack(String),
+    /// No one said: Convox's default.
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Flag => f.write_str("--platform"),
+            Source::Service => f.write_str("the service's platform:"),
+            Source::Rack(r) => write!(f, "the rack {r}"),
+            Source::Default => f.write_str("Convox's default"),
+        }
+    }
+}
+
+impl Source {
+    /// The report's word for it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Service => "service",
+            Source::Rack(_) => "rack",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// Read a comma-separated list into the canonical order; an error names the
+/// entry that is not a platform.
+pub fn parse_list(list: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        out.push(parse_one(raw)?);
+    }
+    if out.is_empty() {
+        return Err(format!("`{list}` names no platform"));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn parse_one(raw: &str) -> Result<String, String> {
+    let p = raw.to_ascii_lowercase();
+    let p = match p.as_str() {
+        "amd64" | "x86_64" => "linux/amd64".to_string(),
+        "arm64" | "aarch64" => "linux/arm64".to_string(),
+        _ => p,
+    };
+    let parts: Vec<&str> = p.split('/').collect();
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !(2..=3).contains(&parts.len()) || !parts.iter().all(|s| word(s)) {
+        return Err(format!(
+            "`{raw}` is not a platform; give os/arch[/variant], e.g. linux/amd64 or linux/arm64"
+        ));
+    }
+    // docker's normalisation: arm64's only variant is v8, the default.
+    let p = match parts.as_slice() {
+        [os, "arm64", "v8"] | [os, "aarch64"] | [os, "aarch64", _] => format!("{os}/arm64"),
+        [os, "x86_64"] => format!("{os}/amd64"),
+        _ => p,
+    };
+    Ok(p)
+}
+
+/// An EC2 architecture (`ProcessorInfo.SupportedArchitectures`, or
+/// `karpenter_arch`'s words) as a platform; None for one no image runs on
+/// Convox (`i386`, `x86_64_mac`).
+pub fn from_ec2_arch(arch: &str) -> Option<&'static str> {
+    match arch.trim() {
+        "x86_64" | "amd64" => Some("linux/amd64"),
+        "arm64" | "aarch64" => Some("linux/arm64"),
+        _ => None,
+    }
+}
+
+/// The platforms of one build, and where they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub list: Vec<String>,
+    pub source: Source,
+}
+
+impl Decided {
+    /// The list as docker's `--platform` takes it.
+    pub fn joined(&self) -> String {
+        self.list.join(",")
+    }
+}
+
+/// Decide one build's platforms by the rules above. `service` is the
+/// service's `platform:` as written; an invalid one is an error.
+pub fn decide(
+    flag: Option<&[String]>,
+    service: Option<&str>,
+    rack: Option<(&str, &[String])>,
+) -> Result<Decided, String> {
+    if let Some(list) = flag {
+        return Ok(Decided {
+            list: list.to_vec(),
+            source: Source::Flag,
+        });
+    }
+    if let Some(s) = service {
+        return Ok(Decided {
+            list: parse_list(s)?,
+            source: Source::Service,
+        });
+    }
+    if let Some((name, list)) = rack.filter(|(_, l)| !l.is_empty()) {
+        return Ok(Decided {
+            list: list.to_vec(),
+            source: Source::Rack(name.to_string()),
+        });
+    }
+    Ok(Decided {
+        list: vec![DEFAULT.to_string()],
+        source: Source::Default,
+    })
+}
+
+/// The builds' platforms in words, each set with where it came from (and
+/// the services it is theirs when there are several sets); None when
+/// nothing is built.
+pub fn described(decided: &[(String, Decided)]) -> Option<String> {
+    let mut groups: Vec<(String, String, Vec<&str>)> = Vec::new();
+    for (service, p) in decided {
+        let (list, source) = (p.joined(), p.source.to_string());
+        match groups
+            .iter_mut()
+            .find(|(l, s, _)| *l == list && *s == source)
+        {
+            Some(g) => g.2.push(service),
+            None => groups.push((list, source, vec![service])),
+        }
+    }
+    let one = groups.len() == 1;
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(list, source, services)| match one {
+            true => format!("{list} ({source})"),
+            false => format!("{list} for {} ({source})", services.join(", ")),
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_canonical_and_bad_entries_named() {
+        assert_eq!(
+            parse_list("linux/arm64, linux/amd64,linux/arm64").unwrap(),
+            ["linux/amd64", "linux/arm64"]
+        );
+        assert_eq!(parse_list("arm64").unwrap(), ["linux/arm64"]);
+        assert_eq!(parse_list("linux/arm64/v8").unwrap(), ["linux/arm64"]);
+        assert_eq!(parse_list("linux/arm/v7").unwrap(), ["linux/arm/v7"]);
+        for bad in ["", ",", "linux", "linux/amd 64", "a/b/c/d", "linux/"] {
+            assert!(parse_list(bad).is_err(), "{bad}");
+        }
+        assert!(parse_list("linux/am$d64")
+            .unwrap_err()
+            .contains("`linux/am$d64`"));
+    }
+
+    #[test]
+    fn the_flag_then_the_service_then_the_rack_then_amd64() {
+        let flag = vec!["linux/arm64".to_string()];
+        let rack = vec!["linux/amd64".to_string(), "linux/arm64".to_string()];
+        let d = decide(Some(&flag), Some("linux/amd64"), Some(("prod", &rack))).unwrap();
+        assert_eq!((d.list.clone(), d.source), (flag.clone(), Source::Flag));
+        let d = decide(None, Some("linux/arm64"), Some(("prod", &rack))).unwrap();
+        assert_eq!(d.source, Source::Service);
+        let d = decide(None, None, Some(("prod", &rack))).unwrap();
+        assert_eq!(d.joined(), "linux/amd64,linux/arm64");
+        assert_eq!(d.source, Source::Rack("prod".into()));
+        let d = decide(None, None, None).unwrap();
+        assert_eq!(
+            (d.joined(), d.source),
+            ("linux/amd64".into(), Source::Default)
+        );
+        assert!(decide(None, Some("nonsense"), None).is_err());
+    }
+
+    #[test]
+    fn described_by_set_and_source() {
+        let d = |list: &[&str], source| Decided {
+            list: list.iter().map(|s| s.to_string()).collect(),
+            source,
+        };
+        let all = vec![
+            ("web".to_string(), d(&["linux/amd64"], Source::Default)),
+            ("api".to_string(), d(&["linux/amd64"], Source::Default)),
+        ];
+        assert_eq!(described(&all).unwrap(), "linux/amd64 (Convox's default)");
+        let mixed = vec![
+            all[0].clone(),
+            ("arm".to_string(), d(&["linux/arm64"], Source::Service)),
+        ];
+        assert_eq!(
+            described(&mixed).unwrap(),
+            "linux/amd64 for web (Convox's default); linux/arm64 for arm (the service's platform:)"
+        );
+        assert_eq!(described(&[]), None);
+    }
+
+    #[test]
+    fn ec2_architectures() {
+        assert_eq!(from_ec2_arch("x86_64"), Some("linux/amd64"));
+        assert_eq!(from_ec2_arch("arm64"), Some("linux/arm64"));
+        assert_eq!(from_ec2_arch("i386"), None);
+    }
+}
