@@ -189,10 +189,54 @@ pub struct Loaded {
     pub platforms: Vec<(String, platforms::Decided)>,
 }
 
+/// The rack's platforms, when they decide a build's (`--rack` or
+/// `CONVOX_RACK`, no `--platform`, a built service without `platform:`):
+/// asked of `convox` and `aws`, but not in a dry run (which starts no
+/// process) nor without `convox` (each says so).
+fn rack_platforms(
+    inv: &Invocation<'_>,
+    compose: &Compose,
+    target: &Target,
+) -> Result<Option<(String, Vec<String>)>> {
+    let Some(name) = rack(inv.cli) else {
+        return Ok(None);
+    };
+    let flag = inv
+        .cli
+        .platform
+        .as_deref()
+        .is_some_and(|p| !p.trim().is_empty());
+    let needed = compose.services.iter().any(|s| {
+        matches!(&s.source, crate::read::compose::Source::Build { spec, .. } if spec.platform.is_none())
+    });
+    if flag || !needed {
+        return Ok(None);
+    }
+    if inv.resolved.dry_run {
+        eprintln!("note: a dry run does not ask the rack {name} for its platforms (`{}`), so it shows linux/amd64; a run asks", crate::programs::convox::rack_params_cmd(&name));
+        return Ok(None);
+    }
+    if which::which("convox").is_err() {
+        eprintln!("note: `convox` is not installed, so the rack {name}'s platforms are not known: building for linux/amd64 (give --platform to choose)");
+        return Ok(None);
+    }
+    let region = target
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"));
+    let list = crate::running::release::rack_platforms(&name, region.as_deref(), inv.opts)?;
+    Ok(Some((name, list)))
+}
+
 /// Stage 2b: the platforms of each build (`plan::platforms`), set on its
 /// spec before any digest, so that the digest and every build command carry
 /// them.
-fn decide_platforms(cli: &Cli, compose: &mut Compose) -> Result<Vec<(String, platforms::Decided)>> {
+fn decide_platforms(
+    cli: &Cli,
+    compose: &mut Compose,
+    rack: Option<&(String, Vec<String>)>,
+) -> Result<Vec<(String, platforms::Decided)>> {
     let flag = cli
         .platform
         .as_deref()
@@ -204,7 +248,8 @@ fn decide_platforms(cli: &Cli, compose: &mut Compose) -> Result<Vec<(String, pla
     let mut out = Vec::new();
     for svc in &mut compose.services {
         if let crate::read::compose::Source::Build { spec, .. } = &mut svc.source {
-            let d = platforms::decide(flag.as_deref(), spec.platform.as_deref(), None).map_err(
+            let rack = rack.map(|(n, l)| (n.as_str(), l.as_slice()));
+            let d = platforms::decide(flag.as_deref(), spec.platform.as_deref(), rack).map_err(
                 |e| {
                     anyhow::anyhow!(
                         "{file}:{}: service `{}`: `platform:` {e}",
@@ -243,7 +288,8 @@ impl Loaded {
                 ))));
             }
         }
-        let platforms = decide_platforms(inv.cli, &mut compose)?;
+        let from_rack = rack_platforms(inv, &compose, &target)?;
+        let platforms = decide_platforms(inv.cli, &mut compose, from_rack.as_ref())?;
         let dockerfiles = Dockerfiles::read(compose.build_specs());
         build_args.apply_to(&mut compose, &dockerfiles);
         let loaded = Loaded {
@@ -511,6 +557,16 @@ fn check_platforms(plan: &Plan, target: &Target, d: &probe::Detected) -> Result<
         {
             eprintln!(
                 "note: building for linux/amd64 (Convox's default; --platform or --rack to choose), not for this engine's own {e}"
+            );
+        }
+    }
+    if target.builder.is_buildkit() && target.buildx.is_none() {
+        // The engine's BuildKit keeps images in the engine, one platform each.
+        if let Some((service, p)) = plan.platforms.iter().find(|(_, p)| p.list.len() > 1) {
+            anyhow::bail!(
+                "service `{service}`: the engine's BuildKit keeps one platform per image, and this build is for {} ({}); build several platforms on a buildx builder that pushes itself (docker buildx create --driver docker-container, --builder NAME), which makes one index of them",
+                p.joined(),
+                p.source
             );
         }
     }

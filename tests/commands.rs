@@ -1141,7 +1141,10 @@ fn the_first_failure_stops_the_other_builds_and_nothing_is_pushed() {
     let mut args = standard_args(ECR);
     args.extend(["--jobs", "2"]);
     let env = [
-        ("FAKE_SLEEP", "temp_demo_web_abc123 --platform linux/amd64 web"),
+        (
+            "FAKE_SLEEP",
+            "temp_demo_web_abc123 --platform linux/amd64 web",
+        ),
         ("FAKE_FAIL", "temp_demo_api_abc123 --build-arg"),
         ("FAKE_FAIL_MSG", "COPY failed: file not found"),
     ];

@@ -1,6 +1,7 @@
 //! What Convox uploads and builds, as the rack reads it: convox.yml's
 //! `build.args` (not passed), the rack's ECR repositories, Dockerfile
-//! heredocs, the staged context, and nothing of this program's in a context.
+//! heredocs, the staged context, nothing of this program's in a context, and
+//! the platforms the rack's nodes run.
 //! The real binary with fake `docker` and `aws` first on PATH.
 
 mod common;
@@ -268,4 +269,100 @@ fn a_context_below_a_root_dockerignore_is_built_from_its_staged_copy() {
         root.ends_with(" ."),
         "the app directory is built as it is: {root}"
     );
+}
+
+/// The rack's nodes decide the platforms when nothing else does: `convox
+/// rack params` (either generation's), then EC2's architectures of its
+/// instance types.
+#[test]
+fn the_racks_instance_types_decide_the_platforms_of_either_generation() {
+    let dir = app(&[
+        (
+            "convox.yml",
+            "services:\n  web:\n    build: .\n    port: 3000\n",
+        ),
+        ("Dockerfile", DOCKERFILE),
+    ]);
+    let repo = format!("{ECR_HOST}/prod/shop");
+    let run_with = |params: &str, extra: &[&str]| {
+        fs::write(
+            dir.path().join("convox.yml"),
+            "services:\n  web:\n    build: .\n    port: 3000\n",
+        )
+        .expect("reset");
+        let fakes = Fakes::new(&["docker", "aws", "convox"]);
+        let mut args = vec![
+            "--app",
+            "shop",
+            "--gitsha",
+            "a",
+            "--repo",
+            &repo,
+            "-f",
+            "convox.yml",
+            "--rack",
+            "prod",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = fakes.run(
+            dir.path(),
+            &args,
+            &[
+                ("FAKE_RACK_PARAMS", params),
+                ("DOCKER_BUILDKIT", "1"),
+                ("FAKE_VERSIONS", "20.10.24|20.10.24|linux/amd64"),
+            ],
+        );
+        (fakes, out)
+    };
+    // gen2: a Graviton rack gets linux/arm64 without a flag.
+    let (fakes, out) = run_with(
+        "BuildInstance       c5.large\nInstanceType        m6g.large\n",
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let calls = fakes.call_lines();
+    assert!(
+        calls.iter().any(|c| c == "convox rack params --rack prod"),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("aws ec2 describe-instance-types --instance-types m6g.large ")),
+        "only the runtime type is asked: {calls:?}"
+    );
+    let build = calls
+        .iter()
+        .find(|c| c.starts_with("docker build"))
+        .expect("a build");
+    assert!(build.contains(" --platform linux/arm64 "), "{build}");
+    assert!(
+        stderr.contains("platforms: linux/arm64 (the rack prod)"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON report");
+    let web = &report["services"][0];
+    assert_eq!(web["platforms"], serde_json::json!(["linux/arm64"]));
+    assert_eq!(web["platform_source"], "rack");
+    // v3 with Karpenter on for both architectures: both, and the engine's
+    // BuildKit refuses an image of two platforms before any build.
+    let v3 = "karpenter_arch                 amd64,arm64\nkarpenter_enabled              true\nnode_type                      t3.large\n";
+    let (fakes, out) = run_with(v3, &[]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("this build is for linux/amd64,linux/arm64 (the rack prod)"),
+        "{stderr}"
+    );
+    assert!(!fakes
+        .call_lines()
+        .iter()
+        .any(|c| c.starts_with("docker build")));
+    // --platform wins over the rack, which is then not asked.
+    let (fakes, out) = run_with(v3, &["--platform", "linux/amd64"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(!fakes.call_lines().iter().any(|c| c.starts_with("convox")));
 }

@@ -150,6 +150,104 @@ pub fn decide(
     })
 }
 
+/// What a rack's parameters say of the nodes its services run on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RackNodes {
+    /// The runtime instance types (not the build node's).
+    pub types: Vec<String>,
+    /// Karpenter's architectures, when Karpenter is on (`karpenter_arch`).
+    pub karpenter: Vec<String>,
+}
+
+/// Read `convox rack params` as either generation prints it: one `KEY
+/// VALUE` a line (the key padded to a column).
+/// - v3 (convox/convox): `node_type` (comma-separated), the `type` of each
+///   of `additional_node_groups_config`'s groups (JSON, printed decoded),
+///   and, with `karpenter_enabled` true, `karpenter_arch` (`amd64,arm64`);
+/// - gen1/gen2 (convox/rack): `InstanceType`.
+///
+/// The build node's type (`build_node_type`, `BuildInstance`) is left out:
+/// the image runs where the services run.
+pub fn rack_nodes(params: &str) -> RackNodes {
+    let mut nodes = RackNodes::default();
+    let mut karpenter_on = false;
+    let mut karpenter_arch = Vec::new();
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    for line in params.lines() {
+        let line = line.trim();
+        let (key, value) = match line.split_once(char::is_whitespace) {
+            Some((k, v)) => (k, v.trim()),
+            None => (line, ""),
+        };
+        match key {
+            "node_type" | "InstanceType" => nodes.types.extend(list(value)),
+            "additional_node_groups_config" => {
+                if let Ok(serde_json::Value::Array(groups)) = serde_json::from_str(value) {
+                    for g in groups {
+                        if let Some(t) = g.get("type").and_then(|t| t.as_str()) {
+                            nodes.types.extend(list(t));
+                        }
+                    }
+                }
+            }
+            "karpenter_enabled" => karpenter_on = value.eq_ignore_ascii_case("true"),
+            "karpenter_arch" => karpenter_arch = list(value),
+            _ => {}
+        }
+    }
+    if karpenter_on {
+        nodes.karpenter = karpenter_arch;
+    }
+    nodes.types.sort();
+    nodes.types.dedup();
+    nodes
+}
+
+/// The architectures of each instance type in `aws ec2
+/// describe-instance-types` JSON.
+pub fn instance_architectures(json: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| format!("not the JSON of describe-instance-types: {e}"))?;
+    let types = v
+        .get("InstanceTypes")
+        .and_then(|t| t.as_array())
+        .ok_or("no InstanceTypes in the answer")?;
+    Ok(types
+        .iter()
+        .filter_map(|t| {
+            let name = t.get("InstanceType")?.as_str()?.to_string();
+            let arches = t
+                .get("ProcessorInfo")?
+                .get("SupportedArchitectures")?
+                .as_array()?
+                .iter()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect();
+            Some((name, arches))
+        })
+        .collect())
+}
+
+/// The platforms a rack's services can be scheduled on: each runtime
+/// type's architectures, and Karpenter's.
+pub fn rack_platforms(karpenter: &[String], types: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut out: Vec<String> = karpenter
+        .iter()
+        .chain(types.iter().flat_map(|(_, a)| a))
+        .filter_map(|a| from_ec2_arch(a))
+        .map(String::from)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The builds' platforms in words, each set with where it came from (and
 /// the services it is theirs when there are several sets); None when
 /// nothing is built.
@@ -236,6 +334,42 @@ mod tests {
             "linux/amd64 for web (Convox's default); linux/arm64 for arm (the service's platform:)"
         );
         assert_eq!(described(&[]), None);
+    }
+
+    #[test]
+    fn rack_params_of_both_generations() {
+        // convox/convox v3, as `convox rack params` prints it (padded).
+        let v3 = "additional_node_groups_config  [{\"type\":\"m6g.large\",\"min_size\":1},{\"type\":\"t3.large,t3a.large\"}]\nbuild_node_type                c5.xlarge\nkarpenter_arch                 amd64,arm64\nkarpenter_enabled              false\nnode_type                      t4g.medium\n";
+        let n = rack_nodes(v3);
+        assert_eq!(
+            n.types,
+            ["m6g.large", "t3.large", "t3a.large", "t4g.medium"]
+        );
+        assert!(
+            n.karpenter.is_empty(),
+            "Karpenter off: its arch does not count"
+        );
+        let n = rack_nodes(&v3.replace(
+            "karpenter_enabled              false",
+            "karpenter_enabled              true",
+        ));
+        assert_eq!(n.karpenter, ["amd64", "arm64"]);
+        // convox/rack gen1/gen2.
+        let gen2 = "Autoscale           Yes\nBuildInstance       c5.large\nInstanceType        m6g.large\n";
+        assert_eq!(rack_nodes(gen2).types, ["m6g.large"]);
+    }
+
+    #[test]
+    fn instance_types_to_platforms() {
+        let json = r#"{"InstanceTypes":[{"InstanceType":"m6g.large","ProcessorInfo":{"SupportedArchitectures":["arm64"]}},{"InstanceType":"t3.large","ProcessorInfo":{"SupportedArchitectures":["x86_64"]}}]}"#;
+        let types = instance_architectures(json).unwrap();
+        assert_eq!(rack_platforms(&[], &types[..1]), ["linux/arm64"]);
+        assert_eq!(rack_platforms(&[], &types), ["linux/amd64", "linux/arm64"]);
+        assert_eq!(
+            rack_platforms(&["amd64".into(), "arm64".into()], &[]),
+            ["linux/amd64", "linux/arm64"]
+        );
+        assert!(instance_architectures("{}").is_err());
     }
 
     #[test]

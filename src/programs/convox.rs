@@ -1,4 +1,6 @@
-//! `convox env`, whose output is the app's environment (`--convox-env`),
+//! `convox env`, whose output is the app's environment (`--convox-env`);
+//! `convox rack params` and `aws ec2 describe-instance-types`, for the
+//! platforms a rack's nodes run;
 //! and `convox build` as a value: the release step that `--convox-build` runs
 //! after the rewrite (`running::release` runs it), on the rewritten file
 //! alone, as the old pipeline's "cane" step did by hand
@@ -29,6 +31,26 @@ pub fn env_cmd(app: &str, rack: Option<&str>) -> Cmd {
         Some(r) => c.args(["--rack", r]),
         None => c,
     }
+}
+
+/// `convox rack params --rack RACK`: the rack's parameters, one `KEY VALUE`
+/// a line (both generations' CLIs print them so), read by
+/// `plan::platforms::rack_nodes`.
+pub fn rack_params_cmd(rack: &str) -> Cmd {
+    Cmd::new("convox").args(["rack", "params", "--rack", rack])
+}
+
+/// `aws ec2 describe-instance-types`: each type's architectures
+/// (`ProcessorInfo.SupportedArchitectures`), as Convox's own templates
+/// find them.
+pub fn instance_types_cmd(types: &[String], region: Option<&str>) -> Cmd {
+    let mut c = Cmd::new("aws")
+        .args(["ec2", "describe-instance-types", "--instance-types"])
+        .args(types.iter().map(String::as_str));
+    if let Some(r) = region {
+        c = c.args(["--region", r]);
+    }
+    c.args(["--output", "json"])
 }
 
 /// The release ID `convox build --id` prints: its last non-empty line.

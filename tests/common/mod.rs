@@ -77,6 +77,21 @@ no_repo() {
   exit 254
 }
 case "$name $1 $2" in
+  "convox rack params")
+    # FAKE_RACK_PARAMS: the text `convox rack params` prints.
+    [[ -n "$FAKE_RACK_PARAMS" ]] || { echo "ERROR: rack not found" >&2; exit 1; }
+    printf '%s\n' "$FAKE_RACK_PARAMS" ;;
+  "aws ec2 describe-instance-types")
+    # As EC2 answers: a Graviton type (a `g` after the generation's digit,
+    # m6g, t4g, c7gn) is arm64, any other x86_64.
+    out=; take=
+    for a in "$@"; do
+      case "$a" in --instance-types) take=1; continue ;; --*) take= ;; esac
+      [[ -n "$take" ]] || continue
+      arch=x86_64; [[ "$a" =~ ^[a-z]+[0-9]+g ]] && arch=arm64
+      out+="${out:+,}"'{"InstanceType":"'"$a"'","ProcessorInfo":{"SupportedArchitectures":["'"$arch"'"]}}'
+    done
+    echo '{"InstanceTypes":['"$out"']}' ;;
   "aws sts get-caller-identity")
     echo '{"UserId":"AIDEXAMPLE","Account":"210987654321","Arn":"arn:aws:iam::210987654321:user/ci"}' ;;
   "aws ecr describe-repositories")
