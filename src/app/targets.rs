@@ -1,0 +1,124 @@
+//! Stage 2b: the platforms each build targets (`plan::platforms` has the
+//! rules): the rack's asked when they decide, each build's decided and set
+//! on its spec before any digest, and, once the builder is known, what it
+//! cannot build refused before any build.
+
+use super::*;
+
+/// The rack's platforms, when they decide a build's (`--rack` or
+/// `CONVOX_RACK`, no `--platform`, a built service without `platform:`):
+/// asked of `convox` and `aws`, but not in a dry run (which starts no
+/// process) nor without `convox` (each says so).
+pub(super) fn rack_platforms(
+    inv: &Invocation<'_>,
+    compose: &Compose,
+    target: &Target,
+) -> Result<Option<(String, Vec<String>)>> {
+    let Some(name) = rack(inv.cli) else {
+        return Ok(None);
+    };
+    let flag = inv
+        .cli
+        .platform
+        .as_deref()
+        .is_some_and(|p| !p.trim().is_empty());
+    let needed = compose.services.iter().any(|s| {
+        matches!(&s.source, crate::read::compose::Source::Build { spec, .. } if spec.platform.is_none())
+    });
+    if flag || !needed {
+        return Ok(None);
+    }
+    if inv.resolved.dry_run {
+        eprintln!("note: a dry run does not ask the rack {name} for its platforms (`{}`), so it shows linux/amd64; a run asks", crate::programs::convox::rack_params_cmd(&name));
+        return Ok(None);
+    }
+    if which::which("convox").is_err() {
+        eprintln!("note: `convox` is not installed, so the rack {name}'s platforms are not known: building for linux/amd64 (give --platform to choose)");
+        return Ok(None);
+    }
+    let region = target
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"));
+    let list = crate::running::release::rack_platforms(&name, region.as_deref(), inv.opts)?;
+    Ok(Some((name, list)))
+}
+
+/// Stage 2b: the platforms of each build (`plan::platforms`), set on its
+/// spec before any digest, so that the digest and every build command carry
+/// them.
+pub(super) fn decide_platforms(
+    cli: &Cli,
+    compose: &mut Compose,
+    rack: Option<&(String, Vec<String>)>,
+) -> Result<Vec<(String, platforms::Decided)>> {
+    let flag = cli
+        .platform
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .map(platforms::parse_list)
+        .transpose()
+        .map_err(|e| anyhow::Error::new(UsageError(format!("--platform: {e}"))))?;
+    let file = compose.path.display().to_string();
+    let mut out = Vec::new();
+    for svc in &mut compose.services {
+        if let crate::read::compose::Source::Build { spec, .. } = &mut svc.source {
+            let rack = rack.map(|(n, l)| (n.as_str(), l.as_slice()));
+            let d = platforms::decide(flag.as_deref(), spec.platform.as_deref(), rack).map_err(
+                |e| {
+                    anyhow::anyhow!(
+                        "{file}:{}: service `{}`: `platform:` {e}",
+                        svc.pos,
+                        svc.name
+                    )
+                },
+            )?;
+            spec.platform = Some(d.joined());
+            out.push((svc.name.clone(), d));
+        }
+    }
+    Ok(out)
+}
+
+/// Before any build: the classic builder builds only for the engine's own
+/// platform (any other is refused, naming what can build it); and a note
+/// when Convox's default (linux/amd64) is not the engine's platform.
+pub(super) fn check_platforms(plan: &Plan, target: &Target, d: &probe::Detected) -> Result<()> {
+    let engine = d.engine_platform.as_deref();
+    if let Some(e) = engine.filter(|e| *e != platforms::DEFAULT) {
+        if plan
+            .platforms
+            .iter()
+            .any(|(_, p)| p.source == platforms::Source::Default)
+        {
+            eprintln!(
+                "note: building for linux/amd64 (Convox's default; --platform or --rack to choose), not for this engine's own {e}"
+            );
+        }
+    }
+    if target.builder.is_buildkit() && target.buildx.is_none() {
+        // The engine's BuildKit keeps images in the engine, one platform each.
+        if let Some((service, p)) = plan.platforms.iter().find(|(_, p)| p.list.len() > 1) {
+            anyhow::bail!(
+                "service `{service}`: the engine's BuildKit keeps one platform per image, and this build is for {} ({}); build several platforms on a buildx builder that pushes itself (docker buildx create --driver docker-container, --builder NAME), which makes one index of them",
+                p.joined(),
+                p.source
+            );
+        }
+    }
+    if target.builder != Builder::Classic {
+        return Ok(());
+    }
+    for (service, p) in &plan.platforms {
+        let own = engine.unwrap_or(platforms::DEFAULT);
+        if p.list.len() != 1 || p.list[0] != own {
+            anyhow::bail!(
+                "service `{service}`: the classic builder builds only for the engine's own platform ({own}), and this build is for {} ({}); build it with BuildKit (DOCKER_BUILDKIT=1, with buildx) on a builder for that platform: a buildx builder with a node per platform (docker buildx create --platform …), or the engine's BuildKit with QEMU's binfmt entries",
+                p.joined(),
+                p.source
+            );
+        }
+    }
+    Ok(())
+}
