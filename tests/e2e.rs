@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{copy_dir, fixture, ok, on_path, BIN};
+use common::{arm64_busybox, copy_dir, fixture, ok, on_path, Aarch64Emulation, BIN};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -2402,6 +2402,146 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
         image_ids(),
         images_before,
         "nothing left in the local engine"
+    );
+}
+
+/// The `os/architecture` of an image's config, as the registry serves it.
+fn served_platform(port: u16, repo: &str, tag: &str) -> Option<String> {
+    let manifest = served_manifest(port, repo, tag)?;
+    let config = manifest.get("config")?.get("digest")?.as_str()?.to_string();
+    let (200, body) = http_get(port, &format!("/v2/{repo}/blobs/{config}"))? else {
+        return None;
+    };
+    let c: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(format!(
+        "{}/{}",
+        c.get("os")?.as_str()?,
+        c.get("architecture")?.as_str()?
+    ))
+}
+
+/// `--platform linux/arm64` on the engine's BuildKit (the BuildKit passes):
+/// the registry gets linux/arm64, and the image runs as aarch64 under QEMU.
+/// Under the classic builder: refused before any build, the file untouched.
+#[test]
+fn one_foreign_platform_is_built_for_it_and_runs_there_or_is_refused_by_the_classic_builder() {
+    let Some(stack) = Stack::start() else { return };
+    let Some(busybox) = arm64_busybox() else {
+        return;
+    };
+    let Some(_qemu) = Aarch64Emulation::start() else {
+        return;
+    };
+    let host = stack.host();
+    let app = tempfile::tempdir().expect("app");
+    // The base: an arm64 busybox, built by the program itself for arm64.
+    fs::create_dir_all(app.path().join("base/rootfs/bin")).expect("base");
+    fs::copy(&busybox, app.path().join("base/rootfs/bin/busybox")).expect("busybox");
+    std::os::unix::fs::symlink("busybox", app.path().join("base/rootfs/bin/sh")).expect("sh");
+    fs::write(
+        app.path().join("base/Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n",
+    )
+    .expect("Dockerfile");
+    fs::create_dir_all(app.path().join("web")).expect("web");
+    fs::write(
+        app.path().join("web/Dockerfile"),
+        format!("FROM {host}/basearm:1\nRUN uname -m > /arch\n"),
+    )
+    .expect("Dockerfile");
+    let compose = "version: \"2\"\nservices:\n  web:\n    build: ./web\n";
+    fs::write(app.path().join(FILE), compose).expect("compose");
+    fs::write(
+        app.path().join("base.yml"),
+        "version: \"2\"\nservices:\n  base:\n    build: ./base\n",
+    )
+    .expect("base.yml");
+    if !buildkit_mode() {
+        let out = stack.run(
+            app.path(),
+            &[
+                "--app",
+                "arm",
+                "--gitsha",
+                "a1",
+                "--repo",
+                &format!("{host}/arm"),
+                "--platform",
+                "linux/arm64",
+                "-v",
+                "--no-base-digest",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("the classic builder builds only for the engine's own platform"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("docker build"), "no build ran: {stderr}");
+        assert_eq!(
+            fs::read_to_string(app.path().join(FILE)).expect("file"),
+            compose
+        );
+        return;
+    }
+    ok(&stack.run(
+        app.path(),
+        &[
+            "--app",
+            "arm",
+            "--gitsha",
+            "b1",
+            "--repo",
+            &format!("{host}/basearm"),
+            "-f",
+            "base.yml",
+            "--tag",
+            "1",
+            "--platform",
+            "linux/arm64",
+        ],
+    ));
+    let out = ok(&stack.run(
+        app.path(),
+        &[
+            "--app",
+            "arm",
+            "--gitsha",
+            "a1",
+            "--repo",
+            &format!("{host}/arm"),
+            "--platform",
+            "linux/arm64",
+            "-v",
+        ],
+    ));
+    assert!(out.contains(" --platform linux/arm64 "), "{out}");
+    assert!(out.contains("platforms: linux/arm64 (--platform)"), "{out}");
+    let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+    let tag = tag_in(&written, &format!("{host}/arm"));
+    assert_eq!(
+        served_platform(stack.registry_port, "arm", &tag).as_deref(),
+        Some("linux/arm64")
+    );
+    let mut c = Command::new("docker");
+    c.args([
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        &format!("{host}/arm:{tag}"),
+        "/bin/busybox",
+        "cat",
+        "/arch",
+    ]);
+    stack.env(&mut c);
+    let ran = c.output().expect("docker run");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "aarch64\n",
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
     );
 }
 

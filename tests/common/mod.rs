@@ -561,3 +561,83 @@ pub fn refused_loopback() -> &'static str {
 pub fn local(text: &str) -> &'static str {
     Box::leak(text.replace("LOCAL", refused_loopback()).into_boxed_str())
 }
+
+/// QEMU's aarch64 entry in binfmt_misc (Debian's qemu-user-static, flag F),
+/// so that arm64 programs run here: registered when it is not, and, on drop,
+/// only what this made is undone (the entry removed, binfmt_misc unmounted).
+pub struct Aarch64Emulation {
+    registered: bool,
+    mounted: bool,
+}
+
+const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
+
+impl Aarch64Emulation {
+    /// None, saying why, when it cannot be had here.
+    pub fn start() -> Option<Aarch64Emulation> {
+        let conf = Path::new("/usr/lib/binfmt.d/qemu-aarch64.conf");
+        if !conf.is_file() {
+            skip_or_fail(
+                "end-to-end test",
+                "qemu-user-static is not installed (no /usr/lib/binfmt.d/qemu-aarch64.conf)",
+            );
+            return None;
+        }
+        let mut made = Aarch64Emulation {
+            registered: false,
+            mounted: false,
+        };
+        if !Path::new(BINFMT).join("register").exists() {
+            let ok = Command::new("mount")
+                .args(["-t", "binfmt_misc", "binfmt_misc", BINFMT])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                skip_or_fail("end-to-end test", "binfmt_misc cannot be mounted here");
+                return None;
+            }
+            made.mounted = true;
+        }
+        if !Path::new(BINFMT).join("qemu-aarch64").exists() {
+            let entry = fs::read(conf).expect("the binfmt entry");
+            if fs::write(Path::new(BINFMT).join("register"), entry).is_err() {
+                skip_or_fail(
+                    "end-to-end test",
+                    "QEMU's aarch64 entry cannot be registered here",
+                );
+                return None;
+            }
+            made.registered = true;
+        }
+        Some(made)
+    }
+}
+
+impl Drop for Aarch64Emulation {
+    fn drop(&mut self) {
+        if self.registered {
+            let _ = fs::write(Path::new(BINFMT).join("qemu-aarch64"), "-1");
+        }
+        if self.mounted {
+            let _ = Command::new("umount").arg(BINFMT).status();
+        }
+    }
+}
+
+/// An arm64 busybox (`OFFCLUSTER_BUSYBOX_ARM64`, fetched by
+/// scripts/install-tools), or None saying why.
+pub fn arm64_busybox() -> Option<PathBuf> {
+    match std::env::var("OFFCLUSTER_BUSYBOX_ARM64")
+        .ok()
+        .map(PathBuf::from)
+    {
+        Some(p) if p.is_file() => Some(p),
+        _ => {
+            skip_or_fail(
+                "end-to-end test",
+                "no arm64 busybox: OFFCLUSTER_BUSYBOX_ARM64 (scripts/install-tools fetches one)",
+            );
+            None
+        }
+    }
+}
