@@ -170,13 +170,15 @@ fn build_arg_flags_win_and_a_bare_name_takes_this_runs_environment() {
 #[test]
 fn convox_env_is_the_apps_environment_and_its_failure_is_one_error() {
     let dir = app();
-    let fakes = Fakes::new(&["docker", "convox"]);
+    let fakes = Fakes::new(&["docker", "convox", "aws"]);
     let out = run(
         &fakes,
         dir.path(),
         &["--convox-env"],
         &[
             ("CONVOX_RACK", "acme/production"),
+            // The rack is asked its nodes' platforms too.
+            ("FAKE_RACK_PARAMS", "node_type  t3.large"),
             (
                 "FAKE_CONVOX_ENV",
                 &format!("NODE_ENV=production\nTOKEN={SECRET}"),

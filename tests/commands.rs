@@ -63,11 +63,32 @@ fn standard_args(repo: &str) -> Vec<&str> {
 /// The calls that ask the registry whether a tag exists run in parallel:
 /// take them out (sorted) and leave the rest in order.
 fn split_checks(lines: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let (_, lines) = read_backs(lines);
     let (mut checks, rest): (Vec<String>, Vec<String>) = lines
         .into_iter()
         .partition(|l| l.contains("batch-get-image") || l.contains("manifest inspect"));
     checks.sort();
     (checks, rest)
+}
+
+/// The read-backs of what was pushed (`docker manifest inspect` after the
+/// first push), sorted, and the other calls.
+fn read_backs(lines: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let first_push = lines
+        .iter()
+        .position(|l| l.starts_with("docker push") || l.contains(" --push "))
+        .unwrap_or(lines.len());
+    let mut backs = Vec::new();
+    let mut rest = Vec::new();
+    for (i, l) in lines.into_iter().enumerate() {
+        if i > first_push && l.starts_with("docker manifest inspect") {
+            backs.push(l);
+        } else {
+            rest.push(l);
+        }
+    }
+    backs.sort();
+    (backs, rest)
 }
 
 #[test]
@@ -917,6 +938,47 @@ fn the_classic_builder_refuses_a_foreign_platform_before_any_build() {
 }
 
 #[test]
+fn what_was_pushed_is_read_back_and_a_wrong_platform_fails_the_run_leaving_the_file() {
+    // Right: one read-back per build, after the pushes.
+    let (fakes, _dir, out) = run_demo(&["docker", "aws"], &standard_args(ECR), &[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let (backs, _) = read_backs(fakes.call_lines());
+    assert_eq!(
+        backs,
+        [
+            format!("docker manifest inspect --verbose {ECR}:temp_demo_api_abc123"),
+            format!("docker manifest inspect --verbose {ECR}:temp_demo_web_abc123"),
+        ]
+    );
+    // Wrong: a builder that put another platform there than asked.
+    let (fakes, dir, out) = run_demo(
+        &["docker", "aws"],
+        &standard_args(ECR),
+        &[("FAKE_WRONG_PLATFORM", "linux/arm64")],
+    );
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("for linux/arm64, and it was built for linux/amd64 (Convox's default); the file is left as it was"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("service `web`") || stderr.contains("service `api`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read(dir.path().join(FILE)).unwrap(),
+        fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/demo")
+                .join(FILE)
+        )
+        .unwrap()
+    );
+    assert!(!fakes.call_lines().is_empty());
+}
+
+#[test]
 fn linux_amd64_by_default_with_a_note_on_an_arm64_engine() {
     let (fakes, _dir, out) = run_demo(
         &["docker", "aws"],
@@ -1097,11 +1159,13 @@ fn a_plain_http_loopback_registry_is_asked_with_insecure_and_others_without() {
     let (fakes, _dir, out) = run_demo(&["docker"], &standard_args(local("LOCAL/demo")), &[]);
     assert!(out.status.success());
     assert!(
-        calls_starting(
-            &fakes,
-            local("docker manifest inspect --verbose --insecure LOCAL/demo:")
-        )
-        .len()
+        read_backs(fakes.call_lines())
+            .1
+            .iter()
+            .filter(|l| l.starts_with(local(
+                "docker manifest inspect --verbose --insecure LOCAL/demo:"
+            )))
+            .count()
             == 3
     );
     let (fakes, _dir, out) = run_demo(

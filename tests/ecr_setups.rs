@@ -499,8 +499,12 @@ fn a_private_base_in_another_account_is_identified_by_ecrs_api_before_any_login(
             "aws ecr batch-get-image --registry-id 999999999999 --repository-name shared/base --image-ids imageTag=1 ",
         ) && l.ends_with("--region eu-west-1 --output json")
     });
+    // No docker question before the push (only the read-back after it).
+    let pushed = position(&lines, |l| l.starts_with("docker push"));
     assert!(
-        !lines.iter().any(|l| l.contains("manifest inspect")),
+        !lines[..pushed]
+            .iter()
+            .any(|l| l.contains("manifest inspect")),
         "{lines:#?}"
     );
     // Both registries logged in to, each with its own region's password,

@@ -609,6 +609,7 @@ fn execute_plan(
     let results = execute::build(plan, answers, inv.opts);
     crate::view::ui::finish();
     let mut builds = results?;
+    execute::verify_platforms(plan, &builds, inv.opts)?;
     let text = if cli.pin_digest {
         execute::complete_digests(plan, &mut builds, inv.opts)?;
         plan::rewritten_text(&loaded.compose, &pinned_refs(plan, &builds))?

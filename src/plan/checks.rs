@@ -52,3 +52,10 @@ pub fn checks(
             .collect(),
     }
 }
+
+/// The read-back of a build's first reference after its push: `docker
+/// manifest inspect --verbose` names the platforms the registry holds
+/// (ECR answers it too, once logged in).
+pub fn verify(build: &Build, host: &str, target: &Target) -> crate::programs::command::Cmd {
+    docker::manifest_inspect(&build.refs[0], docker::is_loopback(host) || target.insecure)
+}

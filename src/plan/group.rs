@@ -264,6 +264,7 @@ impl Grouping<'_> {
             metadata_file: None,
             bake_target: None,
             stage,
+            verify: None,
         }
     }
 

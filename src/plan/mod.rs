@@ -197,6 +197,10 @@ pub struct Build {
     /// The context as Convox uploads it, staged before the build and named
     /// by its commands (`inputs::upload`).
     pub stage: Option<Stage>,
+    /// After the push, before the rewrite: what the registry holds under
+    /// the build's first reference, read back (`docker manifest inspect
+    /// --verbose`) to check its platforms.
+    pub verify: Option<Cmd>,
 }
 
 /// A context staged as Convox uploads it: the app directory's
@@ -281,6 +285,9 @@ pub struct Plan {
     /// Each built service's target platforms and where they came from
     /// (`platforms`), attached after the plan is made.
     pub platforms: Vec<(String, platforms::Decided)>,
+    /// Builds keep attestations (`--provenance`, `--sbom`): an index entry
+    /// `unknown/unknown` is then expected.
+    pub attested: bool,
 }
 
 impl Plan {
@@ -353,6 +360,10 @@ pub fn plan_with(
         &registry.host,
         target,
     );
+    let mut grouped = grouped;
+    for b in &mut grouped.builds {
+        b.verify = Some(checks::verify(b, &registry.host, target));
+    }
     let rewritten = rewritten_text(compose, &grouped.refs)?;
     Ok(Plan {
         compose_file: compose.path.clone(),
@@ -370,6 +381,10 @@ pub fn plan_with(
         warnings,
         bake: grouped.bake,
         platforms: Vec::new(),
+        attested: target
+            .attestations
+            .iter()
+            .any(|f| f != "--provenance=false"),
     })
 }
 

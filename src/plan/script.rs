@@ -70,6 +70,7 @@ impl Plan {
             self.build_lines(b, &mut lines);
         }
         let all: Vec<usize> = (0..self.builds.len()).collect();
+        self.verify_lines(&mut lines);
         if let Some(bake) = self.bake_of(&all) {
             lines.push(
                 "# when two or more of the builds above are to run (no more than --jobs), they run as one bake instead (its targets: those that run):"
@@ -78,6 +79,23 @@ impl Plan {
             lines.push(bake.cmd.to_string());
         }
         lines
+    }
+
+    /// The read-backs after the pushes: each build that ran, with the
+    /// platforms it must hold.
+    fn verify_lines(&self, lines: &mut Vec<String>) {
+        let checks: Vec<String> = self
+            .builds
+            .iter()
+            .filter_map(|b| {
+                let want = self.platforms_of(&b.services[0])?;
+                Some(format!("{}   # {}", b.verify.as_ref()?, want.joined()))
+            })
+            .collect();
+        if !checks.is_empty() {
+            lines.push("# before the rewrite, each build that ran is read back from the registry: it must hold exactly these platforms:".into());
+            lines.extend(checks);
+        }
     }
 
     /// The comment lines before a build: built from the app root; staged as

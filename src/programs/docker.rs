@@ -283,6 +283,29 @@ pub fn manifest_inspect(reference: &str, insecure: bool) -> Cmd {
     c.arg(reference)
 }
 
+/// The platforms `docker manifest inspect --verbose` says a reference holds:
+/// one descriptor's `platform` for an image, each entry's for an index
+/// (`os/architecture[/variant]`; an attestation's is `unknown/unknown`).
+/// None when the answer names none.
+pub fn manifest_platforms(json: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let one = |d: &serde_json::Value| -> Option<String> {
+        let p = d.pointer("/Descriptor/platform")?;
+        let os = p.get("os")?.as_str()?;
+        let arch = p.get("architecture")?.as_str()?;
+        Some(match p.get("variant").and_then(|v| v.as_str()) {
+            Some(var) if !(arch == "arm64" && var == "v8") => format!("{os}/{arch}/{var}"),
+            _ => format!("{os}/{arch}"),
+        })
+    };
+    let mut out: Vec<String> = match &v {
+        serde_json::Value::Array(entries) => entries.iter().map(one).collect::<Option<_>>()?,
+        _ => vec![one(&v)?],
+    };
+    out.sort();
+    Some(out)
+}
+
 /// Answers whether an image is present in the local engine.
 pub fn image_present(reference: &str) -> Cmd {
     Cmd::new("docker").args(["image", "inspect", "--format", "{{.Id}}", reference])
@@ -401,6 +424,19 @@ pub fn pull(image: &str) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_platforms_a_verbose_manifest_inspect_names() {
+        let one = r#"{"Ref":"r","Descriptor":{"digest":"sha256:a","platform":{"architecture":"arm64","os":"linux","variant":"v8"}}}"#;
+        assert_eq!(manifest_platforms(one).unwrap(), ["linux/arm64"]);
+        let index = r#"[{"Ref":"r","Descriptor":{"platform":{"architecture":"arm64","os":"linux"}}},{"Ref":"r","Descriptor":{"platform":{"architecture":"amd64","os":"linux"}}},{"Ref":"r","Descriptor":{"platform":{"architecture":"unknown","os":"unknown"}}}]"#;
+        assert_eq!(
+            manifest_platforms(index).unwrap(),
+            ["linux/amd64", "linux/arm64", "unknown/unknown"]
+        );
+        assert_eq!(manifest_platforms(r#"{"Ref":"r","Descriptor":{}}"#), None);
+        assert_eq!(manifest_platforms("nope"), None);
+    }
 
     #[test]
     fn a_secret_path_with_a_comma_or_a_quote_is_one_csv_field() {

@@ -24,6 +24,20 @@ if [[ "$1" == build && " $* " == *" -f - "* ]]; then
   prev=; tag=; for a in "$@"; do [[ "$prev" == -t ]] && tag=${a##*:}; prev=$a; done
   /bin/cat > "$FAKE_DIR/dockerfile.$tag"
 fi
+# The platforms each built tag is for (its build's --platform), as the
+# registry would hold them; `docker tag` gives the new tag the same.
+if [[ "$name" == docker && ( "$1" == build || "$1 $2" == "buildx build" ) ]]; then
+  prev=; plat=; tags=()
+  for a in "$@"; do
+    [[ "$prev" == --platform ]] && plat=$a
+    [[ "$prev" == -t ]] && tags+=("${a##*:}")
+    prev=$a
+  done
+  for t in "${tags[@]}"; do printf '%s' "${FAKE_WRONG_PLATFORM:-$plat}" > "$FAKE_DIR/platform.$t"; done
+fi
+if [[ "$name $1" == "docker tag" && -e "$FAKE_DIR/platform.${2##*:}" ]]; then
+  printf '%s' "$(< "$FAKE_DIR/platform.${2##*:}")" > "$FAKE_DIR/platform.${3##*:}"
+fi
 for v in $FAKE_RECORD_ENV; do printf '%s %s=%s\n' "$name" "$v" "${!v}" >> "$FAKE_DIR/env.log"; done
 if [[ -n "$FAKE_SLEEP" && "$line" == *"$FAKE_SLEEP"* ]]; then
   sleep 60 &
@@ -46,13 +60,13 @@ fi
 # then on (another run pushed it first).
 if [[ "$name $1" == "docker push" ]]; then : > "$FAKE_DIR/attempted.${2##*:}"; fi
 if [[ "$name $1 $2" == "docker buildx build" ]]; then
-  prev=; for a in "$@"; do [[ "$prev" == -t ]] && : > "$FAKE_DIR/attempted.${a##*:}"; prev=$a; done
+  prev=; for a in "$@"; do [[ "$prev" == -t ]] && : > "$FAKE_DIR/attempted.${a##*:}" && : > "$FAKE_DIR/pushed.${a##*:}"; prev=$a; done
 fi
 # A bake's definition, kept; each of its tags tried.
 if [[ "$name $1 $2" == "docker buildx bake" ]]; then
   /bin/cat > "$FAKE_DIR/bake.stdin"
   for t in $(grep -o '"tags":\[[^]]*\]' "$FAKE_DIR/bake.stdin" | grep -o ':[^:"]*"' | tr -d ':"'); do
-    : > "$FAKE_DIR/attempted.$t"
+    : > "$FAKE_DIR/attempted.$t"; : > "$FAKE_DIR/pushed.$t"
   done
 fi
 exists() {
@@ -114,8 +128,16 @@ case "$name $1 $2" in
     echo '{"images":['"$images"'],"failures":['"$failures"']}' ;;
   "docker manifest inspect")
     ref=${!#}
-    if exists "${ref##*:}"; then
-      echo '{"Ref": "'"$ref"'", "Descriptor": {"digest": "'"$(fake_digest "$ref")"'"}}'
+    # A tag this fake pushed is in its registry from then on (the
+    # read-back after a push sees it), unless FAKE_REGISTRY_FORGETS.
+    if exists "${ref##*:}" || [[ -z "$FAKE_REGISTRY_FORGETS" && -e "$FAKE_DIR/pushed.${ref##*:}" ]]; then
+      # With --verbose, docker says each image's platform: one descriptor,
+      # or a list of them for an index.
+      plats=linux/amd64; [[ -e "$FAKE_DIR/platform.${ref##*:}" ]] && plats=$(< "$FAKE_DIR/platform.${ref##*:}")
+      desc() { local os=${1%%/*} arch=${1#*/}; echo '{"Ref": "'"$ref"'", "Descriptor": {"digest": "'"$2"'", "platform": {"os": "'"$os"'", "architecture": "'"$arch"'"}}}'; }
+      if [[ "$plats" == *,* ]]; then
+        out=; IFS=, read -ra ps <<< "$plats"; for p in "${ps[@]}"; do out+="${out:+,}$(desc "$p" "$(fake_digest "$ref$p")")"; done; echo "[$out]"
+      else desc "$plats" "$(fake_digest "$ref")"; fi
     else echo "no such manifest: $ref" >&2; exit 1; fi ;;
   "docker image inspect")
     ref=${!#}
@@ -156,6 +178,7 @@ case "$name $1 $2" in
   "docker build"*)
     echo "Step 1/2 : FROM scratch"; echo "Successfully built 0123456789ab" ;;
   "docker push"*)
+    : > "$FAKE_DIR/pushed.${2##*:}"
     echo "The push refers to repository [${2%:*}]"; echo "${2##*:}: digest: $(fake_digest "$2") size: 528" ;;
   "docker login"*)
     # As docker does with AWS's helper as the store: it cannot store.
@@ -200,6 +223,8 @@ impl Fakes {
             "seq",
             "sha256sum",
             "cut",
+            "grep",
+            "tr",
         ] {
             if let Some(p) = which_in_path(tool) {
                 std::os::unix::fs::symlink(p, sys.join(tool)).expect("symlink");

@@ -6,12 +6,14 @@
 //! - [`ask`]: the registry's answers, before any build;
 //! - [`engine`]: an image built in the engine, then tagged and pushed;
 //! - [`pushed`]: an image a buildx builder builds and pushes itself;
-//! - [`bake`]: several such builds as one `docker buildx bake`.
+//! - [`bake`]: several such builds as one `docker buildx bake`;
+//! - [`verify`]: what was pushed, read back: exactly the wanted platforms.
 
 mod ask;
 mod bake;
 mod engine;
 mod pushed;
+mod verify;
 
 use crate::plan::refresh::Refresh;
 use crate::plan::{Build, CacheRepository, Check, Output, Plan};
@@ -33,6 +35,7 @@ use ask::{local_digest, recheck, service_of};
 use bake::run_bake;
 use engine::{make_current, pushed_by_another_run, run_build};
 use pushed::{built_and_pushed_by_builder, stream_with_metadata};
+pub use verify::verify_platforms;
 
 /// What happened to one build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
