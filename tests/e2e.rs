@@ -2059,20 +2059,14 @@ fn a_remote_builder_never_reruns_a_build_stages_slow_step_whichever_stage_change
     let Some(stack) = Stack::start() else { return };
     let host = stack.host();
     push_base(&stack, &format!("{host}/base:1"), "base");
-    let plugins = stack.dir.path().join("docker-config/cli-plugins");
-    fs::create_dir_all(&plugins).expect("plugins");
-    std::os::unix::fs::symlink(&buildx, plugins.join("docker-buildx")).expect("plugin");
+    install_buildx(&stack, &buildx);
     let app = build_stage_app(&host);
     let repo = format!("{host}/rshapes");
     let run = |sha: &str| {
         // A fresh runner: a new daemon, a new builder, no cache of its own.
         let daemon = Buildkitd::start(&buildkitd, &host);
         let name = format!("bkfresh{sha}");
-        let mut c = Command::new("docker");
-        c.args(["buildx", "create", "--name", &name, "--driver", "remote"])
-            .arg(format!("tcp://127.0.0.1:{}", daemon.port));
-        stack.env(&mut c);
-        assert!(c.output().expect("buildx create").status.success());
+        create_remote_builder(&stack, &name, &daemon);
         fs::write(
             app.path().join("docker-compose.yml"),
             "services:\n  web:\n    build: ./web\n",
@@ -2197,6 +2191,45 @@ impl Drop for Buildkitd {
     }
 }
 
+/// The hand-built buildx as the test's docker CLI plugin; the plugins
+/// folder.
+fn install_buildx(stack: &Stack, buildx: &Path) -> PathBuf {
+    let plugins = stack.dir.path().join("docker-config/cli-plugins");
+    fs::create_dir_all(&plugins).expect("plugins");
+    std::os::unix::fs::symlink(buildx, plugins.join("docker-buildx")).expect("plugin");
+    plugins
+}
+
+/// `docker ARGS` in the test's environment, which must succeed; its stdout.
+fn docker_ok(stack: &Stack, args: &[&str]) -> String {
+    let mut c = Command::new("docker");
+    c.args(args);
+    stack.env(&mut c);
+    let out = c.output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A buildx builder NAME with the `remote` driver on `daemon`.
+fn create_remote_builder(stack: &Stack, name: &str, daemon: &Buildkitd) {
+    docker_ok(
+        stack,
+        &[
+            "buildx",
+            "create",
+            "--name",
+            name,
+            "--driver",
+            "remote",
+            &format!("tcp://127.0.0.1:{}", daemon.port),
+        ],
+    );
+}
+
 #[test]
 fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
     if buildkit_mode() {
@@ -2209,29 +2242,11 @@ fn a_remote_buildkit_builder_builds_and_pushes_itself_and_caches_every_stage() {
     let host = stack.host();
     push_base(&stack, &format!("{host}/base:1"), "base");
     let daemon = Buildkitd::start(&buildkitd, &host);
-    let plugins = stack.dir.path().join("docker-config/cli-plugins");
-    fs::create_dir_all(&plugins).expect("plugins");
-    std::os::unix::fs::symlink(&buildx, plugins.join("docker-buildx")).expect("plugin");
+    let plugins = install_buildx(&stack, &buildx);
     let docker = |args: &[&str]| {
-        let mut c = Command::new("docker");
-        c.args(args);
-        stack.env(&mut c);
-        let out = c.output().expect("docker");
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        docker_ok(&stack, args);
     };
-    docker(&[
-        "buildx",
-        "create",
-        "--name",
-        "bkremote",
-        "--driver",
-        "remote",
-        &format!("tcp://127.0.0.1:{}", daemon.port),
-    ]);
+    create_remote_builder(&stack, "bkremote", &daemon);
     let app = multi_stage_app(&host);
     let repo = format!("{host}/bk");
     let run = |sha: &str, args: &[&str], env: &[(&str, &str)]| {
@@ -2554,6 +2569,111 @@ fn one_foreign_platform_is_built_for_it_and_runs_there_or_is_refused_by_the_clas
     );
 }
 
+/// Two platforms on a remote BuildKit builder (`--builder`), arm64 under
+/// QEMU: one index of exactly linux/amd64 and linux/arm64 (no attestation
+/// entry), read back before the rewrite; a second run builds nothing.
+#[test]
+fn two_platforms_on_a_remote_builder_make_one_index_of_exactly_those_two() {
+    if buildkit_mode() {
+        return; // once is enough: the builder is the same in both passes
+    }
+    let Some((buildkitd, buildx)) = current_buildkit() else {
+        return;
+    };
+    let Some(stack) = Stack::start() else { return };
+    let Some(arm64) = arm64_busybox() else { return };
+    let Some(_qemu) = Aarch64Emulation::start() else {
+        return;
+    };
+    let host = stack.host();
+    // buildkitd lists linux/arm64 when QEMU's entry is there as it starts.
+    let daemon = Buildkitd::start(&buildkitd, &host);
+    install_buildx(&stack, &buildx);
+    create_remote_builder(&stack, "bktwo", &daemon);
+    let app = tempfile::tempdir().expect("app");
+    // The base: busybox of each architecture, one index, built by the
+    // program itself (FROM scratch, the rootfs by TARGETARCH).
+    for (arch, busybox) in [
+        ("amd64", Path::new("/bin/busybox")),
+        ("arm64", arm64.as_path()),
+    ] {
+        let bin = app.path().join(format!("base/rootfs-{arch}/bin"));
+        fs::create_dir_all(&bin).expect("rootfs");
+        fs::copy(busybox, bin.join("busybox")).expect("busybox");
+        std::os::unix::fs::symlink("busybox", bin.join("sh")).expect("sh");
+    }
+    fs::write(
+        app.path().join("base/Dockerfile"),
+        "FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\n",
+    )
+    .expect("Dockerfile");
+    fs::write(
+        app.path().join("base.yml"),
+        "version: \"2\"\nservices:\n  base:\n    build: ./base\n",
+    )
+    .expect("base.yml");
+    fs::create_dir_all(app.path().join("web")).expect("web");
+    fs::write(
+        app.path().join("web/Dockerfile"),
+        format!("FROM {host}/twobase:1\nRUN uname -m > /arch\n"),
+    )
+    .expect("Dockerfile");
+    let compose = "version: \"2\"\nservices:\n  web:\n    build: ./web\n";
+    let two = [
+        "--platform",
+        "linux/arm64,linux/amd64",
+        "--builder",
+        "bktwo",
+    ];
+    let run = |args: &[&str]| {
+        let mut a = vec!["--app", "two", "-v"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&two);
+        ok(&stack.run(app.path(), &a))
+    };
+    run(&[
+        "--gitsha",
+        "b",
+        "--repo",
+        &format!("{host}/twobase"),
+        "-f",
+        "base.yml",
+        "--tag",
+        "1",
+    ]);
+    fs::write(app.path().join(FILE), compose).expect("compose");
+    let first = run(&["--gitsha", "t1", "--repo", &format!("{host}/two")]);
+    assert!(
+        first.contains(" --platform linux/amd64,linux/arm64 "),
+        "{first}"
+    );
+    let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+    let tag = tag_in(&written, &format!("{host}/two"));
+    let index = served_manifest(stack.registry_port, "two", &tag).expect("the manifest");
+    let mut platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {index}"))
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or("?"),
+                m["platform"]["architecture"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // A second run: the registry has it, nothing is built.
+    fs::write(app.path().join(FILE), compose).expect("reset");
+    let second = run(&["--gitsha", "t2", "--repo", &format!("{host}/two")]);
+    assert!(!second.contains(" build --builder bktwo"), "{second}");
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("file"),
+        written
+    );
+}
+
 /// Dockerfile heredocs, on a current BuildKit through `--builder`: `RUN
 /// <<EOF` in a build stage, `COPY <<EOF` in the final one; the image holds
 /// both results, and nothing inside a heredoc was taken for a stage.
@@ -2569,30 +2689,9 @@ fn a_dockerfile_with_heredocs_builds_on_a_current_buildkit() {
     let host = stack.host();
     push_base(&stack, &format!("{host}/base:1"), "base");
     let daemon = Buildkitd::start(&buildkitd, &host);
-    let plugins = stack.dir.path().join("docker-config/cli-plugins");
-    fs::create_dir_all(&plugins).expect("plugins");
-    std::os::unix::fs::symlink(&buildx, plugins.join("docker-buildx")).expect("plugin");
-    let docker = |args: &[&str]| {
-        let mut c = Command::new("docker");
-        c.args(args);
-        stack.env(&mut c);
-        let out = c.output().expect("docker");
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    docker(&[
-        "buildx",
-        "create",
-        "--name",
-        "bkheredoc",
-        "--driver",
-        "remote",
-        &format!("tcp://127.0.0.1:{}", daemon.port),
-    ]);
+    install_buildx(&stack, &buildx);
+    let docker = |args: &[&str]| docker_ok(&stack, args);
+    create_remote_builder(&stack, "bkheredoc", &daemon);
     let app = tempfile::tempdir().expect("app");
     fs::create_dir_all(app.path().join("web")).expect("web");
     fs::write(
