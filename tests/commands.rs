@@ -106,7 +106,7 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
     assert_eq!(
         checks,
         vec![format!(
-            "aws ecr batch-get-image --repository-name demo --image-ids {} {} {} --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json",
+            "aws ecr batch-get-image --repository-name demo --image-ids {} {} {} --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json --region us-east-1 --output json",
             tag("web"),
             tag("worker"),
             tag("api")
@@ -1073,7 +1073,7 @@ fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
     // repository set-up, no login.
     assert_eq!(
         fakes.call_lines(),
-        ["aws ecr batch-get-image --repository-name demo --image-ids imageTag=temp_demo_web_abc123 imageTag=temp_demo_worker_abc123 imageTag=temp_demo_api_abc123 --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json"]
+        ["aws ecr batch-get-image --repository-name demo --image-ids imageTag=temp_demo_web_abc123 imageTag=temp_demo_worker_abc123 imageTag=temp_demo_api_abc123 --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json --region us-east-1 --output json"]
     );
     assert!(fakes.login_stdin().is_none());
     let summary = stderr.split("done:\n").nth(1).unwrap_or("");

@@ -254,9 +254,11 @@ fn batch_get(
 /// needs no `docker login`, so it can run before the repository is set up:
 /// when every tag exists, nothing else is asked of AWS. Every manifest type
 /// docker pushes is accepted so that ECR answers with the stored manifest's
-/// digest, not a converted one's.
+/// digest, not a converted one's; indexes too, so that a tag of several
+/// platforms (one index) is found, not refused as another type.
 pub fn batch_get_images(name: &str, tags: &[&str], region: &str) -> Cmd {
-    batch_get(None, name, tags, region, &IMAGE_MANIFESTS)
+    let types: Vec<&str> = IMAGE_MANIFESTS.iter().chain(&INDEXES).copied().collect();
+    batch_get(None, name, tags, region, &types)
 }
 
 /// Asks ECR's API for base images' digests: one repository of any account
@@ -406,12 +408,14 @@ mod tests {
 
     #[test]
     fn a_batch_names_every_tag_and_accepts_the_manifests_docker_pushes() {
+        // Indexes too: a tag of several platforms is one index.
         let line = batch_get_images("demo", &["a", "b"], "us-east-1").to_string();
         assert_eq!(
             line,
             "aws ecr batch-get-image --repository-name demo --image-ids imageTag=a imageTag=b \
 --accepted-media-types application/vnd.docker.distribution.manifest.v2+json \
-application/vnd.oci.image.manifest.v1+json --region us-east-1 --output json"
+application/vnd.oci.image.manifest.v1+json application/vnd.docker.distribution.manifest.list.v2+json \
+application/vnd.oci.image.index.v1+json --region us-east-1 --output json"
         );
     }
 
