@@ -2674,6 +2674,124 @@ fn two_platforms_on_a_remote_builder_make_one_index_of_exactly_those_two() {
     );
 }
 
+/// The contents of every file named `name` below `dir` (a BuildKit state
+/// folder: what its builds' steps wrote).
+fn files_named(dir: &Path, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() && e.file_name() == name {
+                out.push(
+                    fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A buildx builder of two BuildKit daemons, the second declared linux/arm64
+/// (`docker buildx create --append --platform`), as a fleet of native nodes
+/// is set up. The first starts before QEMU's entry is registered, so it
+/// offers linux/amd64 alone: each half of a two-platform build runs on its
+/// own node, all in one build of the program's, as buildx schedules it.
+/// Which node ran what is read from each daemon's state (the file the RUN
+/// step writes).
+#[test]
+fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
+    if buildkit_mode() {
+        return; // once is enough: the builder is the same in both passes
+    }
+    let Some((buildkitd, buildx)) = current_buildkit() else {
+        return;
+    };
+    let Some(stack) = Stack::start() else { return };
+    let Some(arm64) = arm64_busybox() else { return };
+    let host = stack.host();
+    let amd64_node = Buildkitd::start(&buildkitd, &host);
+    let Some(_qemu) = Aarch64Emulation::start() else {
+        return;
+    };
+    let arm64_node = Buildkitd::start(&buildkitd, &host);
+    install_buildx(&stack, &buildx);
+    create_remote_builder(&stack, "fleet", &amd64_node);
+    docker_ok(
+        &stack,
+        &[
+            "buildx",
+            "create",
+            "--append",
+            "--name",
+            "fleet",
+            "--driver",
+            "remote",
+            "--platform",
+            "linux/arm64",
+            &format!("tcp://127.0.0.1:{}", arm64_node.port),
+        ],
+    );
+    let app = tempfile::tempdir().expect("app");
+    for (arch, busybox) in [
+        ("amd64", Path::new("/bin/busybox")),
+        ("arm64", arm64.as_path()),
+    ] {
+        let bin = app.path().join(format!("web/rootfs-{arch}/bin"));
+        fs::create_dir_all(&bin).expect("rootfs");
+        fs::copy(busybox, bin.join("busybox")).expect("busybox");
+        std::os::unix::fs::symlink("busybox", bin.join("sh")).expect("sh");
+    }
+    fs::write(
+        app.path().join("web/Dockerfile"),
+        "FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nRUN uname -m > /arch\n",
+    )
+    .expect("Dockerfile");
+    fs::write(
+        app.path().join(FILE),
+        "version: \"2\"\nservices:\n  web:\n    build: ./web\n",
+    )
+    .expect("compose");
+    let out = ok(&stack.run(
+        app.path(),
+        &[
+            "--app",
+            "fleet",
+            "--gitsha",
+            "f1",
+            "--repo",
+            &format!("{host}/fleet"),
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--builder",
+            "fleet",
+            "-v",
+        ],
+    ));
+    // One build of the program's for both halves: buildx spread it.
+    assert_eq!(out.matches(" build --builder fleet ").count(), 1, "{out}");
+    assert_eq!(files_named(amd64_node.root.path(), "arch"), ["x86_64"]);
+    assert_eq!(files_named(arm64_node.root.path(), "arch"), ["aarch64"]);
+    let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+    let tag = tag_in(&written, &format!("{host}/fleet"));
+    let index = served_manifest(stack.registry_port, "fleet", &tag).expect("the manifest");
+    assert_eq!(
+        index["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{index}"
+    );
+}
+
 /// Dockerfile heredocs, on a current BuildKit through `--builder`: `RUN
 /// <<EOF` in a build stage, `COPY <<EOF` in the final one; the image holds
 /// both results, and nothing inside a heredoc was taken for a stage.
