@@ -2792,6 +2792,79 @@ fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
     );
 }
 
+/// The rack's platform, end to end: a `convox` that prints a gen2 rack's
+/// parameters (Graviton `m6g.large` nodes), and the aws CLI asking moto for
+/// the instance type's architectures: linux/arm64 without a flag. Under
+/// BuildKit it is built and the registry holds linux/arm64; the classic
+/// builder refuses it before any build, naming the rack.
+#[test]
+fn a_graviton_racks_platform_comes_from_convox_and_ec2() {
+    let Some(stack) = Stack::start() else { return };
+    let host = stack.host();
+    let app = tempfile::tempdir().expect("app");
+    fs::create_dir_all(app.path().join("web")).expect("web");
+    fs::write(app.path().join("web/a.txt"), "a").expect("file");
+    fs::write(
+        app.path().join("web/Dockerfile"),
+        "FROM scratch\nCOPY a.txt /a.txt\n",
+    )
+    .expect("Dockerfile");
+    let compose = "version: \"2\"\nservices:\n  web:\n    build: ./web\n";
+    fs::write(app.path().join(FILE), compose).expect("compose");
+    let bin = app.path().join("fake-convox");
+    fs::create_dir_all(&bin).expect("bin");
+    fs::write(
+        bin.join("convox"),
+        "#!/bin/sh\n[ \"$1 $2\" = \"rack params\" ] || exit 1\nprintf 'Autoscale           Yes\\nBuildInstance       c5.large\\nInstanceType        m6g.large\\n'\n",
+    )
+    .expect("convox");
+    common::make_executable(&bin.join("convox"));
+    let mut c = Command::new(BIN);
+    c.current_dir(app.path()).args([
+        "--app",
+        "rackapp",
+        "--gitsha",
+        "r1",
+        "--repo",
+        &format!("{host}/rackapp"),
+        "--rack",
+        "prod",
+    ]);
+    stack.env(&mut c);
+    let path = c
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
+    c.env("PATH", format!("{}:{path}", bin.display()))
+        .env("AWS_REGION", "us-east-1");
+    let out = c.output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !buildkit_mode() {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("this build is for linux/arm64 (the rack prod)"),
+            "{stderr}"
+        );
+        assert_eq!(
+            fs::read_to_string(app.path().join(FILE)).expect("file"),
+            compose
+        );
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("platforms: linux/arm64 (the rack prod)"),
+        "{stderr}"
+    );
+    let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+    let tag = tag_in(&written, &format!("{host}/rackapp"));
+    assert_eq!(
+        served_platform(stack.registry_port, "rackapp", &tag).as_deref(),
+        Some("linux/arm64")
+    );
+}
+
 /// Dockerfile heredocs, on a current BuildKit through `--builder`: `RUN
 /// <<EOF` in a build stage, `COPY <<EOF` in the final one; the image holds
 /// both results, and nothing inside a heredoc was taken for a stage.
