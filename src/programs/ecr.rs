@@ -217,28 +217,20 @@ pub fn put_lifecycle_policy(name: &str, region: &str, days: u32) -> Cmd {
     ])
 }
 
-/// The image manifests docker pushes.
-const IMAGE_MANIFESTS: [&str; 2] = [
+/// The manifest types every `batch-get-image` accepts: the image manifests
+/// docker pushes, so that ECR answers with the stored manifest's digest, not
+/// a converted one's; and lists and indexes, what a tag of several
+/// platforms is stored as.
+const MANIFESTS: [&str; 4] = [
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
-];
-
-/// Lists and indexes: what a multi-platform base is stored as.
-const INDEXES: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.index.v1+json",
 ];
 
 /// `aws ecr batch-get-image` of these tags (at most 100, the API's limit)
-/// in one repository, of another account when `account` names it,
-/// accepting these manifest types.
-fn batch_get(
-    account: Option<&str>,
-    name: &str,
-    tags: &[&str],
-    region: &str,
-    types: &[&str],
-) -> Cmd {
+/// in one repository, of another account when `account` names it.
+fn batch_get(account: Option<&str>, name: &str, tags: &[&str], region: &str) -> Cmd {
     let mut c = Cmd::new("aws").args(["ecr", "batch-get-image"]);
     if let Some(a) = account {
         c = c.args(["--registry-id", a]);
@@ -246,19 +238,15 @@ fn batch_get(
     c = c.args(["--repository-name", name, "--image-ids"]);
     c = c.args(tags.iter().map(|t| format!("imageTag={t}")));
     c.arg("--accepted-media-types")
-        .args(types.iter().copied())
+        .args(MANIFESTS)
         .args(["--region", region, "--output", "json"])
 }
 
 /// Asks, in one call, which of these tags exist in an ECR repository. It
 /// needs no `docker login`, so it can run before the repository is set up:
-/// when every tag exists, nothing else is asked of AWS. Every manifest type
-/// docker pushes is accepted so that ECR answers with the stored manifest's
-/// digest, not a converted one's; indexes too, so that a tag of several
-/// platforms (one index) is found, not refused as another type.
+/// when every tag exists, nothing else is asked of AWS.
 pub fn batch_get_images(name: &str, tags: &[&str], region: &str) -> Cmd {
-    let types: Vec<&str> = IMAGE_MANIFESTS.iter().chain(&INDEXES).copied().collect();
-    batch_get(None, name, tags, region, &types)
+    batch_get(None, name, tags, region)
 }
 
 /// Asks ECR's API for base images' digests: one repository of any account
@@ -266,8 +254,7 @@ pub fn batch_get_images(name: &str, tags: &[&str], region: &str) -> Cmd {
 /// are accepted too, so the answer carries the stored digest, the one
 /// `docker pull` records. No docker login is needed.
 pub fn batch_get_base_images(account: &str, name: &str, tags: &[&str], region: &str) -> Cmd {
-    let types: Vec<&str> = IMAGE_MANIFESTS.iter().chain(&INDEXES).copied().collect();
-    batch_get(Some(account), name, tags, region, &types)
+    batch_get(Some(account), name, tags, region)
 }
 
 /// The most tags one `batch-get-image` call may ask about.

@@ -29,7 +29,7 @@ pub fn check_host(host: &str) -> Result<(), String> {
     if host.contains('/') {
         return Err(format!("`{host}` holds a `/`; give the host alone"));
     }
-    let (domain, port) = split_port(host)?;
+    let (domain, port) = split_port(host);
     if let Some(port) = port {
         check_port(host, port)?;
     }
@@ -54,14 +54,14 @@ pub fn check_host(host: &str) -> Result<(), String> {
 }
 
 /// The domain and the port after its last `:` (outside an IPv6 bracket).
-fn split_port(host: &str) -> Result<(&str, Option<&str>), String> {
+fn split_port(host: &str) -> (&str, Option<&str>) {
     let after_bracket = host.rfind(']').map_or(0, |i| i + 1);
     match host[after_bracket..].rfind(':') {
         Some(i) => {
             let at = after_bracket + i;
-            Ok((&host[..at], Some(&host[at + 1..])))
+            (&host[..at], Some(&host[at + 1..]))
         }
-        None => Ok((host, None)),
+        None => (host, None),
     }
 }
 
