@@ -126,23 +126,10 @@ impl Upload {
         (v.sent, v.enter)
     }
 
-    /// Does the upload hold `rel` (below the context)?
+    /// Does the upload hold `rel` (below the context)? The walk from the
+    /// app directory's root down (`Ignore::sends`).
     pub fn holds(&self, rel: &str) -> bool {
-        let mut state = self.root();
-        let parts: Vec<&str> = rel.split('/').collect();
-        for (i, _) in parts.iter().enumerate() {
-            let path = parts[..=i].join("/");
-            let last = i + 1 == parts.len();
-            let (sent, enter) = self.entry(&state, &path, !last);
-            if last {
-                return sent;
-            }
-            match enter {
-                Some(s) => state = s,
-                None => return false,
-            }
-        }
-        false
+        self.ignore.sends(&format!("{}/{rel}", self.prefix))
     }
 }
 
@@ -159,12 +146,11 @@ pub fn staging_dir(build: usize, context: &Path) -> PathBuf {
 
 /// Make `to` hold what the upload holds of `context`: directories made,
 /// files hard-linked (or copied), symlinks recreated. `to` must not exist.
-pub fn stage(root: &Path, context: &Path, to: &Path) -> Result<usize> {
+pub fn stage(root: &Path, context: &Path, to: &Path) -> Result<()> {
     let upload = Upload::for_context(root, context)?
         .ok_or_else(|| anyhow!("internal error: nothing to stage for {}", context.display()))?;
     fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     copy_mode(context, to)?;
-    let mut count = 0;
     let mut stack = vec![(
         context.to_path_buf(),
         to.to_path_buf(),
@@ -197,11 +183,10 @@ pub fn stage(root: &Path, context: &Path, to: &Path) -> Result<usize> {
             }
             if sent {
                 place(&from, &dest, &ft)?;
-                count += 1;
             }
         }
     }
-    Ok(count)
+    Ok(())
 }
 
 /// One entry of the staged copy.
