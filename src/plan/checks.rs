@@ -41,13 +41,10 @@ pub fn checks(
         None => asks
             .iter()
             .map(|&(b, r)| Check {
-                cmd: docker::manifest_inspect(
-                    &builds[b].refs[r],
-                    docker::is_loopback(host) || target.insecure,
-                ),
+                cmd: docker::manifest_inspect(&builds[b].refs[r], plain_http(host, target)),
                 asks: vec![(b, r)],
                 batch: false,
-                plain_http: docker::is_loopback(host) || target.insecure,
+                plain_http: plain_http(host, target),
             })
             .collect(),
     }
@@ -56,6 +53,11 @@ pub fn checks(
 /// The read-back of a build's first reference after its push: `docker
 /// manifest inspect --verbose` names the platforms the registry holds
 /// (ECR answers it too, once logged in).
-pub fn verify(build: &Build, host: &str, target: &Target) -> crate::programs::command::Cmd {
-    docker::manifest_inspect(&build.refs[0], docker::is_loopback(host) || target.insecure)
+pub fn verify(reference: &str, host: &str, target: &Target) -> crate::programs::command::Cmd {
+    docker::manifest_inspect(reference, plain_http(host, target))
+}
+
+/// The registry is reached over plain HTTP: on loopback, or so configured.
+fn plain_http(host: &str, target: &Target) -> bool {
+    docker::is_loopback(host) || target.insecure
 }

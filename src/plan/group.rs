@@ -5,7 +5,8 @@
 
 use crate::plan::target::Registry;
 use crate::plan::{
-    cache, tag, usage, Action, Bake, Build, Options, ServicePlan, Stage, Target, DIGEST_LABEL,
+    cache, checks, tag, usage, Action, Bake, Build, Options, ServicePlan, Stage, Target,
+    DIGEST_LABEL,
 };
 use crate::programs::buildx::Buildx;
 use crate::programs::docker;
@@ -264,7 +265,7 @@ impl Grouping<'_> {
             metadata_file: None,
             bake_target: None,
             stage,
-            verify: None,
+            verify: checks::verify(reference, &self.registry.host, target),
         }
     }
 

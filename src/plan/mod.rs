@@ -200,7 +200,7 @@ pub struct Build {
     /// After the push, before the rewrite: what the registry holds under
     /// the build's first reference, read back (`docker manifest inspect
     /// --verbose`) to check its platforms.
-    pub verify: Option<Cmd>,
+    pub verify: Cmd,
 }
 
 /// A context staged as Convox uploads it: the app directory's
@@ -360,10 +360,6 @@ pub fn plan_with(
         &registry.host,
         target,
     );
-    let mut grouped = grouped;
-    for b in &mut grouped.builds {
-        b.verify = Some(checks::verify(b, &registry.host, target));
-    }
     let rewritten = rewritten_text(compose, &grouped.refs)?;
     Ok(Plan {
         compose_file: compose.path.clone(),

@@ -89,7 +89,7 @@ impl Plan {
             .iter()
             .filter_map(|b| {
                 let want = self.platforms_of(&b.services[0])?;
-                Some(format!("{}   # {}", b.verify.as_ref()?, want.joined()))
+                Some(format!("{}   # {}", b.verify, want.joined()))
             })
             .collect();
         if !checks.is_empty() {

@@ -21,8 +21,7 @@ pub struct FileLock {
 /// Take the lock for `target` (a symlink's target, as it is what is
 /// written), or fail saying another run holds it.
 pub fn lock(target: &Path) -> Result<Option<FileLock>> {
-    output::check_writable(target)?;
-    if output::place(target)? == Place::Stream {
+    if output::check_writable(target)? == Place::Stream {
         return Ok(None);
     }
     let real = output::real_path(target);

@@ -77,17 +77,18 @@ fn is_stream(_: &fs::FileType) -> bool {
 }
 
 /// Check, before any build, that `path` can be written: a FIFO or a
-/// character device, or a place whose directory accepts a new file.
-pub fn check_writable(path: &Path) -> Result<()> {
+/// character device, or a place whose directory accepts a new file. How it
+/// will be written.
+pub fn check_writable(path: &Path) -> Result<Place> {
     if place(path)? == Place::Stream {
-        return Ok(());
+        return Ok(Place::Stream);
     }
     let path = real_path(path);
     let dir = dir_of(&path);
     tempfile::Builder::new()
         .prefix(".convox-build-off-cluster-check")
         .tempfile_in(&dir)
-        .map(drop)
+        .map(|_| Place::File)
         .map_err(|e| {
             anyhow!(
                 "cannot write {}: its directory {} does not accept a new file ({e})",

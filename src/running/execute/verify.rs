@@ -16,9 +16,10 @@ pub fn verify_platforms(plan: &Plan, results: &[BuildResult], opts: RunOptions) 
         if r.outcome == Outcome::UpToDate {
             continue;
         }
-        let (Some(cmd), Some(wanted)) = (&b.verify, plan.platforms_of(&b.services[0])) else {
+        let Some(wanted) = plan.platforms_of(&b.services[0]) else {
             continue;
         };
+        let cmd = &b.verify;
         let who = &b.services[0];
         let answer = check(cmd, opts, None)?;
         let found = docker::manifest_platforms(&answer).ok_or_else(|| {
