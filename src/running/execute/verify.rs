@@ -8,41 +8,47 @@
 //! A build the registry had already is not read again: its tag is the
 //! content digest, which covers the platforms.
 
+use super::ask::CHECKS_AT_ONCE;
 use super::*;
 
-/// Check every build that ran this time.
+/// Check every build that ran this time, all at once (as the registry's
+/// questions before the builds are asked).
 pub fn verify_platforms(plan: &Plan, results: &[BuildResult], opts: RunOptions) -> Result<()> {
-    for (b, r) in plan.builds.iter().zip(results) {
-        if r.outcome == Outcome::UpToDate {
-            continue;
+    parallel(plan.builds.len(), CHECKS_AT_ONCE, |i| {
+        if results[i].outcome == Outcome::UpToDate {
+            return Ok(());
         }
-        let Some(wanted) = plan.platforms_of(&b.services[0]) else {
-            continue;
-        };
-        let cmd = &b.verify;
-        let who = &b.services[0];
-        let answer = check(cmd, opts, None)?;
-        let found = docker::manifest_platforms(&answer).ok_or_else(|| {
-            anyhow!(
-                "[{who}] cannot tell the platforms of {} from `{cmd}`: its answer names none; the file is left as it was",
-                b.refs[0]
-            )
-        })?;
-        let images: Vec<&String> = found
-            .iter()
-            .filter(|p| !(plan.attested && p.as_str() == "unknown/unknown"))
-            .collect();
-        let mut want: Vec<&String> = wanted.list.iter().collect();
-        want.sort();
-        if images != want {
-            bail!(
-                "service `{who}`: the registry holds {} for {}, and it was built for {} ({}); the file is left as it was",
-                b.refs[0],
-                found.join(", "),
-                wanted.joined(),
-                wanted.source
-            );
-        }
+        verify_build(plan, &plan.builds[i], opts)
+    })
+    .map(drop)
+}
+
+/// Read one build back: exactly its platforms (a list kept in canonical
+/// order, `plan::platforms`), and `unknown/unknown` only when attested.
+fn verify_build(plan: &Plan, b: &Build, opts: RunOptions) -> Result<()> {
+    let Some(wanted) = plan.platforms_of(&b.services[0]) else {
+        return Ok(());
+    };
+    let (cmd, who) = (&b.verify, &b.services[0]);
+    let answer = check(cmd, opts, None)?;
+    let found = docker::manifest_platforms(&answer).ok_or_else(|| {
+        anyhow!(
+            "[{who}] cannot tell the platforms of {} from `{cmd}`: its answer names none; the file is left as it was",
+            b.refs[0]
+        )
+    })?;
+    let images: Vec<&String> = found
+        .iter()
+        .filter(|p| !(plan.attested && p.as_str() == "unknown/unknown"))
+        .collect();
+    if images.into_iter().ne(wanted.list.iter()) {
+        bail!(
+            "service `{who}`: the registry holds {} for {}, and it was built for {} ({}); the file is left as it was",
+            b.refs[0],
+            found.join(", "),
+            wanted.joined(),
+            wanted.source
+        );
     }
     Ok(())
 }
