@@ -60,9 +60,8 @@ impl AppEnv {
 
     /// Read the file at `path`.
     pub fn load(path: &Path) -> Result<AppEnv, String> {
-        let text = regular::read(path, regular::TEXT_LIMIT)
-            .map_err(|e| format!("--env-file: {e}"))
-            .and_then(|b| regular::utf8_text(path, b).map_err(|e| format!("--env-file {e}")))?;
+        let text = regular::read_text(path, regular::TEXT_LIMIT)
+            .map_err(|e| format!("--env-file: {e}"))?;
         Self::parse(&text, &path.display().to_string())
     }
 

@@ -130,10 +130,11 @@ pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     Ok(bytes)
 }
 
-/// Read it as UTF-8 text (a file that is not is an error naming it).
+/// Read it as UTF-8 text (a file that is not is an error naming it and
+/// why: [`utf8_text`]).
 pub fn read_text(path: &Path, limit: u64) -> Result<String, String> {
     let bytes = read(path, limit).map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+    utf8_text(path, bytes)
 }
 
 /// The bytes of a text file as UTF-8, or why not, at `file:line:col`
