@@ -2569,6 +2569,26 @@ fn one_foreign_platform_is_built_for_it_and_runs_there_or_is_refused_by_the_clas
     );
 }
 
+/// A build context of two architectures: busybox of each in
+/// `rootfs-amd64`, `rootfs-arm64`, and a Dockerfile taking the rootfs of
+/// the platform built (`FROM scratch`, `ARG TARGETARCH`), then `steps`.
+fn two_arch_context(dir: &Path, arm64_busybox: &Path, steps: &str) {
+    for (arch, busybox) in [
+        ("amd64", Path::new("/bin/busybox")),
+        ("arm64", arm64_busybox),
+    ] {
+        let bin = dir.join(format!("rootfs-{arch}/bin"));
+        fs::create_dir_all(&bin).expect("rootfs");
+        fs::copy(busybox, bin.join("busybox")).expect("busybox");
+        std::os::unix::fs::symlink("busybox", bin.join("sh")).expect("sh");
+    }
+    fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM scratch\nARG TARGETARCH\nCOPY rootfs-${{TARGETARCH}}/ /\n{steps}"),
+    )
+    .expect("Dockerfile");
+}
+
 /// Two platforms on a remote BuildKit builder (`--builder`), arm64 under
 /// QEMU: one index of exactly linux/amd64 and linux/arm64 (no attestation
 /// entry), read back before the rewrite; a second run builds nothing.
@@ -2593,20 +2613,7 @@ fn two_platforms_on_a_remote_builder_make_one_index_of_exactly_those_two() {
     let app = tempfile::tempdir().expect("app");
     // The base: busybox of each architecture, one index, built by the
     // program itself (FROM scratch, the rootfs by TARGETARCH).
-    for (arch, busybox) in [
-        ("amd64", Path::new("/bin/busybox")),
-        ("arm64", arm64.as_path()),
-    ] {
-        let bin = app.path().join(format!("base/rootfs-{arch}/bin"));
-        fs::create_dir_all(&bin).expect("rootfs");
-        fs::copy(busybox, bin.join("busybox")).expect("busybox");
-        std::os::unix::fs::symlink("busybox", bin.join("sh")).expect("sh");
-    }
-    fs::write(
-        app.path().join("base/Dockerfile"),
-        "FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\n",
-    )
-    .expect("Dockerfile");
+    two_arch_context(&app.path().join("base"), &arm64, "");
     fs::write(
         app.path().join("base.yml"),
         "version: \"2\"\nservices:\n  base:\n    build: ./base\n",
@@ -2743,20 +2750,7 @@ fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
         ],
     );
     let app = tempfile::tempdir().expect("app");
-    for (arch, busybox) in [
-        ("amd64", Path::new("/bin/busybox")),
-        ("arm64", arm64.as_path()),
-    ] {
-        let bin = app.path().join(format!("web/rootfs-{arch}/bin"));
-        fs::create_dir_all(&bin).expect("rootfs");
-        fs::copy(busybox, bin.join("busybox")).expect("busybox");
-        std::os::unix::fs::symlink("busybox", bin.join("sh")).expect("sh");
-    }
-    fs::write(
-        app.path().join("web/Dockerfile"),
-        "FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nRUN uname -m > /arch\n",
-    )
-    .expect("Dockerfile");
+    two_arch_context(&app.path().join("web"), &arm64, "RUN uname -m > /arch\n");
     fs::write(
         app.path().join(FILE),
         "version: \"2\"\nservices:\n  web:\n    build: ./web\n",
