@@ -104,18 +104,13 @@ pub fn fit(mut parts: Vec<Part>) -> String {
     let full: String = parts.iter().map(|p| p.text.as_str()).collect();
     if full.len() > MAX_LEN {
         let mark = format!("-{}", &blake3::hash(full.as_bytes()).to_hex()[..8]);
-        let whole: usize = parts.iter().filter(|p| p.whole).map(|p| p.text.len()).sum();
+        let mut whole: usize = parts.iter().filter(|p| p.whole).map(|p| p.text.len()).sum();
         if whole + mark.len() > MAX_LEN {
             // Only a template of several digests gets here: all may be cut.
             parts.iter_mut().for_each(|p| p.whole = false);
+            whole = 0;
         }
-        let budget = MAX_LEN
-            - mark.len()
-            - parts
-                .iter()
-                .filter(|p| p.whole)
-                .map(|p| p.text.len())
-                .sum::<usize>();
+        let budget = MAX_LEN - mark.len() - whole;
         let cap = longest_that_fits(&parts, budget);
         let mut last_cut = 0;
         for (i, p) in parts.iter_mut().enumerate() {

@@ -360,16 +360,11 @@ pub fn heredocs(instruction: &(String, String)) -> Vec<Heredoc> {
         let (k, r) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
         kw = k;
         rest = r.trim_start();
-        if !["RUN", "COPY", "ADD"]
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(kw))
-        {
-            return Vec::new();
-        }
-    } else if !["RUN", "COPY", "ADD"].contains(&kw) {
-        return Vec::new();
     }
-    if !rest.contains("<<") || is_json_array(rest) {
+    let may_hold = ["RUN", "COPY", "ADD"]
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(kw));
+    if !may_hold || !rest.contains("<<") || is_json_array(rest) {
         return Vec::new();
     }
     shell_words(rest)
