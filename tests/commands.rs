@@ -904,6 +904,107 @@ fn a_services_platform_goes_to_its_build_and_the_others_are_linux_amd64() {
 }
 
 #[test]
+fn two_platforms_on_the_engines_buildkit_are_built_one_by_one_and_joined_into_one_index() {
+    let repo = format!("{}/demo", common::refused_loopback());
+    let mut args = standard_args(&repo);
+    args.extend(["--platform", "linux/arm64,linux/amd64"]);
+    // A 20.10 client (BuildKit built in) on an engine 24: the registry
+    // cache is on.
+    let env = [
+        ("DOCKER_BUILDKIT", "1"),
+        ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
+    ];
+    let (fakes, dir, out) = run_demo(&["docker"], &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    let lines = fakes.all_call_lines();
+    let of =
+        |prefix: &str| -> Vec<&String> { lines.iter().filter(|l| l.starts_with(prefix)).collect() };
+    // Each platform alone, under its own tag in the cache repository, with
+    // that platform's registry cache.
+    let (stages, builds): (Vec<&String>, Vec<&String>) = of("docker build ")
+        .into_iter()
+        .partition(|b| b.contains(" --target "));
+    assert_eq!(builds.len(), 4, "{builds:#?}");
+    // api's build stage too, per platform, before its build.
+    for platform in ["linux-amd64", "linux-arm64"] {
+        let stage = format!("-t {repo}-cache:demo_api-base.{platform} ");
+        let at = |l: &String| lines.iter().position(|x| x == l);
+        let s = stages
+            .iter()
+            .find(|b| b.contains(&stage))
+            .unwrap_or_else(|| panic!("{stage} in {stages:#?}"));
+        let b = builds
+            .iter()
+            .find(|b| b.contains(&format!("-t {repo}-cache:demo_api.{platform} ")))
+            .unwrap();
+        assert!(at(s) < at(b), "{lines:#?}");
+    }
+    assert_eq!(stages.len(), 2, "{stages:#?}");
+    for service in ["api", "web"] {
+        for platform in ["linux/amd64", "linux/arm64"] {
+            let part = format!("{repo}-cache:demo_{service}.{}", platform.replace('/', "-"));
+            let build = builds
+                .iter()
+                .find(|b| b.contains(&format!("-t {part} ")))
+                .unwrap_or_else(|| panic!("{part} in {builds:#?}"));
+            assert_eq!(build.matches(" --platform ").count(), 1, "{build}");
+            assert!(
+                build.contains(&format!(" --platform {platform} ")),
+                "{build}"
+            );
+            assert!(build.contains(&format!(" --cache-from {part} ")), "{build}");
+            assert!(build.contains("BUILDKIT_INLINE_CACHE=1"), "{build}");
+            assert!(lines.contains(&format!("docker push {part}")), "{lines:#?}");
+        }
+        // One index of both, each part named by the digest its push
+        // printed; no image pushed under the build's tag but the index.
+        let tag = format!("{repo}:temp_demo_{service}_abc123");
+        let digest = |platform: &str| {
+            let part = format!("{repo}-cache:demo_{service}.{platform}");
+            let d = fakes.digest_of(&part);
+            format!("{repo}-cache@{d}")
+        };
+        assert!(
+            lines.contains(&format!(
+                "docker manifest create --insecure {tag} {} {}",
+                digest("linux-amd64"),
+                digest("linux-arm64")
+            )),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.contains(&format!("docker manifest push --purge --insecure {tag}")),
+            "{lines:#?}"
+        );
+        assert!(!lines.contains(&format!("docker push {tag}")), "{lines:#?}");
+    }
+    assert!(of("docker tag").is_empty(), "{lines:#?}");
+    // The read-back found both platforms, and the file names the indexes.
+    let file = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(
+        file.contains(&format!("image: {repo}:temp_demo_web_abc123")),
+        "{file}"
+    );
+    // The dry run shows the same.
+    let fresh = fixture("demo");
+    let (dry, _) = run_ok(
+        &fakes,
+        fresh.path(),
+        &[&args[..], &["--dry-run"]].concat(),
+        &env,
+    );
+    assert!(
+        dry.contains("the engine keeps one platform per image"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("docker manifest create --insecure {repo}:temp_demo_web_abc123 {repo}-cache:demo_web.linux-amd64 {repo}-cache:demo_web.linux-arm64 && docker manifest push --purge --insecure {repo}:temp_demo_web_abc123")),
+        "{dry}"
+    );
+}
+
+#[test]
 fn the_classic_builder_refuses_a_foreign_platform_before_any_build() {
     let (fakes, dir, out) = run_demo(
         &["docker", "aws"],

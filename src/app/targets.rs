@@ -1,7 +1,8 @@
 //! Stage 2b: the platforms each build targets (`plan::platforms` has the
 //! rules): the rack's asked when they decide, each build's decided and set
 //! on its spec before any digest, and, once the builder is known, what it
-//! cannot build refused before any build.
+//! cannot build refused before any build (the classic builder's foreign
+//! platforms; the engine's BuildKit builds several one by one, `plan::Split`).
 
 use super::*;
 
@@ -94,16 +95,6 @@ pub(super) fn check_platforms(plan: &Plan, target: &Target, d: &probe::Detected)
         {
             eprintln!(
                 "note: building for linux/amd64 (Convox's default; --platform or --rack to choose), not for this engine's own {e}"
-            );
-        }
-    }
-    if target.builder.is_buildkit() && target.buildx.is_none() {
-        // The engine's BuildKit keeps images in the engine, one platform each.
-        if let Some((service, p)) = plan.platforms.iter().find(|(_, p)| p.list.len() > 1) {
-            anyhow::bail!(
-                "service `{service}`: the engine's BuildKit keeps one platform per image, and this build is for {} ({}); build several platforms on a buildx builder that pushes itself (docker buildx create --driver docker-container, --builder NAME), which makes one index of them",
-                p.joined(),
-                p.source
             );
         }
     }

@@ -48,6 +48,9 @@ pub struct Site<'a> {
     pub buildkit: bool,
     /// The build's Dockerfile as read (for its stages).
     pub dockerfile: Option<&'a Dockerfile>,
+    /// One platform's part of a split build (`plan::Split`): its cache
+    /// images are that platform's own.
+    pub platform: Option<&'a str>,
 }
 
 /// The cache reference of one service: `HOST/REPOSITORY-cache:APP_SERVICE`.
@@ -63,15 +66,34 @@ pub fn reference(registry: &Registry, app: &str, service: &str) -> String {
 /// The cache reference of one stage: `HOST/REPOSITORY-cache:APP_SERVICE-STAGE`,
 /// at most 128 characters and distinct for distinct stages (`tag::fit`).
 fn stage_reference(at: &Site<'_>, stage: &str) -> String {
-    let tag = tag::fit(vec![
+    let mut parts = vec![
         tag::Part::cut(&format!("{}_{}", at.app, at.service)),
         tag::Part::cut("-"),
         tag::Part::cut(stage),
-    ]);
+    ];
+    parts.extend(at.platform.map(platform_part));
+    let tag = tag::fit(parts);
     format!(
         "{}/{}-cache:{tag}",
         at.registry.host, at.registry.repository
     )
+}
+
+/// The tag of one platform's part of a split build, in the cache
+/// repository: `HOST/REPOSITORY-cache:APP_SERVICE.PLATFORM` (`linux/arm64`
+/// as `linux-arm64`, kept whole), at most 128 characters (`tag::fit`). It
+/// is that platform's registry cache too.
+pub fn part_reference(registry: &Registry, app: &str, service: &str, platform: &str) -> String {
+    let tag = tag::fit(vec![
+        tag::Part::cut(&format!("{app}_{service}")),
+        platform_part(platform),
+    ]);
+    format!("{}/{}-cache:{tag}", registry.host, registry.repository)
+}
+
+/// `.linux-arm64`: a platform as the end of a cache tag, kept whole.
+fn platform_part(platform: &str) -> tag::Part {
+    tag::Part::whole(&format!(".{}", platform.replace('/', "-")))
 }
 
 /// Each stage the target needs, as a cache image of its own:
@@ -148,7 +170,10 @@ pub fn cache(
     build_cmd: &dyn Fn(&BuildSpec) -> Cmd,
     stage_cmd: &dyn Fn(&BuildSpec, &str) -> Cmd,
 ) -> (BuildSpec, CachePush) {
-    let reference_c = reference(at.registry, at.app, at.service);
+    let reference_c = match at.platform {
+        Some(p) => part_reference(at.registry, at.app, at.service, p),
+        None => reference(at.registry, at.app, at.service),
+    };
     let mut cached = spec.clone();
     cached.cache_from.push(reference_c.clone());
     if !at.buildkit {

@@ -58,6 +58,6 @@ pub fn verify(reference: &str, host: &str, target: &Target) -> crate::programs::
 }
 
 /// The registry is reached over plain HTTP: on loopback, or so configured.
-fn plain_http(host: &str, target: &Target) -> bool {
+pub(crate) fn plain_http(host: &str, target: &Target) -> bool {
     docker::is_loopback(host) || target.insecure
 }

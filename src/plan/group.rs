@@ -5,13 +5,14 @@
 
 use crate::plan::target::Registry;
 use crate::plan::{
-    cache, checks, tag, usage, Action, Bake, Build, Options, ServicePlan, Stage, Target,
-    DIGEST_LABEL,
+    cache, checks, tag, usage, Action, Bake, Build, Options, Part, ServicePlan, Split, Stage,
+    Target, DIGEST_LABEL,
 };
 use crate::programs::buildx::Buildx;
+use crate::programs::command::Cmd;
 use crate::programs::docker;
 use crate::read::compose::{is_remote_context, normalize, BuildSpec, Compose, Service, Source};
-use crate::read::dockerfile::Dockerfiles;
+use crate::read::dockerfile::{Dockerfile, Dockerfiles};
 use anyhow::{anyhow, Result};
 use std::path::Path;
 
@@ -145,8 +146,23 @@ impl Grouping<'_> {
             let with = b.services[0].clone();
             b.services.push(svc.name.clone());
             if !b.refs.contains(&reference) {
-                b.tags.push(docker::tag(&b.refs[0], &reference));
-                b.pushes.push((svc.name.clone(), docker::push(&reference)));
+                let insecure = checks::plain_http(&self.registry.host, self.target);
+                match &mut b.split {
+                    Some(split) => {
+                        let parts: Vec<String> =
+                            split.parts.iter().map(|p| p.reference.clone()).collect();
+                        split
+                            .creates
+                            .push(docker::manifest_create(&reference, &parts, insecure));
+                        split.removes.push(docker::manifest_rm(&reference));
+                        let push = docker::manifest_push(&reference, insecure);
+                        b.pushes.push((svc.name.clone(), push));
+                    }
+                    None => {
+                        b.tags.push(docker::tag(&b.refs[0], &reference));
+                        b.pushes.push((svc.name.clone(), docker::push(&reference)));
+                    }
+                }
                 b.refs.push(reference.clone());
             }
             out.services.push(ServicePlan {
@@ -196,7 +212,8 @@ impl Grouping<'_> {
     }
 
     /// The build of the first service with this spec: its command (with
-    /// the registry cache, when kept), its push.
+    /// the registry cache, when kept), its push; on the engine's BuildKit
+    /// for several platforms, its parts and their joining (`split`).
     fn build(
         &self,
         svc: &Service,
@@ -211,47 +228,16 @@ impl Grouping<'_> {
         let stage = Stage::of(&spec, index);
         let cmd_spec = command_spec(&spec, stage.as_ref());
         let target = self.target;
-        let build_cmd = |s: &BuildSpec| {
-            docker::build(
-                s,
-                reference,
-                &labels,
-                dockerfile,
-                target.builder,
-                target.builder_name.as_deref(),
-            )
-            .before_last(&target.attestations)
-        };
+        let build_cmd = |s: &BuildSpec| self.build_cmd(s, reference, &labels, dockerfile);
         let (build_spec, cache) = if target.registry_cache {
-            let at = cache::Site {
-                registry: self.registry,
-                app: &self.opts.app,
-                service: &svc.name,
-                reference,
-                buildkit: target.builder.is_buildkit(),
-                dockerfile,
-            };
-            let stage_cmd = |s: &BuildSpec, r: &str| {
-                if target.builder.is_buildkit() {
-                    docker::build(
-                        s,
-                        r,
-                        &[],
-                        dockerfile,
-                        target.builder,
-                        target.builder_name.as_deref(),
-                    )
-                    .before_last(&target.attestations)
-                } else {
-                    cache::classic_stage(s, r, dockerfile)
-                }
-            };
+            let at = self.site(&svc.name, reference, dockerfile, None);
+            let stage_cmd = |s: &BuildSpec, r: &str| self.stage_cmd(s, r, dockerfile);
             let (build_spec, push) = cache::cache(&at, &cmd_spec, &build_cmd, &stage_cmd);
             (build_spec, Some(push))
         } else {
-            (cmd_spec, None)
+            (cmd_spec.clone(), None)
         };
-        Build {
+        let mut b = Build {
             digest: hash.to_string(),
             at: format!("{}:{}", self.compose.path.display(), svc.pos),
             services: vec![svc.name.clone()],
@@ -266,6 +252,129 @@ impl Grouping<'_> {
             bake_target: None,
             stage,
             verify: checks::verify(reference, &self.registry.host, target),
+            split: None,
+        };
+        if self.splits(&cmd_spec) {
+            self.split(&mut b, &cmd_spec, &labels, dockerfile);
+        }
+        b
+    }
+
+    /// A build's command under the builder here.
+    fn build_cmd(
+        &self,
+        spec: &BuildSpec,
+        reference: &str,
+        labels: &[(String, String)],
+        dockerfile: Option<&Dockerfile>,
+    ) -> Cmd {
+        let target = self.target;
+        docker::build(
+            spec,
+            reference,
+            labels,
+            dockerfile,
+            target.builder,
+            target.builder_name.as_deref(),
+        )
+        .before_last(&target.attestations)
+    }
+
+    /// A stage's cache build: the build's own builder under BuildKit, no
+    /// labels.
+    fn stage_cmd(&self, spec: &BuildSpec, reference: &str, dockerfile: Option<&Dockerfile>) -> Cmd {
+        if self.target.builder.is_buildkit() {
+            self.build_cmd(spec, reference, &[], dockerfile)
+        } else {
+            cache::classic_stage(spec, reference, dockerfile)
+        }
+    }
+
+    /// Where one build's (or one platform's part's) cache goes.
+    fn site<'s>(
+        &'s self,
+        service: &'s str,
+        reference: &'s str,
+        dockerfile: Option<&'s Dockerfile>,
+        platform: Option<&'s str>,
+    ) -> cache::Site<'s> {
+        cache::Site {
+            registry: self.registry,
+            app: &self.opts.app,
+            service,
+            reference,
+            buildkit: self.target.builder.is_buildkit(),
+            dockerfile,
+            platform,
+        }
+    }
+
+    /// Is this a build for several platforms on the engine's BuildKit,
+    /// which keeps one platform per image (`plan::Split`)?
+    fn splits(&self, spec: &BuildSpec) -> bool {
+        let t = self.target;
+        t.builder.is_buildkit()
+            && !t.buildx.as_ref().is_some_and(Buildx::pushes_itself)
+            && spec.platform.as_deref().is_some_and(|p| p.contains(','))
+    }
+
+    /// Make `b` a split build: a part per platform, each pushed to the
+    /// cache repository, joined into one index under the build's reference.
+    fn split(
+        &self,
+        b: &mut Build,
+        spec: &BuildSpec,
+        labels: &[(String, String)],
+        dockerfile: Option<&Dockerfile>,
+    ) {
+        let service = b.services[0].clone();
+        let platforms = spec.platform.clone().unwrap_or_default();
+        let parts: Vec<Part> = platforms
+            .split(',')
+            .map(|p| self.part(&service, spec, p, labels, dockerfile))
+            .collect();
+        let names: Vec<String> = parts.iter().map(|p| p.reference.clone()).collect();
+        let insecure = checks::plain_http(&self.registry.host, self.target);
+        let reference = &b.refs[0];
+        b.split = Some(Split {
+            parts,
+            creates: vec![docker::manifest_create(reference, &names, insecure)],
+            removes: vec![docker::manifest_rm(reference)],
+        });
+        b.pushes = vec![(service, docker::manifest_push(reference, insecure))];
+        b.tags.clear();
+        b.cache = None;
+    }
+
+    /// One platform's part of a split build: built with `--platform` under
+    /// its own tag in the cache repository (with that platform's registry
+    /// cache and stages, when kept), and pushed there.
+    fn part(
+        &self,
+        service: &str,
+        spec: &BuildSpec,
+        platform: &str,
+        labels: &[(String, String)],
+        dockerfile: Option<&Dockerfile>,
+    ) -> Part {
+        let reference = cache::part_reference(self.registry, &self.opts.app, service, platform);
+        let mut one = spec.clone();
+        one.platform = Some(platform.to_string());
+        let build_cmd = |s: &BuildSpec| self.build_cmd(s, &reference, labels, dockerfile);
+        let (build, stages) = if self.target.registry_cache {
+            let at = self.site(service, &reference, dockerfile, Some(platform));
+            let stage_cmd = |s: &BuildSpec, r: &str| self.stage_cmd(s, r, dockerfile);
+            let (build_spec, cache) = cache::cache(&at, &one, &build_cmd, &stage_cmd);
+            (build_cmd(&build_spec), cache.stages)
+        } else {
+            (build_cmd(&one), Vec::new())
+        };
+        Part {
+            platform: platform.to_string(),
+            push: docker::push(&reference),
+            build,
+            stages,
+            reference,
         }
     }
 

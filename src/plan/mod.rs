@@ -201,6 +201,44 @@ pub struct Build {
     /// the build's first reference, read back (`docker manifest inspect
     /// --verbose`) to check its platforms.
     pub verify: Cmd,
+    /// On the engine's BuildKit, a build for several platforms: built once
+    /// per platform and joined into one index (`Split`); its `pushes` are
+    /// then the index's pushes.
+    pub split: Option<Split>,
+}
+
+/// The engine keeps one platform per image, so its BuildKit builds several
+/// platforms one image each: each part is built with `--platform`, pushed
+/// to the cache repository under a tag of its own (`APP_SERVICE.PLATFORM`,
+/// which is also that platform's registry cache), and the parts are joined
+/// into one index under each reference of the build (`docker manifest
+/// create`, naming each part by the digest its push printed, then `docker
+/// manifest push`). The index's entries are copied into the build's
+/// repository by digest: no tag there but the build's own.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub parts: Vec<Part>,
+    /// Per reference (as `Build::refs`): the index's `docker manifest
+    /// create`, naming each part by its tag; the run names each by the
+    /// digest its push printed instead (`REPOSITORY-cache@sha256:…`).
+    pub creates: Vec<Cmd>,
+    /// Removes a list `docker manifest create` left from a run that stopped
+    /// before its push (which purges it), per reference.
+    pub removes: Vec<Cmd>,
+}
+
+/// One platform's image of a split build.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub platform: String,
+    /// Its tag in the cache repository (`REPOSITORY-cache:APP_SERVICE.PLATFORM`).
+    pub reference: String,
+    /// `docker build --platform PLATFORM -t REFERENCE …` (with that
+    /// platform's registry cache, when kept).
+    pub build: Cmd,
+    pub push: Cmd,
+    /// That platform's stages, each a cache image of its own, built first.
+    pub stages: Vec<StageCache>,
 }
 
 /// A context staged as Convox uploads it: the app directory's

@@ -131,6 +131,10 @@ impl Plan {
     /// cache's pull), its tags and pushes, and the cache's pushes.
     fn build_lines(&self, b: &Build, lines: &mut Vec<String>) {
         self.build_notes(b, lines);
+        if let Some(split) = &b.split {
+            split_lines(b, split, lines);
+            return;
+        }
         // The classic builder's stage caches, pulled first.
         let stages = b
             .cache
@@ -257,6 +261,27 @@ impl Plan {
             self.rewritten
         ));
         text
+    }
+}
+
+/// A split build's lines: each part's stages, build and push (the parts at
+/// once), then each reference's index of the parts.
+fn split_lines(b: &Build, split: &crate::plan::Split, lines: &mut Vec<String>) {
+    let platforms: Vec<&str> = split.parts.iter().map(|p| p.platform.as_str()).collect();
+    lines.push(format!(
+        "# {}: the engine keeps one platform per image, so each of {} is built alone (all at once) and pushed to the cache repository, then joined into one index:",
+        b.services[0],
+        platforms.join(", ")
+    ));
+    for part in &split.parts {
+        for st in &part.stages {
+            lines.push(format!("{} && {}", st.build, st.push));
+        }
+        lines.push(format!("{} && {}", part.build, part.push));
+    }
+    lines.push("# each part named by the digest its push printed (REPOSITORY-cache@sha256:…), not by its tag:".into());
+    for ((create, remove), (_, push)) in split.creates.iter().zip(&split.removes).zip(&b.pushes) {
+        lines.push(format!("{remove} 2>/dev/null; {create} && {push}"));
     }
 }
 

@@ -77,6 +77,15 @@ impl Cmd {
         self
     }
 
+    /// The same command with each argument equal to `from` made `to` (a
+    /// part named by its tag in the plan, by its digest when run).
+    pub fn replace_arg(mut self, from: &str, to: &str) -> Self {
+        for a in self.args.iter_mut().filter(|a| a.as_str() == from) {
+            *a = to.to_string();
+        }
+        self
+    }
+
     /// An environment variable for the child only. Its value is never shown.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.envs.push((key.into(), value.into()));

@@ -378,6 +378,34 @@ pub fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.starts_with("127.") || name == "::1"
 }
 
+/// `docker manifest create [--insecure] LIST PART…`: an index of the parts
+/// (each one platform's image, in the same registry), kept by the docker
+/// client until pushed.
+pub fn manifest_create(list: &str, parts: &[String], insecure: bool) -> Cmd {
+    let mut c = Cmd::new("docker").args(["manifest", "create"]);
+    if insecure {
+        c = c.arg("--insecure");
+    }
+    c.arg(list).args(parts)
+}
+
+/// `docker manifest push --purge [--insecure] LIST`: the index and, where a
+/// part is in another repository, the part (by digest, untagged); prints
+/// the index's digest last. `--purge` drops the client's copy.
+pub fn manifest_push(list: &str, insecure: bool) -> Cmd {
+    let mut c = Cmd::new("docker").args(["manifest", "push", "--purge"]);
+    if insecure {
+        c = c.arg("--insecure");
+    }
+    c.arg(list)
+}
+
+/// `docker manifest rm LIST`: the client's copy of an index left by a run
+/// that stopped before its push.
+pub fn manifest_rm(list: &str) -> Cmd {
+    Cmd::new("docker").args(["manifest", "rm", list])
+}
+
 pub fn tag(source: &str, target: &str) -> Cmd {
     Cmd::new("docker").args(["tag", source, target])
 }

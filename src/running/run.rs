@@ -209,12 +209,19 @@ fn is_permanent(tail: &[String]) -> bool {
     .any(|n| text.contains(n))
 }
 
-/// The digest in `docker push`'s last lines: `TAG: digest: sha256:… size: N`.
+/// The digest in `docker push`'s last lines (`TAG: digest: sha256:… size:
+/// N`), or the one `docker manifest push` prints alone last (after a line
+/// per part it copied, each naming the part's digest).
 pub fn pushed_digest(tail: &[String]) -> Option<String> {
+    let is_digest = |d: &str| d.starts_with("sha256:") && d.len() == 71;
     tail.iter().rev().find_map(|l| {
+        let l = l.trim();
+        if is_digest(l) {
+            return Some(l.to_string());
+        }
         let (_, rest) = l.split_once("digest: ")?;
         let d = rest.split_whitespace().next()?;
-        (d.starts_with("sha256:") && d.len() == 71).then(|| d.to_string())
+        is_digest(d).then(|| d.to_string())
     })
 }
 

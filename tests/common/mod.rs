@@ -177,8 +177,29 @@ case "$name $1 $2" in
     printf '%s\n' "$FAKE_PASSWORD" ;;
   "docker build"*)
     echo "Step 1/2 : FROM scratch"; echo "Successfully built 0123456789ab" ;;
+  "docker manifest create")
+    # An index of the parts, each named by the digest its push printed:
+    # its platforms are theirs, in the order named.
+    shift 2; [[ "$1" == --insecure ]] && shift
+    list=$1; shift; plats=
+    for part in "$@"; do
+      t=$(/bin/cat "$FAKE_DIR/digest.${part##*@}" 2>/dev/null) || { echo "no such manifest: $part" >&2; exit 1; }
+      plats+="${plats:+,}$(< "$FAKE_DIR/platform.$t")"
+    done
+    [[ -e "$FAKE_DIR/created.${list##*:}" ]] && { echo "refusing to amend an existing manifest list with no --amend flag" >&2; exit 1; }
+    printf '%s' "$plats" > "$FAKE_DIR/platform.${list##*:}"; : > "$FAKE_DIR/created.${list##*:}" ;;
+  "docker manifest rm")
+    [[ -e "$FAKE_DIR/created.${3##*:}" ]] || { echo "No such manifest: $3" >&2; exit 1; }
+    rm -f "$FAKE_DIR/created.${3##*:}" ;;
+  "docker manifest push")
+    ref=${!#}
+    [[ -e "$FAKE_DIR/created.${ref##*:}" ]] || { echo "No such manifest: $ref" >&2; exit 1; }
+    rm -f "$FAKE_DIR/created.${ref##*:}"; : > "$FAKE_DIR/pushed.${ref##*:}"
+    echo "Pushed ref ${ref%:*}@$(fake_digest "part$ref") with digest: $(fake_digest "part$ref")"
+    fake_digest "$ref"; echo ;;
   "docker push"*)
     : > "$FAKE_DIR/pushed.${2##*:}"
+    printf '%s' "${2##*:}" > "$FAKE_DIR/digest.$(fake_digest "$2")"
     echo "The push refers to repository [${2%:*}]"; echo "${2##*:}: digest: $(fake_digest "$2") size: 528" ;;
   "docker login"*)
     # As docker does with AWS's helper as the store: it cannot store.
@@ -267,6 +288,20 @@ impl Fakes {
     }
 
     /// Every recorded invocation, probes and cache calls included, as lines.
+    /// The digest the fake `docker push` printed for `reference`.
+    pub fn digest_of(&self, reference: &str) -> String {
+        let tag = reference.rsplit_once(':').map_or(reference, |(_, t)| t);
+        fs::read_dir(self.dir.path())
+            .expect("fake dir")
+            .filter_map(|e| e.ok())
+            .find_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let d = name.strip_prefix("digest.")?.to_string();
+                (fs::read_to_string(e.path()).ok()? == tag).then_some(d)
+            })
+            .unwrap_or_else(|| panic!("no push of {reference}"))
+    }
+
     pub fn all_call_lines(&self) -> Vec<String> {
         self.all_calls().iter().map(|c| c.join(" ")).collect()
     }

@@ -44,8 +44,18 @@ pub(super) fn build_command(b: &Build, opts: RunOptions) -> (Cmd, Vec<String>) {
 /// (`pulled`): a pulled image's layers have no parents in the engine, so
 /// without them the stage would be built again.
 pub(super) fn push_stage_caches(b: &Build, pulled: &[String], opts: RunOptions) {
-    let who = &b.services[0];
-    for st in b.cache.iter().flat_map(|c| &c.stages) {
+    let stages = b.cache.iter().flat_map(|c| &c.stages);
+    push_stage_caches_of(stages, &b.services[0], pulled, opts);
+}
+
+/// Those stages' builds and pushes, each log line prefixed with `who`.
+pub(super) fn push_stage_caches_of<'s>(
+    stages: impl IntoIterator<Item = &'s crate::plan::StageCache>,
+    who: &str,
+    pulled: &[String],
+    opts: RunOptions,
+) {
+    for st in stages {
         let build = st
             .build
             .clone()
@@ -77,6 +87,9 @@ pub(super) fn run_build(
     }
     if let Some(metadata) = &b.metadata_file {
         return built_and_pushed_by_builder(b, metadata, result, steps, opts);
+    }
+    if let Some(split) = &b.split {
+        return super::split::run_split(b, split, result, steps, opts);
     }
     if existed.iter().any(|&e| e) && tag_from_local(b, &mut result, steps, opts)? {
         result.outcome = Outcome::Completed;

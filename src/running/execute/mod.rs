@@ -6,6 +6,8 @@
 //! - [`ask`]: the registry's answers, before any build;
 //! - [`engine`]: an image built in the engine, then tagged and pushed;
 //! - [`pushed`]: an image a buildx builder builds and pushes itself;
+//! - [`split`]: several platforms on the engine's BuildKit, one image each,
+//!   joined into one index;
 //! - [`bake`]: several such builds as one `docker buildx bake`;
 //! - [`verify`]: what was pushed, read back: exactly the wanted platforms.
 
@@ -13,6 +15,7 @@ mod ask;
 mod bake;
 mod engine;
 mod pushed;
+mod split;
 mod verify;
 
 use crate::plan::refresh::Refresh;
