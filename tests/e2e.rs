@@ -2681,6 +2681,121 @@ fn two_platforms_on_a_remote_builder_make_one_index_of_exactly_those_two() {
     );
 }
 
+/// The platforms of an index the registry serves, sorted.
+fn index_platforms(index: &serde_json::Value) -> Vec<String> {
+    let mut platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {index}"))
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or("?"),
+                m["platform"]["architecture"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    platforms.sort();
+    platforms
+}
+
+/// Two platforms on the engine's BuildKit (20.10's with DOCKER_BUILDKIT=1,
+/// and engine 26's through buildx's `docker` driver), arm64 under QEMU: the
+/// engine keeps one platform per image, so each is built alone, pushed to
+/// the cache repository, and joined: the registry serves one index of
+/// exactly linux/amd64 and linux/arm64 under the tag, each entry runs as its
+/// CPU, the app's repository holds no tag but the index's, and a second run
+/// builds nothing.
+#[test]
+fn two_platforms_on_the_engines_buildkit_make_one_index_of_exactly_those_two() {
+    if !buildkit_mode() {
+        return; // the classic builder refuses them (the foreign-platform test)
+    }
+    let Some(stack) = Stack::start() else { return };
+    let Some(arm64) = arm64_busybox() else { return };
+    let Some(_qemu) = Aarch64Emulation::start() else {
+        return;
+    };
+    let host = stack.host();
+    let app = tempfile::tempdir().expect("app");
+    // The base: busybox of each architecture, built by the program itself
+    // on the engine's BuildKit (FROM scratch, the rootfs by TARGETARCH).
+    two_arch_context(&app.path().join("base"), &arm64, "");
+    fs::write(
+        app.path().join("base.yml"),
+        "version: \"2\"\nservices:\n  base:\n    build: ./base\n",
+    )
+    .expect("base.yml");
+    fs::create_dir_all(app.path().join("web")).expect("web");
+    fs::write(
+        app.path().join("web/Dockerfile"),
+        format!("FROM {host}/ebase:1\nRUN uname -m > /arch\n"),
+    )
+    .expect("Dockerfile");
+    let compose = "version: \"2\"\nservices:\n  web:\n    build: ./web\n";
+    let run = |args: &[&str]| {
+        let mut a = vec![
+            "--app",
+            "etwo",
+            "-v",
+            "--platform",
+            "linux/arm64,linux/amd64",
+        ];
+        a.extend_from_slice(args);
+        ok(&stack.run(app.path(), &a))
+    };
+    let base = run(&[
+        "--gitsha",
+        "b",
+        "--repo",
+        &format!("{host}/ebase"),
+        "-f",
+        "base.yml",
+        "--tag",
+        "1",
+    ]);
+    assert!(base.contains("docker manifest create"), "{base}");
+    fs::write(app.path().join(FILE), compose).expect("compose");
+    let first = run(&["--gitsha", "t1", "--repo", &format!("{host}/etwo")]);
+    for p in ["linux/amd64", "linux/arm64"] {
+        assert!(first.contains(&format!(" --platform {p} ")), "{first}");
+    }
+    let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+    let tag = tag_in(&written, &format!("{host}/etwo"));
+    let index = served_manifest(stack.registry_port, "etwo", &tag).expect("the manifest");
+    assert_eq!(index_platforms(&index), ["linux/amd64", "linux/arm64"]);
+    // No stray tag beside the build's: the parts are in the cache repository.
+    assert_eq!(stack.tags("etwo"), [tag.clone()]);
+    assert_eq!(
+        stack.tags("etwo-cache"),
+        ["etwo_web.linux-amd64", "etwo_web.linux-arm64"]
+    );
+    // Each entry is its CPU's (the RUN step ran there, arm64 under QEMU).
+    for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let mut c = Command::new("docker");
+        c.args(["run", "--rm", "--platform", platform])
+            .arg(format!("{host}/etwo:{tag}"))
+            .args(["/bin/busybox", "cat", "/arch"]);
+        stack.env(&mut c);
+        let ran = c.output().expect("docker run");
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout),
+            format!("{arch}\n"),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+    }
+    // A second run: the registry has it, nothing is built.
+    fs::write(app.path().join(FILE), compose).expect("reset");
+    let second = run(&["--gitsha", "t2", "--repo", &format!("{host}/etwo")]);
+    assert!(!second.contains(" build "), "{second}");
+    assert!(!second.contains("manifest create"), "{second}");
+    assert_eq!(
+        fs::read_to_string(app.path().join(FILE)).expect("file"),
+        written
+    );
+}
+
 /// The contents of every file named `name` below `dir` (a BuildKit state
 /// folder: what its builds' steps wrote).
 fn files_named(dir: &Path, name: &str) -> Vec<String> {
@@ -2804,35 +2919,41 @@ fn a_graviton_racks_platform_comes_from_convox_and_ec2() {
     )
     .expect("Dockerfile");
     let compose = "version: \"2\"\nservices:\n  web:\n    build: ./web\n";
-    fs::write(app.path().join(FILE), compose).expect("compose");
-    let bin = app.path().join("fake-convox");
-    fs::create_dir_all(&bin).expect("bin");
-    fs::write(
-        bin.join("convox"),
-        "#!/bin/sh\n[ \"$1 $2\" = \"rack params\" ] || exit 1\nprintf 'Autoscale           Yes\\nBuildInstance       c5.large\\nInstanceType        m6g.large\\n'\n",
-    )
-    .expect("convox");
-    common::make_executable(&bin.join("convox"));
-    let mut c = Command::new(BIN);
-    c.current_dir(app.path()).args([
-        "--app",
-        "rackapp",
-        "--gitsha",
-        "r1",
-        "--repo",
-        &format!("{host}/rackapp"),
-        "--rack",
-        "prod",
-    ]);
-    stack.env(&mut c);
-    let path = c
-        .get_envs()
-        .find(|(k, _)| *k == "PATH")
-        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
-    c.env("PATH", format!("{}:{path}", bin.display()))
-        .env("AWS_REGION", "us-east-1");
-    let out = c.output().expect("run");
+    // A `convox` that prints `params` for `convox rack params`.
+    let run = |params: &str, repo: &str| {
+        fs::write(app.path().join(FILE), compose).expect("compose");
+        let bin = app.path().join("fake-convox");
+        fs::create_dir_all(&bin).expect("bin");
+        fs::write(
+            bin.join("convox"),
+            format!("#!/bin/sh\n[ \"$1 $2\" = \"rack params\" ] || exit 1\nprintf '{params}'\n"),
+        )
+        .expect("convox");
+        common::make_executable(&bin.join("convox"));
+        let mut c = Command::new(BIN);
+        c.current_dir(app.path()).args([
+            "--app",
+            "rackapp",
+            "--gitsha",
+            "r1",
+            "--repo",
+            &format!("{host}/{repo}"),
+            "--rack",
+            "prod",
+        ]);
+        stack.env(&mut c);
+        let path = c
+            .get_envs()
+            .find(|(k, _)| *k == "PATH")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
+        c.env("PATH", format!("{}:{path}", bin.display()))
+            .env("AWS_REGION", "us-east-1");
+        c.output().expect("run")
+    };
+    let gen2 =
+        "Autoscale           Yes\\nBuildInstance       c5.large\\nInstanceType        m6g.large\\n";
+    let out = run(gen2, "rackapp");
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !buildkit_mode() {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -2857,6 +2978,20 @@ fn a_graviton_racks_platform_comes_from_convox_and_ec2() {
         served_platform(stack.registry_port, "rackapp", &tag).as_deref(),
         Some("linux/arm64")
     );
+    // A v3 rack whose Karpenter runs both architectures: one index of both,
+    // on the engine's BuildKit.
+    let v3 = "karpenter_arch                 amd64,arm64\\nkarpenter_enabled              true\\nnode_type                      t3.large\\n";
+    let out = run(v3, "karp");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("platforms: linux/amd64,linux/arm64 (the rack prod)"),
+        "{stderr}"
+    );
+    let written = fs::read_to_string(app.path().join(FILE)).expect("file");
+    let tag = tag_in(&written, &format!("{host}/karp"));
+    let index = served_manifest(stack.registry_port, "karp", &tag).expect("the manifest");
+    assert_eq!(index_platforms(&index), ["linux/amd64", "linux/arm64"]);
 }
 
 /// Dockerfile heredocs, on a current BuildKit through `--builder`: `RUN
