@@ -1005,6 +1005,47 @@ fn two_platforms_on_the_engines_buildkit_are_built_one_by_one_and_joined_into_on
 }
 
 #[test]
+fn a_tag_that_lacks_a_wanted_platform_is_built_again() {
+    let repo = format!("{}/demo", common::refused_loopback());
+    let env = [
+        ("DOCKER_BUILDKIT", "1"),
+        ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
+        (
+            "FAKE_EXISTING",
+            "temp_demo_web_abc123 temp_demo_worker_abc123 temp_demo_api_abc123",
+        ),
+    ];
+    // The registry holds each tag as one linux/amd64 image (the fake's
+    // `docker manifest inspect --verbose` says so).
+    let mut args = standard_args(&repo);
+    args.extend(["--platform", "linux/amd64"]);
+    let (fakes, _dir, out) = run_demo(&["docker"], &args, &env);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(
+        calls_starting(&fakes, "docker build ").is_empty(),
+        "{}",
+        text(&out).1
+    );
+    // Wanted for two platforms: built again, saying why.
+    let at = args.len() - 1;
+    args[at] = "linux/amd64,linux/arm64";
+    let (fakes, _dir, out) = run_demo(&["docker"], &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[web] {repo}:temp_demo_web_abc123 is in the registry, but holds linux/amd64, not every platform of linux/amd64,linux/arm64: building it")),
+        "{stderr}"
+    );
+    // Each platform's part (the parts are in the cache repository).
+    let builds = fakes
+        .all_call_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("docker build "))
+        .count();
+    assert_eq!(builds, 6);
+}
+
+#[test]
 fn the_classic_builder_refuses_a_foreign_platform_before_any_build() {
     let (fakes, dir, out) = run_demo(
         &["docker", "aws"],

@@ -248,6 +248,61 @@ pub fn rack_platforms(karpenter: &[String], types: &[(String, Vec<String>)]) -> 
     out
 }
 
+/// What the registry's answer about a tag says it holds, for the skip: a
+/// tag counts as up to date only when it holds every wanted platform.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Held {
+    /// The answer does not say (a tag listing, a HEAD): the tag is the
+    /// content digest, which names the platforms.
+    #[default]
+    Unknown,
+    /// One image, its platform not named (ECR's answer for an image: its
+    /// platform is in its config, which is not fetched).
+    OneImage,
+    /// An index's entries, or an image's platform as `docker manifest
+    /// inspect --verbose` names it.
+    Platforms(Vec<String>),
+}
+
+impl Held {
+    /// Does it hold every wanted platform (as far as the answer says)?
+    pub fn covers(&self, wanted: &[String]) -> bool {
+        match self {
+            Held::Unknown => true,
+            Held::OneImage => wanted.len() == 1,
+            Held::Platforms(list) => wanted.iter().all(|w| list.contains(w)),
+        }
+    }
+
+    /// From a manifest as the registry serves it (ECR's `imageManifest`):
+    /// an index's entries, or one image.
+    pub fn of_manifest(json: &str) -> Held {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+            return Held::Unknown;
+        };
+        if let Some(entries) = v.get("manifests").and_then(|m| m.as_array()) {
+            let list: Option<Vec<String>> = entries
+                .iter()
+                .map(|e| crate::programs::docker::platform_name(e.get("platform")?))
+                .collect();
+            return list.map_or(Held::Unknown, Held::Platforms);
+        }
+        if v.get("config").is_some() {
+            return Held::OneImage;
+        }
+        Held::Unknown
+    }
+
+    /// In words: `linux/amd64, linux/arm64`, or `one image`.
+    pub fn described(&self) -> String {
+        match self {
+            Held::Unknown => "platforms not said".into(),
+            Held::OneImage => "one image".into(),
+            Held::Platforms(l) => l.join(", "),
+        }
+    }
+}
+
 /// The builds' platforms in words, each set with where it came from (and
 /// the services it is theirs when there are several sets); None when
 /// nothing is built.
@@ -276,6 +331,26 @@ pub fn described(decided: &[(String, Decided)]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_tag_is_up_to_date_only_holding_every_wanted_platform() {
+        let want = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let both = want(&["linux/amd64", "linux/arm64"]);
+        let index = r#"{"schemaVersion":2,"manifests":[{"digest":"sha256:a","platform":{"os":"linux","architecture":"amd64"}},{"digest":"sha256:b","platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
+        let held = Held::of_manifest(index);
+        assert_eq!(held, Held::Platforms(both.clone()));
+        assert!(held.covers(&both));
+        assert!(held.covers(&want(&["linux/arm64"])));
+        assert!(!held.covers(&want(&["linux/arm64", "linux/riscv64"])));
+        let image = r#"{"schemaVersion":2,"config":{"digest":"sha256:c"},"layers":[]}"#;
+        assert_eq!(Held::of_manifest(image), Held::OneImage);
+        assert!(Held::OneImage.covers(&want(&["linux/arm64"])));
+        assert!(!Held::OneImage.covers(&both));
+        assert_eq!(Held::of_manifest("{}"), Held::Unknown);
+        assert_eq!(Held::of_manifest("not json"), Held::Unknown);
+        assert!(Held::Unknown.covers(&both));
+    }
+
     use super::*;
 
     #[test]

@@ -283,21 +283,24 @@ pub fn manifest_inspect(reference: &str, insecure: bool) -> Cmd {
     c.arg(reference)
 }
 
+/// A registry's platform object as `os/architecture[/variant]` (arm64's
+/// `v8` left out, as docker does).
+pub fn platform_name(p: &serde_json::Value) -> Option<String> {
+    let os = p.get("os")?.as_str()?;
+    let arch = p.get("architecture")?.as_str()?;
+    Some(match p.get("variant").and_then(|v| v.as_str()) {
+        Some(var) if !(arch == "arm64" && var == "v8") => format!("{os}/{arch}/{var}"),
+        _ => format!("{os}/{arch}"),
+    })
+}
+
 /// The platforms `docker manifest inspect --verbose` says a reference holds:
 /// one descriptor's `platform` for an image, each entry's for an index
 /// (`os/architecture[/variant]`; an attestation's is `unknown/unknown`).
 /// None when the answer names none.
 pub fn manifest_platforms(json: &str) -> Option<Vec<String>> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    let one = |d: &serde_json::Value| -> Option<String> {
-        let p = d.pointer("/Descriptor/platform")?;
-        let os = p.get("os")?.as_str()?;
-        let arch = p.get("architecture")?.as_str()?;
-        Some(match p.get("variant").and_then(|v| v.as_str()) {
-            Some(var) if !(arch == "arm64" && var == "v8") => format!("{os}/{arch}/{var}"),
-            _ => format!("{os}/{arch}"),
-        })
-    };
+    let one = |d: &serde_json::Value| platform_name(d.pointer("/Descriptor/platform")?);
     let mut out: Vec<String> = match &v {
         serde_json::Value::Array(entries) => entries.iter().map(one).collect::<Option<_>>()?,
         _ => vec![one(&v)?],

@@ -310,6 +310,19 @@ pub fn batch_answer(json: &str, tag: &str) -> TagAnswer {
     }
 }
 
+/// The manifest ECR's `batch-get-image` answer holds for one tag (its
+/// `imageManifest`, a JSON text).
+pub fn batch_manifest(json: &str, tag: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.get("images")?
+        .as_array()?
+        .iter()
+        .find(|i| i.pointer("/imageId/imageTag").and_then(|t| t.as_str()) == Some(tag))?
+        .get("imageManifest")?
+        .as_str()
+        .map(String::from)
+}
+
 /// Prints the password on stdout, which this program pipes to `docker login`.
 pub fn login_password(region: &str) -> Cmd {
     Cmd::new("aws").args(["ecr", "get-login-password", "--region", region])

@@ -4,6 +4,7 @@
 //! one reference when a push says the tag exists.
 
 use super::*;
+use crate::plan::platforms::Held;
 
 /// What one check said: an answer per `check.asks`, and what an ECR
 /// question showed of the repository (it exists when ECR answered, and does
@@ -41,6 +42,7 @@ pub(super) fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Asked>
         exists,
         digest,
         seconds,
+        held: Held::Unknown,
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.success() && check.batch {
@@ -51,11 +53,15 @@ pub(super) fn ask(check: &Check, plan: &Plan, opts: RunOptions) -> Result<Asked>
     }
     if out.status.success() {
         let digest = answer_digest(&stdout);
+        let held = docker::manifest_platforms(&stdout).map_or(Held::Unknown, Held::Platforms);
         return Ok(Asked {
             answers: check
                 .asks
                 .iter()
-                .map(|_| answer(true, digest.clone()))
+                .map(|_| Answer {
+                    held: held.clone(),
+                    ..answer(true, digest.clone())
+                })
                 .collect(),
             repository: None,
         });
@@ -90,6 +96,7 @@ pub(super) fn ask_over_http(check: &Check, plan: &Plan, started: Instant) -> Opt
             exists: said.exists,
             digest: said.digest,
             seconds,
+            held: Held::Unknown,
         }],
         repository: None,
     })
@@ -153,6 +160,7 @@ pub(super) fn from_listing(check: &Check, plan: &Plan, listed: &[Listing]) -> Op
                 exists: tags.as_ref()?.iter().any(|t| t == tag),
                 digest: None,
                 seconds: *seconds,
+                held: Held::Unknown,
             })
         })
         .collect::<Option<Vec<Answer>>>()?;
@@ -174,8 +182,13 @@ pub(super) fn batch_answers(
         .iter()
         .map(|ask| {
             let reference = &plan.builds[ask.0].refs[ask.1];
-            match ecr::batch_answer(stdout, crate::plan::tag_of(reference)) {
-                ecr::TagAnswer::Found(digest) => answer(true, digest),
+            let tag = crate::plan::tag_of(reference);
+            match ecr::batch_answer(stdout, tag) {
+                ecr::TagAnswer::Found(digest) => Answer {
+                    held: ecr::batch_manifest(stdout, tag)
+                        .map_or(Held::Unknown, |m| Held::of_manifest(&m)),
+                    ..answer(true, digest)
+                },
                 ecr::TagAnswer::NotFound => answer(false, None),
                 ecr::TagAnswer::Unknown(why) => {
                     log(&format!(
@@ -305,7 +318,32 @@ pub fn ask_registry(plan: &Plan, opts: RunOptions) -> Result<Answers> {
             answers.per_build[b][r] = a;
         }
     }
+    lacking_platforms(plan, &mut answers);
     Ok(answers)
+}
+
+/// A tag counts as up to date only when it holds every platform its build
+/// wants (as far as the answer says: `Held::covers`); one that lacks some
+/// is built again, with a line saying what it holds.
+fn lacking_platforms(plan: &Plan, answers: &mut Answers) {
+    for (b, build) in plan.builds.iter().enumerate() {
+        let Some(wanted) = plan.platforms_of(&build.services[0]) else {
+            continue;
+        };
+        for (r, a) in answers.per_build[b].iter_mut().enumerate() {
+            if a.exists && !a.held.covers(&wanted.list) {
+                log(&format!(
+                    "[{}] {} is in the registry, but holds {}, not every platform of {}: building it",
+                    service_of(build, r),
+                    build.refs[r],
+                    a.held.described(),
+                    wanted.joined()
+                ));
+                a.exists = false;
+                a.digest = None;
+            }
+        }
+    }
 }
 
 /// Ask the registry again about one reference (build, index), with the

@@ -59,6 +59,8 @@ pub struct Answer {
     /// The image digest, when the answer carries it.
     pub digest: Option<String>,
     pub seconds: f64,
+    /// What the answer says the tag holds (`plan::platforms::Held`).
+    pub held: crate::plan::platforms::Held,
 }
 
 /// The result of one build.
