@@ -102,6 +102,7 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
     let (checks, rest) = split_checks(fakes.call_lines());
     // One ECR API call asks about every tag, before the set-up and login,
     // which a run with nothing to build skips.
+    // And the kept image is asked which platforms it offers.
     let tag = |s: &str| format!("imageTag=temp_demo_{s}_abc123");
     assert_eq!(
         checks,
@@ -110,7 +111,7 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
             tag("web"),
             tag("worker"),
             tag("api")
-        )]
+        ), "docker manifest inspect --verbose convox/redis".to_string()]
     );
     assert!(fakes.call_lines()[0].starts_with("aws ecr batch-get-image"));
     let web_digest = offcluster::inputs::digest::digest(
@@ -268,10 +269,19 @@ fn another_registry_runs_no_aws_command_and_no_login() {
         "{lines:?}"
     );
     let (checks, rest) = split_checks(lines);
-    assert_eq!(checks.len(), 3);
-    assert!(checks.iter().all(|c| c.starts_with(local(
-        "docker manifest inspect --verbose --insecure LOCAL/demo:"
-    ))));
+    // One per tag, and one for the kept image's platforms.
+    assert_eq!(checks.len(), 4);
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|c| c.starts_with(local(
+                "docker manifest inspect --verbose --insecure LOCAL/demo:"
+            )))
+            .count(),
+        3,
+        "{checks:?}"
+    );
+    assert!(checks.contains(&"docker manifest inspect --verbose convox/redis".to_string()));
     assert_eq!(rest.len(), 6);
 }
 
@@ -1046,6 +1056,45 @@ fn a_tag_that_lacks_a_wanted_platform_is_built_again() {
 }
 
 #[test]
+fn a_kept_image_without_a_target_platform_gets_a_warning() {
+    let repo = format!("{}/demo", common::refused_loopback());
+    // The fake registry holds convox/redis as one linux/amd64 image.
+    let env = [
+        ("DOCKER_BUILDKIT", "1"),
+        ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
+        ("FAKE_EXISTING", "convox/redis"),
+    ];
+    let mut args = standard_args(&repo);
+    args.extend(["--platform", "linux/arm64"]);
+    let (fakes, _dir, out) = run_demo(&["docker"], &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: service `redis` keeps image convox/redis, which offers linux/amd64 and not linux/arm64: Convox runs it on linux/arm64 nodes (--platform)"),
+        "{stderr}"
+    );
+    assert!(fakes
+        .call_lines()
+        .contains(&"docker manifest inspect --verbose convox/redis".to_string()));
+    // For linux/amd64, which it offers: no warning.
+    let at = args.len() - 1;
+    args[at] = "linux/amd64";
+    let (_fakes, _dir, out) = run_demo(&["docker"], &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("keeps image"), "{stderr}");
+    // An image the registry will not describe: a note, not a failure.
+    let env = [env[0], env[1]];
+    let (_fakes, _dir, out) = run_demo(&["docker"], &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note: cannot tell which platforms convox/redis (service `redis`) offers (no such manifest: convox/redis); not checked"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_classic_builder_refuses_a_foreign_platform_before_any_build() {
     let (fakes, dir, out) = run_demo(
         &["docker", "aws"],
@@ -1211,11 +1260,12 @@ fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
     assert!(calls_starting(&fakes, "docker build").is_empty());
     assert!(calls_starting(&fakes, "docker push").is_empty());
     assert!(calls_starting(&fakes, "docker tag").is_empty());
-    // One question to ECR, and nothing else of AWS or the registry: no
-    // repository set-up, no login.
+    // One question to ECR, one to the kept image's registry (its
+    // platforms), and nothing else of AWS or the registry: no repository
+    // set-up, no login.
     assert_eq!(
         fakes.call_lines(),
-        ["aws ecr batch-get-image --repository-name demo --image-ids imageTag=temp_demo_web_abc123 imageTag=temp_demo_worker_abc123 imageTag=temp_demo_api_abc123 --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json --region us-east-1 --output json"]
+        ["aws ecr batch-get-image --repository-name demo --image-ids imageTag=temp_demo_web_abc123 imageTag=temp_demo_worker_abc123 imageTag=temp_demo_api_abc123 --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json --region us-east-1 --output json", "docker manifest inspect --verbose convox/redis"]
     );
     assert!(fakes.login_stdin().is_none());
     let summary = stderr.split("done:\n").nth(1).unwrap_or("");

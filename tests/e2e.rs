@@ -2509,6 +2509,13 @@ fn one_foreign_platform_is_built_for_it_and_runs_there_or_is_refused_by_the_clas
         );
         return;
     }
+    // A kept image of linux/amd64 alone (imported here): a warning.
+    push_base(&stack, &format!("{host}/keptamd:1"), "kept");
+    fs::write(
+        app.path().join(FILE),
+        format!("{compose}  cache:\n    image: {host}/keptamd:1\n"),
+    )
+    .expect("compose");
     ok(&stack.run(
         app.path(),
         &[
@@ -2541,6 +2548,10 @@ fn one_foreign_platform_is_built_for_it_and_runs_there_or_is_refused_by_the_clas
         ],
     ));
     assert!(out.contains(" --platform linux/arm64 "), "{out}");
+    assert!(
+        out.contains(&format!("warning: service `cache` keeps image {host}/keptamd:1, which offers linux/amd64 and not linux/arm64")),
+        "{out}"
+    );
     assert!(out.contains("platforms: linux/arm64 (--platform)"), "{out}");
     let written = fs::read_to_string(app.path().join(FILE)).expect("file");
     let tag = tag_in(&written, &format!("{host}/arm"));

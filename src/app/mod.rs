@@ -190,6 +190,8 @@ pub struct Loaded {
     /// Each built service's platforms (`plan::platforms`), already set on
     /// its build's spec.
     pub platforms: Vec<(String, platforms::Decided)>,
+    /// Each kept image's service, image and the platforms it must offer.
+    pub kept_platforms: Vec<(String, String, platforms::Decided)>,
 }
 
 impl Loaded {
@@ -216,7 +218,7 @@ impl Loaded {
             }
         }
         let from_rack = rack_platforms(inv, &compose, &target)?;
-        let platforms = decide_platforms(inv.cli, &mut compose, from_rack.as_ref())?;
+        let decided = decide_platforms(inv.cli, &mut compose, from_rack.as_ref())?;
         let dockerfiles = Dockerfiles::read(compose.build_specs());
         build_args.apply_to(&mut compose, &dockerfiles);
         let loaded = Loaded {
@@ -224,7 +226,8 @@ impl Loaded {
             compose,
             dockerfiles,
             target,
-            platforms,
+            platforms: decided.built,
+            kept_platforms: decided.kept,
         };
         // Usage mistakes (the tag template) show up in a plan made with
         // stand-in digests, before any process starts or any file is hashed.
@@ -428,6 +431,7 @@ fn make_plan(
     )?;
     refresh::attach(&mut plan, &probed.identities, &|s| loaded.bases_of(s));
     plan.platforms = loaded.platforms.clone();
+    plan.kept = plan::KeptCheck::all(&loaded.kept_platforms, target.insecure);
     if let Some(d) = detected.filter(|_| !inv.resolved.dry_run) {
         check_platforms(&plan, &target, d)?;
     }
@@ -606,7 +610,11 @@ fn execute_plan(
     let cli = inv.cli;
     let options = &inv.resolved.options;
     let started = std::time::Instant::now();
-    let results = execute::build(plan, answers, inv.opts);
+    // Each kept image is asked for its platforms while the builds run.
+    let results = std::thread::scope(|s| {
+        s.spawn(|| execute::check_kept_images(plan, inv.opts));
+        execute::build(plan, answers, inv.opts)
+    });
     crate::view::ui::finish();
     let mut builds = results?;
     execute::verify_platforms(plan, &builds, inv.opts)?;

@@ -46,14 +46,22 @@ pub(super) fn rack_platforms(
     Ok(Some((name, list)))
 }
 
+/// The platforms decided: each built service's, and each kept image's
+/// (service, image, the platforms it must offer: the flag's, else the
+/// rack's, else `linux/amd64`).
+pub(super) struct Decisions {
+    pub built: Vec<(String, platforms::Decided)>,
+    pub kept: Vec<(String, String, platforms::Decided)>,
+}
+
 /// Stage 2b: the platforms of each build (`plan::platforms`), set on its
 /// spec before any digest, so that the digest and every build command carry
-/// them.
+/// them; and those each kept image must offer.
 pub(super) fn decide_platforms(
     cli: &Cli,
     compose: &mut Compose,
     rack: Option<&(String, Vec<String>)>,
-) -> Result<Vec<(String, platforms::Decided)>> {
+) -> Result<Decisions> {
     let flag = cli
         .platform
         .as_deref()
@@ -63,9 +71,15 @@ pub(super) fn decide_platforms(
         .map_err(|e| anyhow::Error::new(UsageError(format!("--platform: {e}"))))?;
     let file = compose.path.display().to_string();
     let mut out = Vec::new();
+    let mut kept = Vec::new();
+    let rack = rack.map(|(n, l)| (n.as_str(), l.as_slice()));
     for svc in &mut compose.services {
+        if let crate::read::compose::Source::Image(image) = &svc.source {
+            let d =
+                platforms::decide(flag.as_deref(), None, rack).map_err(|e| anyhow::anyhow!(e))?;
+            kept.push((svc.name.clone(), image.clone(), d));
+        }
         if let crate::read::compose::Source::Build { spec, .. } = &mut svc.source {
-            let rack = rack.map(|(n, l)| (n.as_str(), l.as_slice()));
             let d = platforms::decide(flag.as_deref(), spec.platform.as_deref(), rack).map_err(
                 |e| {
                     anyhow::anyhow!(
@@ -79,7 +93,7 @@ pub(super) fn decide_platforms(
             out.push((svc.name.clone(), d));
         }
     }
-    Ok(out)
+    Ok(Decisions { built: out, kept })
 }
 
 /// Before any build: the classic builder builds only for the engine's own

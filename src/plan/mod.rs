@@ -326,6 +326,39 @@ pub struct Plan {
     /// Builds keep attestations (`--provenance`, `--sbom`): an index entry
     /// `unknown/unknown` is then expected.
     pub attested: bool,
+    /// Each kept image, asked which platforms it offers (attached after the
+    /// plan is made).
+    pub kept: Vec<KeptCheck>,
+}
+
+/// A kept image (`image:`), which Convox runs on the rack's nodes as it
+/// is: asked which platforms it offers (`docker manifest inspect
+/// --verbose`), with a warning naming each wanted one it lacks.
+#[derive(Debug, Clone)]
+pub struct KeptCheck {
+    pub service: String,
+    pub image: String,
+    pub wanted: platforms::Decided,
+    pub ask: Cmd,
+}
+
+impl KeptCheck {
+    /// One per kept image (service, image, wanted platforms); `insecure`:
+    /// the registry is so configured (loopback is plain HTTP anyway).
+    pub fn all(kept: &[(String, String, platforms::Decided)], insecure: bool) -> Vec<KeptCheck> {
+        kept.iter()
+            .map(|(service, image, wanted)| {
+                let host = crate::inputs::bases::host_of(image).unwrap_or("docker.io");
+                let plain = insecure || crate::programs::docker::is_loopback(host);
+                KeptCheck {
+                    service: service.clone(),
+                    image: image.clone(),
+                    wanted: wanted.clone(),
+                    ask: crate::programs::docker::manifest_inspect(image, plain),
+                }
+            })
+            .collect()
+    }
 }
 
 impl Plan {
@@ -419,6 +452,7 @@ pub fn plan_with(
             .attestations
             .iter()
             .any(|f| f != "--provenance=false"),
+        kept: Vec::new(),
     })
 }
 

@@ -62,6 +62,14 @@ impl Plan {
             );
         }
         lines.extend(self.checks.iter().map(|c| c.cmd.to_string()));
+        if !self.kept.is_empty() {
+            lines.push("# each kept image is asked which platforms it offers, while the builds run (a warning names each wanted one it lacks):".into());
+            lines.extend(
+                self.kept
+                    .iter()
+                    .map(|k| format!("{}   # {}", k.ask, k.wanted.joined())),
+            );
+        }
         if !self.login_first() && (self.ecr.is_some() || !self.logins.is_empty()) {
             lines.push("# only when something is to be built or pushed:".into());
             setup(&mut lines);

@@ -7,6 +7,11 @@
 //! service and the wanted and found platforms; the file is left as it was.
 //! A build the registry had already is not read again: its tag is the
 //! content digest, which covers the platforms.
+//!
+//! Each kept image (`image:`) is asked too, while the builds run: Convox
+//! runs it on the rack's nodes as it is, so a wanted platform it lacks is a
+//! warning naming the service (a question that fails is a note: private
+//! registries may need a login this run does not have).
 
 use super::ask::CHECKS_AT_ONCE;
 use super::*;
@@ -51,4 +56,53 @@ fn verify_build(plan: &Plan, b: &Build, opts: RunOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Ask each kept image which platforms it offers, all at once; warn for
+/// each wanted one it lacks.
+pub fn check_kept_images(plan: &Plan, opts: RunOptions) {
+    let _ = parallel(plan.kept.len(), CHECKS_AT_ONCE, |i| {
+        check_kept(&plan.kept[i], opts);
+        Ok(())
+    });
+}
+
+/// One kept image: a warning when it lacks a wanted platform.
+fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) {
+    let answer = match capture(&k.ask, opts) {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = tail_of(&stderr);
+            log(&format!(
+                "note: cannot tell which platforms {} (service `{}`) offers ({}); not checked",
+                k.image,
+                k.service,
+                why.last().map_or("no output", String::as_str)
+            ));
+            return;
+        }
+        Err(_) => return,
+    };
+    let Some(offered) = docker::manifest_platforms(&answer) else {
+        return;
+    };
+    let lacking: Vec<&str> = k
+        .wanted
+        .list
+        .iter()
+        .filter(|w| !offered.contains(w))
+        .map(String::as_str)
+        .collect();
+    if !lacking.is_empty() {
+        log(&format!(
+            "warning: service `{}` keeps image {}, which offers {} and not {}: Convox runs it on {} nodes ({}), where it cannot start (exec format error)",
+            k.service,
+            k.image,
+            offered.join(", "),
+            lacking.join(", "),
+            k.wanted.joined(),
+            k.wanted.source
+        ));
+    }
 }
