@@ -48,29 +48,6 @@ pub(super) fn push_stage_caches(b: &Build, pulled: &[String], opts: RunOptions) 
     push_stage_caches_of(stages, &b.services[0], pulled, opts);
 }
 
-/// Those stages' builds and pushes, each log line prefixed with `who`.
-pub(super) fn push_stage_caches_of<'s>(
-    stages: impl IntoIterator<Item = &'s crate::plan::StageCache>,
-    who: &str,
-    pulled: &[String],
-    opts: RunOptions,
-) {
-    for st in stages {
-        let build = st
-            .build
-            .clone()
-            .before_last(pulled.iter().flat_map(|r| ["--cache-from", r.as_str()]));
-        // Streamed like the build: its log shows which steps ran.
-        let pushed = stream(&build, who, opts).and_then(|_| push(&st.push, who, opts).map(|_| ()));
-        if let Err(e) = pushed {
-            log(&format!(
-                "[{who}] warning: the registry cache of stage {} ({}) was not updated ({e:#}); the next build of {who} runs that stage without it",
-                st.stage, st.reference
-            ));
-        }
-    }
-}
-
 /// One build: skip it when the registry has every tag; push only the
 /// missing tags, without a build when the image is here already.
 pub(super) fn run_build(
@@ -154,39 +131,6 @@ pub(super) fn push_missing(
         result.push_seconds[i] = started.elapsed().as_secs_f64();
     }
     Ok(())
-}
-
-/// Was `failure` ECR refusing the tags `refs` because they exist in an
-/// immutable repository, and does the registry now have each of them? Then
-/// another run of the same content pushed them first: each counts as
-/// pushed, with the registry's digest.
-pub(super) fn pushed_by_another_run(
-    b: &Build,
-    result: &mut BuildResult,
-    failure: &anyhow::Error,
-    steps: &Steps<'_>,
-    refs: std::ops::Range<usize>,
-) -> bool {
-    if !ecr::is_immutable_refusal(&format!("{failure:#}")) {
-        return false;
-    }
-    let mut answers = Vec::new();
-    for i in refs {
-        match (steps.recheck)(i) {
-            Some(a) if a.exists => answers.push((i, a.digest)),
-            _ => return false,
-        }
-    }
-    for (i, digest) in answers {
-        result.by_other_run[i] = true;
-        result.digests[i] = digest;
-        log(&format!(
-            "[{}] {} was pushed by another run first (the repository is immutable, and the tag is the content digest): counted as pushed",
-            service_of(b, i),
-            b.refs[i]
-        ));
-    }
-    true
 }
 
 /// Some tags exist: when the engine has the image under one of its

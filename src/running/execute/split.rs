@@ -6,7 +6,6 @@
 //! pushes printed (a later run's push to the same part tag cannot change
 //! what this index holds).
 
-use super::engine::{push_stage_caches_of, pushed_by_another_run};
 use super::*;
 use crate::plan::{Part, Split};
 
