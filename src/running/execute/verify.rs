@@ -58,6 +58,10 @@ fn verify_build(plan: &Plan, b: &Build, opts: RunOptions) -> Result<()> {
     Ok(())
 }
 
+/// How long a kept image's registry gets to answer: the run waits for it
+/// after the builds (a registry that drops packets would hold it longer).
+const KEPT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Ask each kept image which platforms it offers, all at once; warn for
 /// each wanted one it lacks.
 pub fn check_kept_images(plan: &Plan, opts: RunOptions) {
@@ -69,9 +73,9 @@ pub fn check_kept_images(plan: &Plan, opts: RunOptions) {
 
 /// One kept image: a warning when it lacks a wanted platform.
 fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) {
-    let answer = match capture(&k.ask, opts) {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Ok(out) => {
+    let answer = match crate::running::run::capture_within(&k.ask, opts, KEPT_LIMIT) {
+        Some(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Some(out) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let why = tail_of(&stderr);
             log(&format!(
@@ -82,7 +86,15 @@ fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) {
             ));
             return;
         }
-        Err(_) => return,
+        None => {
+            log(&format!(
+                "note: {} (service `{}`) did not say which platforms it offers within {} s; not checked",
+                k.image,
+                k.service,
+                KEPT_LIMIT.as_secs()
+            ));
+            return;
+        }
     };
     let Some(offered) = docker::manifest_platforms(&answer) else {
         return;
