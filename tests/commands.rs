@@ -1255,11 +1255,24 @@ fn an_ecr_question_that_fails_outright_builds_everything_with_one_warning() {
 
 #[test]
 fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
-    let (fakes, dir, out) = run_demo(
-        &["docker", "aws"],
-        &standard_args(ECR),
-        &[("FAKE_EXISTING", ALL_TAGS)],
+    // The default tags name the content digest: the tags are those a dry
+    // run asks about.
+    let args = ["--app", "demo", "--gitsha", "abc123", "--repo", ECR];
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let dir = fixture("demo");
+    let (dry, _) = run_ok(
+        &fakes,
+        dir.path(),
+        &[&args[..], &["--dry-run"]].concat(),
+        &[],
     );
+    let tags: Vec<&str> = dry
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("imageTag="))
+        .collect();
+    assert_eq!(tags.len(), 3, "{dry}");
+    let existing = tags.join(" ");
+    let out = run(&fakes, dir.path(), &args, &[("FAKE_EXISTING", &existing)]);
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
     assert!(calls_starting(&fakes, "docker build").is_empty());
@@ -1270,7 +1283,7 @@ fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
     // set-up, no login.
     assert_eq!(
         fakes.call_lines(),
-        ["aws ecr batch-get-image --repository-name demo --image-ids imageTag=temp_demo_web_abc123 imageTag=temp_demo_worker_abc123 imageTag=temp_demo_api_abc123 --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json --region us-east-1 --output json", "docker manifest inspect --verbose convox/redis"]
+        [format!("aws ecr batch-get-image --repository-name demo --image-ids imageTag={} imageTag={} imageTag={} --accepted-media-types application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json --region us-east-1 --output json", tags[0], tags[1], tags[2]), "docker manifest inspect --verbose convox/redis".to_string()]
     );
     assert!(fakes.login_stdin().is_none());
     let summary = stderr.split("done:\n").nth(1).unwrap_or("");
@@ -1284,9 +1297,53 @@ fn when_the_registry_has_every_tag_nothing_is_built_or_pushed() {
     );
     let written = fs::read_to_string(dir.path().join(FILE)).unwrap();
     assert!(
-        written.contains(&format!("image: {ECR}:temp_demo_worker_abc123\n")),
+        written.contains(&format!("image: {ECR}:{}\n", tags[1])),
         "{written}"
     );
+}
+
+/// Tags that do not name the content (no `{hash}`): ECR's answer for an
+/// image does not say its platform, so each tag it has is read back after
+/// the login, and one of another platform is built again.
+#[test]
+fn tags_without_the_content_digest_are_read_back_for_their_platforms() {
+    let (fakes, _dir, out) = run_demo(
+        &["docker", "aws"],
+        &standard_args(ECR),
+        &[("FAKE_EXISTING", ALL_TAGS)],
+    );
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(calls_starting(&fakes, "docker build").is_empty());
+    let mut backs: Vec<String> = calls_starting(&fakes, "docker manifest inspect --verbose 1");
+    backs.sort();
+    assert_eq!(
+        backs,
+        ["api", "web", "worker"]
+            .map(|s| format!("docker manifest inspect --verbose {ECR}:temp_demo_{s}_abc123"))
+    );
+    // Logged in once, before them.
+    assert_eq!(calls_starting(&fakes, "docker login").len(), 1);
+    // Wanted for linux/arm64 (the engine's BuildKit): the registry's
+    // linux/amd64 images are built again.
+    let mut args = standard_args(ECR);
+    args.extend(["--platform", "linux/arm64"]);
+    let (fakes, _dir, out) = run_demo(
+        &["docker", "aws"],
+        &args,
+        &[
+            ("FAKE_EXISTING", ALL_TAGS),
+            ("DOCKER_BUILDKIT", "1"),
+            ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
+        ],
+    );
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[web] {ECR}:temp_demo_web_abc123 is in the registry, but holds linux/amd64, not every platform of linux/arm64: building it")),
+        "{stderr}"
+    );
+    assert_eq!(calls_starting(&fakes, "docker login").len(), 1);
 }
 
 #[test]

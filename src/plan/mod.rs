@@ -329,6 +329,10 @@ pub struct Plan {
     /// Each kept image, asked which platforms it offers (attached after the
     /// plan is made).
     pub kept: Vec<KeptCheck>,
+    /// The tag template has `{hash}`: each tag names the content digest,
+    /// which covers the platforms. Without it, a tag the registry has is
+    /// read back for its platforms when the answer did not name them.
+    pub tag_names_content: bool,
 }
 
 /// A kept image (`image:`), which Convox runs on the rack's nodes as it
@@ -400,9 +404,9 @@ pub fn plan_with(
 ) -> Result<Plan> {
     let mut warnings = compose.warnings.clone();
     warnings.extend(target.warnings.iter().cloned());
-    let needs_gitsha = tag::placeholders(&opts.tag)
-        .map_err(usage)?
-        .contains(&"gitsha");
+    let placeholders = tag::placeholders(&opts.tag).map_err(usage)?;
+    let needs_gitsha = placeholders.contains(&"gitsha");
+    let tag_names_content = placeholders.contains(&"hash");
     if needs_gitsha && opts.gitsha.is_none() {
         return Err(usage(
             "no git commit for the tag: give --gitsha, set DRONE_COMMIT_SHA, or run inside a git checkout",
@@ -453,6 +457,7 @@ pub fn plan_with(
             .iter()
             .any(|f| f != "--provenance=false"),
         kept: Vec::new(),
+        tag_names_content,
     })
 }
 

@@ -62,6 +62,9 @@ impl Plan {
             );
         }
         lines.extend(self.checks.iter().map(|c| c.cmd.to_string()));
+        if !self.tag_names_content && !self.builds.is_empty() {
+            lines.push("# the tags do not name the content (no {hash}): a tag the registry has, whose answer does not name its platforms, is read back first (docker manifest inspect --verbose REF, after the login) and counts only holding every platform".into());
+        }
         if !self.kept.is_empty() {
             lines.push("# each kept image is asked which platforms it offers, while the builds run (a warning names each wanted one it lacks):".into());
             lines.extend(

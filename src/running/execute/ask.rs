@@ -256,6 +256,8 @@ pub(super) const CHECKS_AT_ONCE: usize = 32;
 pub struct Answers {
     pub(super) per_build: Vec<Vec<Answer>>,
     pub(super) repository: Option<bool>,
+    /// ECR's set-up and login ran already (to read tags back).
+    pub(super) logged_in: bool,
 }
 
 impl Answers {
@@ -296,6 +298,7 @@ pub fn ask_registry(plan: &Plan, opts: RunOptions) -> Result<Answers> {
             .map(|b| vec![Answer::default(); b.refs.len()])
             .collect(),
         repository: None,
+        logged_in: false,
     };
     if opts.force {
         return Ok(answers);
@@ -318,8 +321,78 @@ pub fn ask_registry(plan: &Plan, opts: RunOptions) -> Result<Answers> {
             answers.per_build[b][r] = a;
         }
     }
+    confirm_platforms(plan, &mut answers, opts)?;
     lacking_platforms(plan, &mut answers);
     Ok(answers)
+}
+
+/// A tag that does not name the content (a `--tag` without `{hash}`),
+/// which the registry has but whose answer did not name its platforms
+/// (ECR's answer for one image, a tag listing): read back with `docker
+/// manifest inspect --verbose` (after ECR's set-up and login, which the
+/// run then does not repeat), all at once, so that a tag another run pushed
+/// for other platforms (another rack, the same commit) is not taken for
+/// this build's. One the registry will not describe is built.
+fn confirm_platforms(plan: &Plan, answers: &mut Answers, opts: RunOptions) -> Result<()> {
+    if plan.tag_names_content {
+        return Ok(());
+    }
+    let unsure: Vec<(usize, usize)> = answers
+        .per_build
+        .iter()
+        .enumerate()
+        .flat_map(|(b, a)| {
+            a.iter()
+                .enumerate()
+                .filter(|(_, a)| a.exists && !matches!(a.held, Held::Platforms(_)))
+                .map(move |(r, _)| (b, r))
+        })
+        .collect();
+    if unsure.is_empty() {
+        return Ok(());
+    }
+    if plan.ecr.is_some() && !plan.login_first() {
+        set_up_and_log_in(plan, answers.repository, opts)?;
+        answers.logged_in = true;
+    }
+    let said = parallel(unsure.len(), CHECKS_AT_ONCE, |k| {
+        let cmd = read_back(plan, unsure[k]);
+        let out = capture(&cmd, opts)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Ok(out
+            .status
+            .success()
+            .then(|| docker::manifest_platforms(&stdout))
+            .flatten())
+    })?;
+    for (&(b, r), platforms) in unsure.iter().zip(said) {
+        let a = &mut answers.per_build[b][r];
+        match platforms {
+            Some(list) => a.held = Held::Platforms(list),
+            None => {
+                log(&format!(
+                    "[{}] warning: cannot tell which platforms {} holds ({}); building it",
+                    service_of(&plan.builds[b], r),
+                    plan.builds[b].refs[r],
+                    read_back(plan, (b, r))
+                ));
+                a.exists = false;
+                a.digest = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The question that names a reference's platforms: its check's own
+/// `docker manifest inspect --verbose`, or, where ECR's API asked, one of
+/// the same (ECR answers it once logged in).
+fn read_back(plan: &Plan, (b, r): (usize, usize)) -> crate::programs::command::Cmd {
+    let reference = &plan.builds[b].refs[r];
+    match plan.checks.iter().find(|c| c.asks.contains(&(b, r))) {
+        Some(c) if !c.batch => c.cmd.clone(),
+        _ => docker::manifest_inspect(reference, false),
+    }
 }
 
 /// A tag counts as up to date only when it holds every platform its build

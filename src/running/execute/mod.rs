@@ -197,7 +197,7 @@ pub fn execute(plan: &Plan, opts: RunOptions) -> Result<Vec<BuildResult>> {
 /// of a plan with the same references), setting up and logging in to ECR
 /// first when anything is built.
 pub fn build(plan: &Plan, answers: &Answers, opts: RunOptions) -> Result<Vec<BuildResult>> {
-    if !plan.login_first() && answers.work() {
+    if !plan.login_first() && answers.work() && !answers.logged_in {
         set_up_and_log_in(plan, answers.repository, opts)?;
     }
     // Each base the registry identified is made current once, before the
