@@ -2487,6 +2487,48 @@ fn run_on_builder(
     (fakes, dir, lines, stderr, report)
 }
 
+/// buildx gives a platform to the first node that lists it: a fleet whose
+/// first node emulates arm64 ahead of the node declared for it gets a
+/// warning naming both; a fleet of native nodes none.
+#[test]
+fn a_fleet_that_would_build_a_platform_away_from_its_node_gets_a_warning() {
+    let fleet = |first: &str| {
+        format!("Name:          NAME\nDriver:        remote\nLast Activity: 2026-12-04 15:35:53 +0000 UTC\n\nNodes:\nName:             NAME0\nEndpoint:         tcp://10.1.2.3:1234\nStatus:           running\nBuildKit version: v0.32.2\nPlatforms:        {first}\n\nName:             NAME1\nEndpoint:         tcp://10.1.2.4:1234\nStatus:           running\nBuildKit version: v0.32.2\nPlatforms:        linux/arm64*\n")
+    };
+    let mut args = standard_args(ECR);
+    // One build at a time (`buildx build`, whose platforms the fake keeps).
+    args.extend([
+        "--builder",
+        "fleet",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--jobs",
+        "1",
+    ]);
+    let emulating = fleet("linux/amd64, linux/arm64, linux/386");
+    let env = [
+        ("FAKE_VERSIONS", "20.10.24|20.10.24"),
+        ("FAKE_BUILDX_INSPECT", emulating.as_str()),
+    ];
+    let (_fakes, _dir, out) = run_demo(&["docker", "aws"], &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: builder fleet: buildx gives linux/arm64 to node fleet0, the first node that lists it, which does not declare it"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("make fleet1 the first node"), "{stderr}");
+    let native = fleet("linux/amd64, linux/386");
+    let env = [
+        ("FAKE_VERSIONS", "20.10.24|20.10.24"),
+        ("FAKE_BUILDX_INSPECT", native.as_str()),
+    ];
+    let (_fakes, _dir, out) = run_demo(&["docker", "aws"], &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("buildx gives"), "{stderr}");
+}
+
 /// Several builds at once on a builder that pushes itself are one `docker
 /// buildx bake`: each build a target of the definition on its stdin (the
 /// same tags, cache and labels as its `docker buildx build`, paths made

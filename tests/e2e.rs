@@ -885,30 +885,42 @@ fn moto_put_image(stack: &Stack, tag: &str) -> String {
 fn ecrs_own_api_answers_for_every_tag_in_one_call_before_any_login() {
     let Some(stack) = Stack::start() else { return };
     // The real aws CLI against moto; a fake docker that records what it is
-    // asked, since moto's ECR takes no pushes.
+    // asked, since moto's ECR takes no pushes. The default tags (the
+    // content digest, which names the platforms, so ECR's answer suffices).
     let fakes = common::Fakes::new(&["docker"]);
     let path = format!(
         "{}:{}",
         fakes.bin().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let run = |app: &Path| {
+    let run = |app: &Path, extra: &[&str]| {
         let mut c = Command::new(BIN);
-        c.current_dir(app).args([
-            "--app", "demo", "--gitsha", "e2e5", "--repo", ECR, "--tag", GITSHA_TAG, "--json",
-        ]);
+        c.current_dir(app)
+            .args(["--app", "demo", "--gitsha", "e2e5", "--repo", ECR])
+            .args(extra);
         stack.env(&mut c);
         c.env("PATH", &path).env("FAKE_DIR", fakes.dir.path());
         c.output().expect("run binary")
     };
+    let app = fixture("demo");
+    let dry = String::from_utf8_lossy(&run(app.path(), &["--dry-run"]).stdout).into_owned();
+    // web, worker, api, as the question names them.
+    let tags: Vec<&str> = dry
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("imageTag="))
+        .collect();
+    assert_eq!(tags.len(), 3, "{dry}");
+    let rewritten = dry
+        .split_once(", rewritten:\n")
+        .expect("the rewritten file")
+        .1;
     stack.aws_ecr(&["create-repository", "--repository-name", "demo"]);
-    let web = moto_put_image(&stack, "temp_demo_web_e2e5");
-    moto_put_image(&stack, "temp_demo_worker_e2e5");
+    let web = moto_put_image(&stack, tags[0]);
+    moto_put_image(&stack, tags[1]);
 
     // web and worker are in ECR: only api is built and pushed, after the
     // login that moto's password went to on stdin.
-    let app = fixture("demo");
-    let out = run(app.path());
+    let out = run(app.path(), &["--json"]);
     ok(&out);
     let calls = fakes.call_lines();
     let builds: Vec<&String> = calls
@@ -916,13 +928,13 @@ fn ecrs_own_api_answers_for_every_tag_in_one_call_before_any_login() {
         .filter(|l| l.starts_with("docker build"))
         .collect();
     assert_eq!(builds.len(), 1, "{calls:?}");
-    assert!(builds[0].contains(":temp_demo_api_e2e5"), "{calls:?}");
+    assert!(builds[0].contains(&format!(":{} ", tags[2])), "{calls:?}");
     assert_eq!(
         calls
             .iter()
             .filter(|l| l.starts_with("docker push"))
             .collect::<Vec<_>>(),
-        [&format!("docker push {ECR}:temp_demo_api_e2e5")]
+        [&format!("docker push {ECR}:{}", tags[2])]
     );
     assert!(fakes.login_stdin().is_some_and(|p| !p.trim().is_empty()));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -937,15 +949,21 @@ fn ecrs_own_api_answers_for_every_tag_in_one_call_before_any_login() {
     assert_eq!(service("web")["digest"], web.as_str(), "{report}");
     assert_eq!(service("api")["action"], "built", "{report}");
 
-    // Every tag in ECR: one call to ECR answers, and docker is never run.
-    moto_put_image(&stack, "temp_demo_api_e2e5");
+    // Every tag in ECR: one call to ECR answers, and docker is run only to
+    // ask the kept image's registry for its platforms.
+    moto_put_image(&stack, tags[2]);
     let before = fakes.calls().len();
     let app = fixture("demo");
-    ok(&run(app.path()));
-    assert_eq!(fakes.calls().len(), before, "{:?}", fakes.call_lines());
+    ok(&run(app.path(), &[]));
+    let after = fakes.call_lines();
+    assert_eq!(
+        after[before..],
+        ["docker manifest inspect --verbose convox/redis".to_string()],
+        "{after:?}"
+    );
     assert_eq!(
         fs::read_to_string(app.path().join(FILE)).expect("file"),
-        expected_demo("123456789012.dkr.ecr.us-east-1.amazonaws.com", "e2e5")
+        rewritten
     );
 }
 
@@ -2155,11 +2173,23 @@ struct Buildkitd {
 
 impl Buildkitd {
     fn start(bin: &Path, registry: &str) -> Buildkitd {
+        Buildkitd::start_with(bin, registry, "")
+    }
+
+    /// A node that keeps the platforms it found at its start (BuildKit
+    /// looks for emulators again every 20 s unless told otherwise): started
+    /// before QEMU's entry, it stands for a native amd64 node without an
+    /// emulator, though the kernel here has one for the arm64 node.
+    fn start_native(bin: &Path, registry: &str) -> Buildkitd {
+        Buildkitd::start_with(bin, registry, "platformsCacheMaxAge = \"-1s\"\n")
+    }
+
+    fn start_with(bin: &Path, registry: &str, top: &str) -> Buildkitd {
         let root = tempfile::tempdir().expect("buildkitd root");
         let config = root.path().join("buildkitd.toml");
         fs::write(
             &config,
-            format!("[registry.\"{registry}\"]\n  http = true\n  insecure = true\n"),
+            format!("{top}[registry.\"{registry}\"]\n  http = true\n  insecure = true\n"),
         )
         .expect("config");
         let port = free_port();
@@ -2841,7 +2871,11 @@ fn files_named(dir: &Path, name: &str) -> Vec<String> {
 /// offers linux/amd64 alone: each half of a two-platform build runs on its
 /// own node, all in one build of the program's, as buildx schedules it.
 /// Which node ran what is read from each daemon's state (the file the RUN
-/// step writes).
+/// step writes). The first node keeps the platforms it found at its start
+/// (`Buildkitd::start_native`): BuildKit looks for emulators again every
+/// 20 s, and buildx gives a platform to the first node that lists it. A
+/// second builder whose first node has the emulator shows that rule: the
+/// program warns, and that node builds both halves.
 #[test]
 fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
     if buildkit_mode() {
@@ -2853,7 +2887,7 @@ fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
     let Some(stack) = Stack::start() else { return };
     let Some(arm64) = arm64_busybox() else { return };
     let host = stack.host();
-    let amd64_node = Buildkitd::start(&buildkitd, &host);
+    let amd64_node = Buildkitd::start_native(&buildkitd, &host);
     let Some(_qemu) = Aarch64Emulation::start() else {
         return;
     };
@@ -2898,8 +2932,10 @@ fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
             "-v",
         ],
     ));
-    // One build of the program's for both halves: buildx spread it.
+    // One build of the program's for both halves: buildx spread it, and
+    // the program saw no platform going to a node not declared for it.
     assert_eq!(out.matches(" build --builder fleet ").count(), 1, "{out}");
+    assert!(!out.contains("buildx gives"), "{out}");
     assert_eq!(files_named(amd64_node.root.path(), "arch"), ["x86_64"]);
     assert_eq!(files_named(arm64_node.root.path(), "arch"), ["aarch64"]);
     let written = fs::read_to_string(app.path().join(FILE)).expect("file");
@@ -2909,6 +2945,54 @@ fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
         index["manifests"].as_array().map(Vec::len),
         Some(2),
         "{index}"
+    );
+    // A first node with the emulator (started after QEMU's entry), ahead of
+    // the node declared linux/arm64: buildx gives it arm64 too, and the
+    // program says so before the build.
+    let emulating = Buildkitd::start(&buildkitd, &host);
+    create_remote_builder(&stack, "fleetq", &emulating);
+    docker_ok(
+        &stack,
+        &[
+            "buildx",
+            "create",
+            "--append",
+            "--name",
+            "fleetq",
+            "--driver",
+            "remote",
+            "--platform",
+            "linux/arm64",
+            &format!("tcp://127.0.0.1:{}", arm64_node.port),
+        ],
+    );
+    fs::write(
+        app.path().join(FILE),
+        "version: \"2\"\nservices:\n  web:\n    build: ./web\n",
+    )
+    .expect("compose");
+    let out = ok(&stack.run(
+        app.path(),
+        &[
+            "--app",
+            "fleetq",
+            "--gitsha",
+            "q1",
+            "--repo",
+            &format!("{host}/fleetq"),
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--builder",
+            "fleetq",
+        ],
+    ));
+    assert!(
+        out.contains("warning: builder fleetq: buildx gives linux/arm64 to node fleetq0"),
+        "{out}"
+    );
+    assert_eq!(
+        files_named(emulating.root.path(), "arch"),
+        ["aarch64", "x86_64"]
     );
 }
 

@@ -112,6 +112,9 @@ pub(super) fn check_platforms(plan: &Plan, target: &Target, d: &probe::Detected)
             );
         }
     }
+    if let Some(bx) = target.buildx.as_ref().filter(|b| b.pushes_itself()) {
+        warn_misplaced(plan, bx);
+    }
     if target.builder != Builder::Classic {
         return Ok(());
     }
@@ -126,4 +129,25 @@ pub(super) fn check_platforms(plan: &Plan, target: &Target, d: &probe::Detected)
         }
     }
     Ok(())
+}
+
+/// A fleet whose nodes buildx would give a platform away from the node
+/// declared for it (`Buildx::misplaced`): one warning per platform, naming
+/// both nodes and the fix.
+fn warn_misplaced(plan: &Plan, bx: &crate::programs::buildx::Buildx) {
+    let mut said: Vec<&str> = Vec::new();
+    for (_, p) in &plan.platforms {
+        for platform in &p.list {
+            if said.contains(&platform.as_str()) {
+                continue;
+            }
+            if let Some((on, declared)) = bx.misplaced(platform) {
+                eprintln!(
+                    "warning: builder {}: buildx gives {platform} to node {on}, the first node that lists it, which does not declare it (an emulator there, most likely), not to node {declared}, declared for it; make {declared} the first node (create the builder with it, then --append the others), or remove the emulator from {on}",
+                    bx.name
+                );
+                said.push(platform);
+            }
+        }
+    }
 }

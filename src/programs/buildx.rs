@@ -68,6 +68,17 @@ pub struct Buildx {
     pub assumed: bool,
     /// How buildx is run.
     pub program: Program,
+    /// Its nodes, in buildx's order, as `inspect` lists them.
+    pub nodes: Vec<Node>,
+}
+
+/// One node of a builder: its name and the platforms it lists, each with
+/// whether it was declared (`docker buildx create --platform`, shown with a
+/// `*`) rather than found (natively, or through an emulator).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub platforms: Vec<(String, bool)>,
 }
 
 /// `docker buildx version`: succeeds when the buildx plugin is there.
@@ -99,7 +110,41 @@ pub fn parse_inspect(out: &str) -> Option<Buildx> {
         buildkit,
         assumed: false,
         program: Program::default(),
+        nodes: parse_nodes(out),
     })
+}
+
+/// The nodes after `Nodes:`: each from its `Name:` line, with its
+/// `Platforms:` (a `*` marks a declared one).
+fn parse_nodes(out: &str) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    let after = out.split_once("\nNodes:").map_or("", |(_, rest)| rest);
+    for line in after.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        match key.trim() {
+            "Name" => nodes.push(Node {
+                name: value.trim().to_string(),
+                platforms: Vec::new(),
+            }),
+            "Platforms" => {
+                if let Some(node) = nodes.last_mut() {
+                    node.platforms = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| match p.strip_suffix('*') {
+                            Some(p) => (p.to_string(), true),
+                            None => (p.to_string(), false),
+                        })
+                        .collect();
+                }
+            }
+            _ => {}
+        }
+    }
+    nodes
 }
 
 /// The least buildx version `docker buildx inspect`'s output shows:
@@ -118,6 +163,24 @@ fn inspect_field(out: &str, key: &str) -> Option<String> {
 }
 
 impl Buildx {
+    /// A platform buildx would build away from the node declared for it:
+    /// buildx gives each platform to the first node that lists it
+    /// (`build/resolver`: ties keep the first), so a node that lists it
+    /// without declaring it (an emulator there) ahead of one that declares
+    /// it takes it. (the node that would build it, the one declared for it)
+    pub fn misplaced(&self, platform: &str) -> Option<(&str, &str)> {
+        let lists = |n: &&Node| n.platforms.iter().any(|(p, _)| p == platform);
+        let first = self.nodes.iter().find(lists)?;
+        if first.platforms.iter().any(|(p, d)| p == platform && *d) {
+            return None;
+        }
+        let declared = self
+            .nodes
+            .iter()
+            .find(|n| n.platforms.iter().any(|(p, d)| p == platform && *d))?;
+        Some((&first.name, &declared.name))
+    }
+
     /// What a dry run assumes of `--builder NAME`: a builder of its own (not
     /// the engine's), with a current BuildKit.
     pub fn assumed(name: &str) -> Buildx {
@@ -127,6 +190,7 @@ impl Buildx {
             buildkit: None,
             assumed: true,
             program: Program::default(),
+            nodes: Vec::new(),
         }
     }
 
@@ -308,6 +372,30 @@ fn digest_in(v: &serde_json::Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_platform_goes_to_the_first_node_that_lists_it() {
+        // As buildx 0.36 prints a builder of two nodes, the second declared
+        // linux/arm64, the first with an emulator for it.
+        let out = "Name:          fleet\nDriver:        remote\nLast Activity: 2026-12-04 15:35:53 +0000 UTC\n\nNodes:\nName:             fleet0\nEndpoint:         tcp://127.0.0.1:41231\nStatus:           running\nBuildKit version: v0.32.2\nPlatforms:        linux/amd64, linux/amd64/v2, linux/arm64, linux/386\nLabels:\n org.mobyproject.buildkit.worker.executor: oci\n\nName:             fleet1\nEndpoint:         tcp://127.0.0.1:41232\nStatus:           running\nBuildKit version: v0.32.2\nPlatforms:        linux/arm64*, linux/amd64, linux/386\n";
+        let bx = parse_inspect(out).expect("a builder");
+        assert_eq!(bx.nodes.len(), 2);
+        assert_eq!(bx.nodes[1].platforms[0], ("linux/arm64".to_string(), true));
+        assert_eq!(bx.misplaced("linux/arm64"), Some(("fleet0", "fleet1")));
+        assert_eq!(bx.misplaced("linux/amd64"), None);
+        // Without the emulator on the first node: each on its own.
+        let native = out.replace(
+            "linux/amd64/v2, linux/arm64, linux/386",
+            "linux/amd64/v2, linux/386",
+        );
+        assert_eq!(
+            parse_inspect(&native)
+                .expect("a builder")
+                .misplaced("linux/arm64"),
+            None
+        );
+    }
+
     use super::*;
 
     const REMOTE: &str = "Name:          bkremote\nDriver:        remote\nLast Activity: 2026-12-01 17:38:59 +0000 UTC\n\nNodes:\nName:      bkremote0\nEndpoint:  tcp://127.0.0.1:1234\nStatus:    running\nBuildkit:  v0.11.6\nPlatforms: linux/amd64, linux/386\n";
