@@ -2181,7 +2181,11 @@ impl Buildkitd {
     /// before QEMU's entry, it stands for a native amd64 node without an
     /// emulator, though the kernel here has one for the arm64 node.
     fn start_native(bin: &Path, registry: &str) -> Buildkitd {
-        Buildkitd::start_with(bin, registry, "platformsCacheMaxAge = \"-1s\"\n")
+        Buildkitd::start_with(
+            bin,
+            registry,
+            "[system]\n  platformsCacheMaxAge = \"-1s\"\n",
+        )
     }
 
     fn start_with(bin: &Path, registry: &str, top: &str) -> Buildkitd {
@@ -2578,6 +2582,9 @@ fn one_foreign_platform_is_built_for_it_and_runs_there_or_is_refused_by_the_clas
         ],
     ));
     assert!(out.contains(" --platform linux/arm64 "), "{out}");
+    // The image's config read back by the program itself.
+    let read_back = format!("+ docker manifest inspect --verbose --insecure {host}/arm:");
+    assert!(!out.contains(&read_back), "{out}");
     assert!(
         out.contains(&format!("warning: service `cache` keeps image {host}/keptamd:1, which offers linux/amd64 and not linux/arm64")),
         "{out}"
@@ -2801,6 +2808,10 @@ fn two_platforms_on_the_engines_buildkit_make_one_index_of_exactly_those_two() {
     for p in ["linux/amd64", "linux/arm64"] {
         assert!(first.contains(&format!(" --platform {p} ")), "{first}");
     }
+    // The index read back by the program itself (a plain-HTTP registry):
+    // no process for it.
+    let read_back = format!("+ docker manifest inspect --verbose --insecure {host}/etwo:");
+    assert!(!first.contains(&read_back), "{first}");
     let written = fs::read_to_string(app.path().join(FILE)).expect("file");
     let tag = tag_in(&written, &format!("{host}/etwo"));
     let index = served_manifest(stack.registry_port, "etwo", &tag).expect("the manifest");

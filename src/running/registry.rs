@@ -76,12 +76,57 @@ fn request(host: &str, method: &str, path: &str, accept: &str) -> Option<(String
 /// The most a response may hold (a tag list of ~200,000 tags).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// Every manifest type, as `docker manifest inspect` accepts them.
+const MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
+
 /// Ask; None when the answer is not plain.
 pub fn ask(reference: &str) -> Option<Said> {
     let (host, repo, tag) = split(reference)?;
-    let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
-    let (head, _) = request(host, "HEAD", &format!("/v2/{repo}/manifests/{tag}"), accept)?;
+    let (head, _) = request(
+        host,
+        "HEAD",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        MANIFESTS,
+    )?;
     read_head(&head)
+}
+
+/// The platforms the registry holds under a reference, read as `docker
+/// manifest inspect --verbose` reads them (sorted): an index's entries, or
+/// an image's config (`os`, `architecture`, `variant`), one more request.
+/// None when an answer is not a plain 200 (the caller runs the command).
+pub fn platforms(reference: &str) -> Option<Vec<String>> {
+    let (host, repo, tag) = split(reference)?;
+    let get = |path: &str, accept: &str| {
+        let (head, body) = request(host, "GET", path, accept)?;
+        (status_of(&head)? == 200).then_some(())?;
+        json_body(&head, &body)
+    };
+    let v = get(&format!("/v2/{repo}/manifests/{tag}"), MANIFESTS)?;
+    let name = crate::programs::docker::platform_name;
+    if let Some(entries) = v.get("manifests").and_then(|m| m.as_array()) {
+        let mut out: Vec<String> = entries
+            .iter()
+            .map(|e| name(e.get("platform")?))
+            .collect::<Option<_>>()?;
+        out.sort();
+        return Some(out);
+    }
+    let config = v.pointer("/config/digest")?.as_str()?;
+    let c = get(&format!("/v2/{repo}/blobs/{config}"), "*/*")?;
+    Some(vec![name(&c)?])
+}
+
+/// A response's body as JSON (chunked or not).
+fn json_body(head: &str, body: &[u8]) -> Option<serde_json::Value> {
+    let chunked =
+        header_of(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    serde_json::from_slice(&body).ok()
 }
 
 /// Every tag of `HOST:PORT/REPOSITORY` (as [`split`] gives them), all its
@@ -127,13 +172,7 @@ pub fn read_list(head: &str, body: &[u8]) -> Option<Listed> {
         200 => {}
         _ => return None,
     }
-    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_vec()
-    };
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let v = json_body(head, body)?;
     let tags = match v.get("tags")? {
         serde_json::Value::Null => Vec::new(),
         serde_json::Value::Array(a) => a
