@@ -2637,6 +2637,25 @@ fn two_arch_context(dir: &Path, arm64_busybox: &Path, steps: &str) {
     .expect("Dockerfile");
 }
 
+/// An app of two builds for two platforms: `base/` (busybox of each
+/// architecture, `base.yml`) and `web/` (`FROM base`, `RUN uname -m >
+/// /arch`); the compose file of web, not yet written.
+fn two_platform_app(dir: &Path, arm64: &Path, base: &str) -> &'static str {
+    two_arch_context(&dir.join("base"), arm64, "");
+    fs::write(
+        dir.join("base.yml"),
+        "version: \"2\"\nservices:\n  base:\n    build: ./base\n",
+    )
+    .expect("base.yml");
+    fs::create_dir_all(dir.join("web")).expect("web");
+    fs::write(
+        dir.join("web/Dockerfile"),
+        format!("FROM {base}\nRUN uname -m > /arch\n"),
+    )
+    .expect("Dockerfile");
+    "version: \"2\"\nservices:\n  web:\n    build: ./web\n"
+}
+
 /// Two platforms on a remote BuildKit builder (`--builder`), arm64 under
 /// QEMU: one index of exactly linux/amd64 and linux/arm64 (no attestation
 /// entry), read back before the rewrite; a second run builds nothing.
@@ -2661,19 +2680,7 @@ fn two_platforms_on_a_remote_builder_make_one_index_of_exactly_those_two() {
     let app = tempfile::tempdir().expect("app");
     // The base: busybox of each architecture, one index, built by the
     // program itself (FROM scratch, the rootfs by TARGETARCH).
-    two_arch_context(&app.path().join("base"), &arm64, "");
-    fs::write(
-        app.path().join("base.yml"),
-        "version: \"2\"\nservices:\n  base:\n    build: ./base\n",
-    )
-    .expect("base.yml");
-    fs::create_dir_all(app.path().join("web")).expect("web");
-    fs::write(
-        app.path().join("web/Dockerfile"),
-        format!("FROM {host}/twobase:1\nRUN uname -m > /arch\n"),
-    )
-    .expect("Dockerfile");
-    let compose = "version: \"2\"\nservices:\n  web:\n    build: ./web\n";
+    let compose = two_platform_app(app.path(), &arm64, &format!("{host}/twobase:1"));
     let two = [
         "--platform",
         "linux/arm64,linux/amd64",
@@ -2705,20 +2712,7 @@ fn two_platforms_on_a_remote_builder_make_one_index_of_exactly_those_two() {
     let written = fs::read_to_string(app.path().join(FILE)).expect("file");
     let tag = tag_in(&written, &format!("{host}/two"));
     let index = served_manifest(stack.registry_port, "two", &tag).expect("the manifest");
-    let mut platforms: Vec<String> = index["manifests"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not an index: {index}"))
-        .iter()
-        .map(|m| {
-            format!(
-                "{}/{}",
-                m["platform"]["os"].as_str().unwrap_or("?"),
-                m["platform"]["architecture"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    platforms.sort();
-    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(index_platforms(&index), ["linux/amd64", "linux/arm64"]);
     // A second run: the registry has it, nothing is built.
     fs::write(app.path().join(FILE), compose).expect("reset");
     let second = run(&["--gitsha", "t2", "--repo", &format!("{host}/two")]);
@@ -2768,19 +2762,7 @@ fn two_platforms_on_the_engines_buildkit_make_one_index_of_exactly_those_two() {
     let app = tempfile::tempdir().expect("app");
     // The base: busybox of each architecture, built by the program itself
     // on the engine's BuildKit (FROM scratch, the rootfs by TARGETARCH).
-    two_arch_context(&app.path().join("base"), &arm64, "");
-    fs::write(
-        app.path().join("base.yml"),
-        "version: \"2\"\nservices:\n  base:\n    build: ./base\n",
-    )
-    .expect("base.yml");
-    fs::create_dir_all(app.path().join("web")).expect("web");
-    fs::write(
-        app.path().join("web/Dockerfile"),
-        format!("FROM {host}/ebase:1\nRUN uname -m > /arch\n"),
-    )
-    .expect("Dockerfile");
-    let compose = "version: \"2\"\nservices:\n  web:\n    build: ./web\n";
+    let compose = two_platform_app(app.path(), &arm64, &format!("{host}/ebase:1"));
     let run = |args: &[&str]| {
         let mut a = vec![
             "--app",
