@@ -1094,7 +1094,7 @@ fn a_kept_image_without_a_target_platform_gets_a_warning() {
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("note: cannot tell which platforms convox/redis (service `redis`) offers (no such manifest: convox/redis); not checked"),
+        stderr.contains("note: the registry of convox/redis (service `redis`) did not say which platforms it offers (no such manifest: convox/redis); not checked"),
         "{stderr}"
     );
 }

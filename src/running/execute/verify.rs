@@ -100,7 +100,7 @@ fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let why = tail_of(&stderr);
             log(&format!(
-                "note: cannot tell which platforms {} (service `{}`) offers ({}); not checked",
+                "note: the registry of {} (service `{}`) did not say which platforms it offers ({}); not checked",
                 k.image,
                 k.service,
                 why.last().map_or("no output", String::as_str)
