@@ -1019,6 +1019,83 @@ fn two_platforms_on_the_engines_buildkit_are_built_one_by_one_and_joined_into_on
     );
 }
 
+/// With buildx on the client (engine 26's, the `docker` driver), the index
+/// is made by `docker buildx imagetools create`, which copies the parts
+/// into the app's repository where `docker manifest push` only mounts them
+/// (ECR mounts only with blob mounting on); without it, `docker manifest`,
+/// whose refusal to mount says what to do.
+#[test]
+fn the_engines_parts_are_joined_by_imagetools_where_buildx_is_there() {
+    let repo = format!("{}/demo", common::refused_loopback());
+    let mut args = standard_args(&repo);
+    args.extend(["--platform", "linux/arm64,linux/amd64"]);
+    let env = [
+        ("FAKE_VERSIONS", "26.1.5|26.1.5|linux/amd64"),
+        (
+            "FAKE_BUILDX_VERSION",
+            "github.com/docker/buildx 0.14.1 59582f6",
+        ),
+        ("FAKE_BUILDX_INSPECT", BUILDX_DOCKER),
+    ];
+    let (fakes, dir, out) = run_demo(&["docker"], &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    let lines = fakes.all_call_lines();
+    let tag = format!("{repo}:temp_demo_web_abc123");
+    let part = |p: &str| {
+        let d = fakes.digest_of(&format!("{repo}-cache:demo_web.{p}"));
+        format!("{repo}-cache@{d}")
+    };
+    assert!(
+        lines.contains(&format!(
+            "docker buildx imagetools create -t {tag} {} {}",
+            part("linux-amd64"),
+            part("linux-arm64")
+        )),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("docker manifest create")),
+        "{lines:#?}"
+    );
+    let file = fs::read_to_string(dir.path().join(FILE)).unwrap();
+    assert!(file.contains(&format!("image: {tag}")), "{file}");
+    // No buildx (a 20.10 client's built-in BuildKit), and a registry that
+    // will not mount: the failure says what to do, and is not retried.
+    let env = [
+        ("DOCKER_BUILDKIT", "1"),
+        ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
+        ("FAKE_FAIL", "manifest push"),
+        (
+            "FAKE_FAIL_MSG",
+            "error mounting 127.0.0.1/demo-cache@sha256:0 to 127.0.0.1/demo",
+        ),
+    ];
+    let (fakes, dir, out) = run_demo(&["docker"], &args, &env);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("aws ecr put-account-setting --name BLOB_MOUNTING --value ENABLED"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[web] push failed"), "{stderr}");
+    assert!(fakes
+        .all_call_lines()
+        .iter()
+        .any(|l| l.starts_with("docker manifest create ")));
+    assert_eq!(
+        fs::read(dir.path().join(FILE)).unwrap(),
+        fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/demo")
+                .join(FILE)
+        )
+        .unwrap()
+    );
+}
+
 #[test]
 fn a_tag_that_lacks_a_wanted_platform_is_built_again() {
     let repo = format!("{}/demo", common::refused_loopback());

@@ -498,6 +498,7 @@ fn choose_builder(
             .filter(|b| b.pushes_itself() && !classic_asked)
     };
     target.builder = probed.builder;
+    target.imagetools = probed.buildx.as_ref().map(|b| b.program.clone());
     let attestations = || {
         let version = if dry_run { None } else { probed.buildx_version };
         buildx::attestation_flags(version, cli.provenance.as_deref(), cli.sbom)

@@ -146,16 +146,12 @@ impl Grouping<'_> {
             let with = b.services[0].clone();
             b.services.push(svc.name.clone());
             if !b.refs.contains(&reference) {
-                let insecure = checks::plain_http(&self.registry.host, self.target);
                 match &mut b.split {
                     Some(split) => {
                         let parts: Vec<String> =
                             split.parts.iter().map(|p| p.reference.clone()).collect();
-                        split
-                            .creates
-                            .push(docker::manifest_create(&reference, &parts, insecure));
-                        split.removes.push(docker::manifest_rm(&reference));
-                        let push = docker::manifest_push(&reference, insecure);
+                        let (create, push) = self.join(&reference, &parts);
+                        split.creates.push(create);
                         b.pushes.push((svc.name.clone(), push));
                     }
                     None => {
@@ -334,16 +330,38 @@ impl Grouping<'_> {
             .map(|p| self.part(&service, spec, p, labels, dockerfile))
             .collect();
         let names: Vec<String> = parts.iter().map(|p| p.reference.clone()).collect();
-        let insecure = checks::plain_http(&self.registry.host, self.target);
-        let reference = &b.refs[0];
+        let (create, push) = self.join(&b.refs[0], &names);
         b.split = Some(Split {
             parts,
-            creates: vec![docker::manifest_create(reference, &names, insecure)],
-            removes: vec![docker::manifest_rm(reference)],
+            creates: vec![create],
         });
-        b.pushes = vec![(service, docker::manifest_push(reference, insecure))];
+        b.pushes = vec![(service, push)];
         b.tags.clear();
         b.cache = None;
+    }
+
+    /// How the parts (named by their tags) become one index under
+    /// `reference`: `docker buildx imagetools create` where the client has
+    /// buildx and the registry needs no `--insecure` (it copies each part's
+    /// content, where `docker manifest push` only mounts it, which ECR does
+    /// only with blob mounting on); else `docker manifest create` (and the
+    /// removal of a list left before it), then `docker manifest push`.
+    fn join(&self, reference: &str, parts: &[String]) -> (Option<(Cmd, Cmd)>, Cmd) {
+        let insecure = checks::plain_http(&self.registry.host, self.target);
+        let needs_flag = insecure && !docker::is_loopback(&self.registry.host);
+        match self.target.imagetools.as_ref().filter(|_| !needs_flag) {
+            Some(program) => (
+                None,
+                crate::programs::buildx::imagetools_create(program, reference, parts),
+            ),
+            None => (
+                Some((
+                    docker::manifest_create(reference, parts, insecure),
+                    docker::manifest_rm(reference),
+                )),
+                docker::manifest_push(reference, insecure),
+            ),
+        }
     }
 
     /// One platform's part of a split build: built with `--platform` under

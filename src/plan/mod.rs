@@ -211,20 +211,22 @@ pub struct Build {
 /// platforms one image each: each part is built with `--platform`, pushed
 /// to the cache repository under a tag of its own (`APP_SERVICE.PLATFORM`,
 /// which is also that platform's registry cache), and the parts are joined
-/// into one index under each reference of the build (`docker manifest
-/// create`, naming each part by the digest its push printed, then `docker
-/// manifest push`). The index's entries are copied into the build's
-/// repository by digest: no tag there but the build's own.
+/// into one index under each reference of the build, naming each part by
+/// the digest its push printed: `docker buildx imagetools create` where
+/// buildx is there (it copies the parts into the build's repository,
+/// mounted or uploaded), else `docker manifest create` and `push` (which
+/// only mounts: on ECR, with its blob mounting setting on). The parts are
+/// copied by digest: no tag in the build's repository but its own.
 #[derive(Debug, Clone)]
 pub struct Split {
     pub parts: Vec<Part>,
-    /// Per reference (as `Build::refs`): the index's `docker manifest
-    /// create`, naming each part by its tag; the run names each by the
-    /// digest its push printed instead (`REPOSITORY-cache@sha256:…`).
-    pub creates: Vec<Cmd>,
-    /// Removes a list `docker manifest create` left from a run that stopped
-    /// before its push (which purges it), per reference.
-    pub removes: Vec<Cmd>,
+    /// Per reference (as `Build::refs`), with `docker manifest`: the
+    /// index's `docker manifest create`, naming each part by its tag (the
+    /// run names each by the digest its push printed instead,
+    /// `REPOSITORY-cache@sha256:…`), and the `docker manifest rm` of a list
+    /// a stopped run left before it. None where `docker buildx imagetools
+    /// create` makes and pushes the index in one (the build's push).
+    pub creates: Vec<Option<(Cmd, Cmd)>>,
 }
 
 /// One platform's image of a split build.

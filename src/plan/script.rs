@@ -291,8 +291,13 @@ fn split_lines(b: &Build, split: &crate::plan::Split, lines: &mut Vec<String>) {
         lines.push(format!("{} && {}", part.build, part.push));
     }
     lines.push("# each part named by the digest its push printed (REPOSITORY-cache@sha256:…), not by its tag:".into());
-    for ((create, remove), (_, push)) in split.creates.iter().zip(&split.removes).zip(&b.pushes) {
-        lines.push(format!("{remove} 2>/dev/null; {create} && {push}"));
+    for (create, (_, push)) in split.creates.iter().zip(&b.pushes) {
+        match create {
+            Some((create, remove)) => {
+                lines.push(format!("{remove} 2>/dev/null; {create} && {push}"))
+            }
+            None => lines.push(push.to_string()),
+        }
     }
 }
 

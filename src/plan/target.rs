@@ -29,6 +29,10 @@ pub struct Target {
     /// The buildx builder that builds and pushes the images itself (any
     /// driver but `docker`); None: the image lands in the engine.
     pub buildx: Option<Buildx>,
+    /// How this machine's buildx runs, when the client has it (any
+    /// builder): it joins the engine's per-platform images into one index
+    /// (`imagetools create`).
+    pub imagetools: Option<crate::programs::buildx::Program>,
     /// Keep each service's last image in `REPOSITORY-cache` as the next
     /// build's cache source (pulled first under the classic builder; inline
     /// cache under BuildKit, on engines from 23 on); `--no-registry-cache`
@@ -93,6 +97,7 @@ impl Target {
             builder: Builder::Classic,
             builder_name: None,
             buildx: None,
+            imagetools: None,
             registry_cache: true,
             credentials: DockerConfig::default(),
             base_registries: Vec::new(),

@@ -86,6 +86,17 @@ pub fn version_cmd(program: &Program) -> Cmd {
     program.cmd().arg("version")
 }
 
+/// `docker buildx imagetools create -t LIST PART…`: an index of the parts
+/// pushed under `LIST`; each part's content is copied into LIST's
+/// repository (mounted where the registry allows it, else uploaded: ECR
+/// mounts only with its blob mounting setting on).
+pub fn imagetools_create(program: &Program, list: &str, parts: &[String]) -> Cmd {
+    program
+        .cmd()
+        .args(["imagetools", "create", "-t", list])
+        .args(parts)
+}
+
 /// `docker buildx inspect [NAME]`.
 pub fn inspect(program: &Program, name: Option<&str>) -> Cmd {
     let c = program.cmd().arg("inspect");

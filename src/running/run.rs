@@ -204,6 +204,8 @@ fn is_permanent(tail: &[String]) -> bool {
         "invalid reference format",
         "Cannot connect to the Docker daemon",
         "cannot be overwritten because the repository is immutable",
+        // `docker manifest push` into a registry that does not mount.
+        "error mounting",
     ]
     .iter()
     .any(|n| text.contains(n))

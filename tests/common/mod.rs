@@ -91,6 +91,15 @@ no_repo() {
   exit 254
 }
 case "$name $1 $2" in
+  "docker buildx imagetools")
+    # `imagetools create -t LIST PART…`: the index made and pushed in one.
+    shift 3; [[ "$1" == -t ]] || { echo "fake: -t first" >&2; exit 1; }
+    list=$2; shift 2; plats=
+    for part in "$@"; do
+      t=$(/bin/cat "$FAKE_DIR/digest.${part##*@}" 2>/dev/null) || { echo "no such manifest: $part" >&2; exit 1; }
+      plats+="${plats:+,}$(< "$FAKE_DIR/platform.$t")"
+    done
+    printf '%s' "$plats" > "$FAKE_DIR/platform.${list##*:}"; : > "$FAKE_DIR/pushed.${list##*:}" ;;
   "convox rack params")
     # FAKE_RACK_PARAMS: the text `convox rack params` prints.
     [[ -n "$FAKE_RACK_PARAMS" ]] || { echo "ERROR: rack not found" >&2; exit 1; }

@@ -2,12 +2,14 @@
 //! each platform's part built and pushed to the cache repository, all at
 //! once (the engine runs builds side by side, and an emulated platform's
 //! slow steps overlap the native one's), then joined into one index under
-//! each reference the registry lacks, the parts named by the digests their
-//! pushes printed (a later run's push to the same part tag cannot change
-//! what this index holds).
+//! each reference the registry lacks (`docker buildx imagetools create`, or
+//! `docker manifest create` and `push`), the parts named by the digests
+//! their pushes printed (a later run's push to the same part tag cannot
+//! change what this index holds).
 
 use super::*;
 use crate::plan::{Part, Split};
+use crate::programs::command::Cmd;
 
 /// Build the parts, then push each missing reference as their index.
 pub(super) fn run_split(
@@ -34,14 +36,17 @@ pub(super) fn run_split(
         }
         progress::state(service, "pushing");
         let started = Instant::now();
-        let mut create = split.creates[i].clone();
-        for (part, digest) in parts.iter().zip(&digests) {
-            create = create.replace_arg(&part.reference, &by_digest(&part.reference, digest));
+        let named = |c: &Cmd| {
+            parts.iter().zip(&digests).fold(c.clone(), |c, (part, d)| {
+                c.replace_arg(&part.reference, &by_digest(&part.reference, d))
+            })
+        };
+        if let Some((create, remove)) = &split.creates[i] {
+            // A list a stopped run left would make `create` refuse.
+            let _ = capture(remove, opts);
+            check(&named(create), opts, None)?;
         }
-        // A list a stopped run left would make `create` refuse.
-        let _ = capture(&split.removes[i], opts);
-        check(&create, opts, None)?;
-        match push(push_cmd, service, opts) {
+        match push(&named(push_cmd), service, opts).map_err(|e| mounting_hint(e, &b.refs[i])) {
             Ok(digest) => result.digests[i] = digest,
             Err(e) if pushed_by_another_run(b, &mut result, &e, steps, i..i + 1) => {}
             Err(e) => return Err(e),
@@ -64,6 +69,18 @@ fn build_part(who: &str, part: &Part, opts: RunOptions) -> Result<String> {
             part.push
         )
     })
+}
+
+/// `docker manifest push` only mounts each part into the index's
+/// repository: a registry that will not mount (ECR without its blob
+/// mounting setting) fails it; say what to do.
+fn mounting_hint(e: anyhow::Error, reference: &str) -> anyhow::Error {
+    if !format!("{e:#}").contains("error mounting") {
+        return e;
+    }
+    e.context(format!(
+        "the registry would not mount the parts into {reference}'s repository; on ECR turn blob mounting on (aws ecr put-account-setting --name BLOB_MOUNTING --value ENABLED), or give this machine's docker the buildx plugin, whose `imagetools create` copies them"
+    ))
 }
 
 /// `HOST/REPOSITORY:TAG` as `HOST/REPOSITORY@DIGEST`.
