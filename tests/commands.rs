@@ -45,6 +45,19 @@ fn run_demo(
     (fakes, dir, out)
 }
 
+/// The demo fixture's file in `dir` is as bundled: the run left it alone.
+fn assert_demo_untouched(dir: &Path) {
+    assert_eq!(
+        fs::read(dir.join(FILE)).unwrap(),
+        fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/demo")
+                .join(FILE)
+        )
+        .unwrap()
+    );
+}
+
 /// The old tool's tag template, so that tags are readable in assertions;
 /// the default (content digest) template has tests of its own.
 fn standard_args(repo: &str) -> Vec<&str> {
@@ -1085,15 +1098,7 @@ fn the_engines_parts_are_joined_by_imagetools_where_buildx_is_there() {
         .all_call_lines()
         .iter()
         .any(|l| l.starts_with("docker manifest create ")));
-    assert_eq!(
-        fs::read(dir.path().join(FILE)).unwrap(),
-        fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/demo")
-                .join(FILE)
-        )
-        .unwrap()
-    );
+    assert_demo_untouched(dir.path());
 }
 
 #[test]
@@ -1199,15 +1204,7 @@ fn the_classic_builder_refuses_a_foreign_platform_before_any_build() {
     );
     assert!(calls_starting(&fakes, "docker build").is_empty());
     assert!(calls_starting(&fakes, "docker push").is_empty());
-    assert_eq!(
-        fs::read(dir.path().join(FILE)).unwrap(),
-        fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/demo")
-                .join(FILE)
-        )
-        .unwrap()
-    );
+    assert_demo_untouched(dir.path());
 }
 
 #[test]
@@ -1239,15 +1236,7 @@ fn what_was_pushed_is_read_back_and_a_wrong_platform_fails_the_run_leaving_the_f
         stderr.contains("service `web`") || stderr.contains("service `api`"),
         "{stderr}"
     );
-    assert_eq!(
-        fs::read(dir.path().join(FILE)).unwrap(),
-        fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/demo")
-                .join(FILE)
-        )
-        .unwrap()
-    );
+    assert_demo_untouched(dir.path());
     assert!(!fakes.call_lines().is_empty());
 }
 

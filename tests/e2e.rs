@@ -2864,6 +2864,26 @@ fn files_named(dir: &Path, name: &str) -> Vec<String> {
     out
 }
 
+/// `docker buildx create --append --platform linux/arm64` of `node` to the
+/// remote builder `name`: the node declared for arm64.
+fn append_arm64_node(stack: &Stack, name: &str, node: &Buildkitd) {
+    docker_ok(
+        stack,
+        &[
+            "buildx",
+            "create",
+            "--append",
+            "--name",
+            name,
+            "--driver",
+            "remote",
+            "--platform",
+            "linux/arm64",
+            &format!("tcp://127.0.0.1:{}", node.port),
+        ],
+    );
+}
+
 /// A buildx builder of two BuildKit daemons, the second declared linux/arm64
 /// (`docker buildx create --append --platform`), as a fleet of native nodes
 /// is set up. The first starts before QEMU's entry is registered, so it
@@ -2893,21 +2913,7 @@ fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
     let arm64_node = Buildkitd::start(&buildkitd, &host);
     install_buildx(&stack, &buildx);
     create_remote_builder(&stack, "fleet", &amd64_node);
-    docker_ok(
-        &stack,
-        &[
-            "buildx",
-            "create",
-            "--append",
-            "--name",
-            "fleet",
-            "--driver",
-            "remote",
-            "--platform",
-            "linux/arm64",
-            &format!("tcp://127.0.0.1:{}", arm64_node.port),
-        ],
-    );
+    append_arm64_node(&stack, "fleet", &arm64_node);
     let app = tempfile::tempdir().expect("app");
     two_arch_context(&app.path().join("web"), &arm64, "RUN uname -m > /arch\n");
     fs::write(
@@ -2950,21 +2956,7 @@ fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
     // program says so before the build.
     let emulating = Buildkitd::start(&buildkitd, &host);
     create_remote_builder(&stack, "fleetq", &emulating);
-    docker_ok(
-        &stack,
-        &[
-            "buildx",
-            "create",
-            "--append",
-            "--name",
-            "fleetq",
-            "--driver",
-            "remote",
-            "--platform",
-            "linux/arm64",
-            &format!("tcp://127.0.0.1:{}", arm64_node.port),
-        ],
-    );
+    append_arm64_node(&stack, "fleetq", &arm64_node);
     fs::write(
         app.path().join(FILE),
         "version: \"2\"\nservices:\n  web:\n    build: ./web\n",
