@@ -357,36 +357,61 @@ fn confirm_platforms(plan: &Plan, answers: &mut Answers, opts: RunOptions) -> Re
     }
     let said = parallel(unsure.len(), CHECKS_AT_ONCE, |k| {
         let cmd = read_back(plan, unsure[k]);
-        let out = capture(&cmd, opts)?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        Ok(out
-            .status
-            .success()
-            .then(|| docker::manifest_platforms(&stdout))
-            .flatten())
+        // A question that fails leaves the tag unknown: it is built.
+        Ok(read_platforms(plan, unsure[k], &cmd, opts))
     })?;
     for (&(b, r), platforms) in unsure.iter().zip(said) {
         let a = &mut answers.per_build[b][r];
-        match platforms {
-            Some(list) => a.held = Held::Platforms(list),
-            None => {
-                log(&format!(
-                    "[{}] warning: cannot tell which platforms {} holds ({}); building it",
-                    service_of(&plan.builds[b], r),
-                    plan.builds[b].refs[r],
-                    read_back(plan, (b, r))
-                ));
-                a.exists = false;
-                a.digest = None;
+        let why = match platforms {
+            Ok(Some(list)) => {
+                a.held = Held::Platforms(list);
+                continue;
             }
-        }
+            Ok(None) => format!("`{}` names none", read_back(plan, (b, r))),
+            Err(e) => format!("{e:#}"),
+        };
+        log(&format!(
+            "[{}] warning: cannot tell which platforms {} holds ({why}); building it",
+            service_of(&plan.builds[b], r),
+            plan.builds[b].refs[r],
+        ));
+        a.exists = false;
+        a.digest = None;
     }
     Ok(())
 }
 
-/// The question that names a reference's platforms: its check's own
-/// `docker manifest inspect --verbose`, or, where ECR's API asked, one of
-/// the same (ECR answers it once logged in).
+/// The platforms the registry holds under reference `r` of build `b`:
+/// asked by this program itself where that registry is plain HTTP (as the
+/// tag questions are: `running::registry`), else by `cmd` (a `docker
+/// manifest inspect --verbose`), whose failure is an error; None when the
+/// answer names no platform. The read-back after the pushes and the check
+/// of a tag that does not name its content both ask this way.
+pub(super) fn read_platforms(
+    plan: &Plan,
+    (b, r): (usize, usize),
+    cmd: &crate::programs::command::Cmd,
+    opts: RunOptions,
+) -> Result<Option<Vec<String>>> {
+    let plain = plan
+        .checks
+        .iter()
+        .any(|c| c.plain_http && c.asks.contains(&(b, r)));
+    let reference = &plan.builds[b].refs[r];
+    if let Some(found) = plain
+        .then(|| crate::running::registry::platforms(reference))
+        .flatten()
+    {
+        return Ok(Some(found));
+    }
+    let answer = check(cmd, opts, None)?;
+    Ok(docker::manifest_platforms(&answer))
+}
+
+/// The question that names a reference's platforms, where the registry is
+/// not asked directly: its check's own `docker manifest inspect
+/// --verbose`, or, where ECR's API asked, one of the same (ECR answers it
+/// once logged in).
 fn read_back(plan: &Plan, (b, r): (usize, usize)) -> crate::programs::command::Cmd {
     let reference = &plan.builds[b].refs[r];
     match plan.checks.iter().find(|c| c.asks.contains(&(b, r))) {

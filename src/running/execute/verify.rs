@@ -14,7 +14,7 @@
 //! warning naming the service (a question that fails is a note: private
 //! registries may need a login this run does not have).
 
-use super::ask::CHECKS_AT_ONCE;
+use super::ask::{read_platforms, CHECKS_AT_ONCE};
 use super::*;
 
 /// Check every build that ran this time, all at once (as the registry's
@@ -29,26 +29,6 @@ pub fn verify_platforms(plan: &Plan, results: &[BuildResult], opts: RunOptions) 
     .map(drop)
 }
 
-/// What the registry holds under build `i`'s first reference: asked by
-/// this program itself where the registry is plain HTTP (as the tag
-/// questions are: `running::registry`), else by the plan's `docker
-/// manifest inspect --verbose`; None when the answer names no platform.
-fn read_back(plan: &Plan, i: usize, opts: RunOptions) -> Result<Option<Vec<String>>> {
-    let b = &plan.builds[i];
-    let plain = plan
-        .checks
-        .iter()
-        .any(|c| c.plain_http && c.asks.contains(&(i, 0)));
-    if let Some(found) = plain
-        .then(|| crate::running::registry::platforms(&b.refs[0]))
-        .flatten()
-    {
-        return Ok(Some(found));
-    }
-    let answer = check(&b.verify, opts, None)?;
-    Ok(docker::manifest_platforms(&answer))
-}
-
 /// Read one build back: exactly its platforms (a list kept in canonical
 /// order, `plan::platforms`), and `unknown/unknown` only when attested.
 fn verify_build(plan: &Plan, i: usize, opts: RunOptions) -> Result<()> {
@@ -57,7 +37,7 @@ fn verify_build(plan: &Plan, i: usize, opts: RunOptions) -> Result<()> {
         return Ok(());
     };
     let (cmd, who) = (&b.verify, &b.services[0]);
-    let found = read_back(plan, i, opts)?.ok_or_else(|| {
+    let found = read_platforms(plan, (i, 0), cmd, opts)?.ok_or_else(|| {
         anyhow!(
             "[{who}] cannot tell the platforms of {} from `{cmd}`: its answer names none; the file is left as it was",
             b.refs[0]
