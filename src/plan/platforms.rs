@@ -280,12 +280,9 @@ impl Held {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
             return Held::Unknown;
         };
-        if let Some(entries) = v.get("manifests").and_then(|m| m.as_array()) {
-            let list: Option<Vec<String>> = entries
-                .iter()
-                .map(|e| crate::programs::docker::platform_name(e.get("platform")?))
-                .collect();
-            return list.map_or(Held::Unknown, Held::Platforms);
+        if v.get("manifests").is_some() {
+            return crate::programs::docker::index_platforms(&v)
+                .map_or(Held::Unknown, Held::Platforms);
         }
         if v.get("config").is_some() {
             return Held::OneImage;

@@ -294,6 +294,19 @@ pub fn platform_name(p: &serde_json::Value) -> Option<String> {
     })
 }
 
+/// The platforms of an index as a registry serves it (its `manifests`
+/// entries), sorted; None when it is not one, or an entry names none.
+pub fn index_platforms(index: &serde_json::Value) -> Option<Vec<String>> {
+    let mut out: Vec<String> = index
+        .get("manifests")?
+        .as_array()?
+        .iter()
+        .map(|e| platform_name(e.get("platform")?))
+        .collect::<Option<_>>()?;
+    out.sort();
+    Some(out)
+}
+
 /// The platforms `docker manifest inspect --verbose` says a reference holds:
 /// one descriptor's `platform` for an image, each entry's for an index
 /// (`os/architecture[/variant]`; an attestation's is `unknown/unknown`).

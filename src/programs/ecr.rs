@@ -217,11 +217,10 @@ pub fn put_lifecycle_policy(name: &str, region: &str, days: u32) -> Cmd {
     ])
 }
 
-/// The manifest types every `batch-get-image` accepts: the image manifests
-/// docker pushes, so that ECR answers with the stored manifest's digest, not
-/// a converted one's; and lists and indexes, what a tag of several
-/// platforms is stored as.
-const MANIFESTS: [&str; 4] = [
+/// Every manifest type (an image of either format, or an index of either):
+/// what a registry is asked to answer with, by ECR's API and by this
+/// program's own questions (`running::registry`).
+pub const MANIFEST_TYPES: [&str; 4] = [
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -237,8 +236,11 @@ fn batch_get(account: Option<&str>, name: &str, tags: &[&str], region: &str) -> 
     }
     c = c.args(["--repository-name", name, "--image-ids"]);
     c = c.args(tags.iter().map(|t| format!("imageTag={t}")));
+    // Every manifest type: the image manifests docker pushes, so that ECR
+    // answers with the stored manifest's digest, not a converted one's; and
+    // lists and indexes, what a tag of several platforms is stored as.
     c.arg("--accepted-media-types")
-        .args(MANIFESTS)
+        .args(MANIFEST_TYPES)
         .args(["--region", region, "--output", "json"])
 }
 

@@ -16,6 +16,8 @@
 //! says the repository does not exist (no tag does). Any other answer is
 //! none, and each tag is asked as above.
 
+use crate::programs::docker::{index_platforms, platform_name};
+use crate::programs::ecr::MANIFEST_TYPES;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -76,17 +78,15 @@ fn request(host: &str, method: &str, path: &str, accept: &str) -> Option<(String
 /// The most a response may hold (a tag list of ~200,000 tags).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// Every manifest type, as `docker manifest inspect` accepts them.
-const MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
-
 /// Ask; None when the answer is not plain.
 pub fn ask(reference: &str) -> Option<Said> {
     let (host, repo, tag) = split(reference)?;
+    let accept = MANIFEST_TYPES.join(", ");
     let (head, _) = request(
         host,
         "HEAD",
         &format!("/v2/{repo}/manifests/{tag}"),
-        MANIFESTS,
+        &accept,
     )?;
     read_head(&head)
 }
@@ -102,19 +102,16 @@ pub fn platforms(reference: &str) -> Option<Vec<String>> {
         (status_of(&head)? == 200).then_some(())?;
         json_body(&head, &body)
     };
-    let v = get(&format!("/v2/{repo}/manifests/{tag}"), MANIFESTS)?;
-    let name = crate::programs::docker::platform_name;
-    if let Some(entries) = v.get("manifests").and_then(|m| m.as_array()) {
-        let mut out: Vec<String> = entries
-            .iter()
-            .map(|e| name(e.get("platform")?))
-            .collect::<Option<_>>()?;
-        out.sort();
-        return Some(out);
+    let v = get(
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &MANIFEST_TYPES.join(", "),
+    )?;
+    if v.get("manifests").is_some() {
+        return index_platforms(&v);
     }
     let config = v.pointer("/config/digest")?.as_str()?;
     let c = get(&format!("/v2/{repo}/blobs/{config}"), "*/*")?;
-    Some(vec![name(&c)?])
+    Some(vec![platform_name(&c)?])
 }
 
 /// A response's body as JSON (chunked or not).
