@@ -2250,18 +2250,16 @@ fn docker_ok(stack: &Stack, args: &[&str]) -> String {
 
 /// A buildx builder NAME with the `remote` driver on `daemon`.
 fn create_remote_builder(stack: &Stack, name: &str, daemon: &Buildkitd) {
-    docker_ok(
-        stack,
-        &[
-            "buildx",
-            "create",
-            "--name",
-            name,
-            "--driver",
-            "remote",
-            &format!("tcp://127.0.0.1:{}", daemon.port),
-        ],
-    );
+    remote_node(stack, name, daemon, &[]);
+}
+
+/// `docker buildx create FLAGS --name NAME --driver remote` of `daemon`.
+fn remote_node(stack: &Stack, name: &str, daemon: &Buildkitd, flags: &[&str]) {
+    let endpoint = format!("tcp://127.0.0.1:{}", daemon.port);
+    let mut args = vec!["buildx", "create"];
+    args.extend_from_slice(flags);
+    args.extend(["--name", name, "--driver", "remote", &endpoint]);
+    docker_ok(stack, &args);
 }
 
 #[test]
@@ -2867,20 +2865,11 @@ fn files_named(dir: &Path, name: &str) -> Vec<String> {
 /// `docker buildx create --append --platform linux/arm64` of `node` to the
 /// remote builder `name`: the node declared for arm64.
 fn append_arm64_node(stack: &Stack, name: &str, node: &Buildkitd) {
-    docker_ok(
+    remote_node(
         stack,
-        &[
-            "buildx",
-            "create",
-            "--append",
-            "--name",
-            name,
-            "--driver",
-            "remote",
-            "--platform",
-            "linux/arm64",
-            &format!("tcp://127.0.0.1:{}", node.port),
-        ],
+        name,
+        node,
+        &["--append", "--platform", "linux/arm64"],
     );
 }
 

@@ -176,7 +176,7 @@ impl Plan {
             )),
             None => {
                 if let Some(c) = b.cache.as_ref().filter(|c| c.stages_first) {
-                    stage_lines(c, &[], lines);
+                    stage_lines(&c.stages, &[], lines);
                 }
                 lines.push(b.build.to_string())
             }
@@ -199,7 +199,7 @@ impl Plan {
                 .chain(stage_refs.iter().copied())
                 .collect();
             if !c.stages_first {
-                stage_lines(c, &pulled, lines);
+                stage_lines(&c.stages, &pulled, lines);
             }
         }
     }
@@ -285,9 +285,7 @@ fn split_lines(b: &Build, split: &crate::plan::Split, lines: &mut Vec<String>) {
         platforms.join(", ")
     ));
     for part in &split.parts {
-        for st in &part.stages {
-            lines.push(format!("{} && {}", st.build, st.push));
-        }
+        stage_lines(&part.stages, &[], lines);
         lines.push(format!("{} && {}", part.build, part.push));
     }
     lines.push("# each part named by the digest its push printed (REPOSITORY-cache@sha256:…), not by its tag:".into());
@@ -303,8 +301,8 @@ fn split_lines(b: &Build, split: &crate::plan::Split, lines: &mut Vec<String>) {
 
 /// The stages' cache builds and pushes, each naming the cache images that
 /// were pulled (the classic builder's; BuildKit's are in the build).
-fn stage_lines(c: &crate::plan::CachePush, pulled: &[&str], lines: &mut Vec<String>) {
-    for st in &c.stages {
+fn stage_lines(stages: &[crate::plan::StageCache], pulled: &[&str], lines: &mut Vec<String>) {
+    for st in stages {
         let build = st
             .build
             .clone()

@@ -180,16 +180,14 @@ impl Buildx {
     /// without declaring it (an emulator there) ahead of one that declares
     /// it takes it. (the node that would build it, the one declared for it)
     pub fn misplaced(&self, platform: &str) -> Option<(&str, &str)> {
-        let lists = |n: &&Node| n.platforms.iter().any(|(p, _)| p == platform);
-        let first = self.nodes.iter().find(lists)?;
-        if first.platforms.iter().any(|(p, d)| p == platform && *d) {
-            return None;
-        }
-        let declared = self
-            .nodes
-            .iter()
-            .find(|n| n.platforms.iter().any(|(p, d)| p == platform && *d))?;
-        Some((&first.name, &declared.name))
+        let listed = |n: &Node, declared_only: bool| {
+            n.platforms
+                .iter()
+                .any(|(p, d)| p == platform && (*d || !declared_only))
+        };
+        let first = self.nodes.iter().find(|n| listed(n, false))?;
+        let declared = self.nodes.iter().find(|n| listed(n, true))?;
+        (!std::ptr::eq(first, declared)).then_some((&first.name, &declared.name))
     }
 
     /// What a dry run assumes of `--builder NAME`: a builder of its own (not
