@@ -260,7 +260,7 @@ fn a_context_below_a_root_dockerignore_is_built_from_its_staged_copy() {
         .expect("root's build");
     let staged = web.rsplit(' ').next().expect("context");
     assert!(staged.contains("convox-build-off-cluster."), "{web}");
-    assert!(staged.ends_with("-web"), "{web}");
+    assert!(staged.ends_with("/upload/web"), "{web}");
     assert!(
         !Path::new(staged).exists(),
         "the staged copy is removed after the run"

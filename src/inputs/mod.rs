@@ -8,8 +8,10 @@
 //!   builders (moby's matcher, the walker's descent rule, 20.10's legacy
 //!   matcher, `<Dockerfile>.dockerignore`).
 //! - [`upload`]: what Convox uploads: the app directory with its root
-//!   `.dockerignore` applied, and the staged copy of a context docker builds
-//!   from so that it gets exactly that.
+//!   `.dockerignore` applied.
+//! - [`staging`]: the staged copy of that upload, laid out as the rack
+//!   unpacks it, that docker builds a context from; the run's private
+//!   directory.
 //! - [`goregex`]: the Go regexp syntax that docker's ignore matcher compiles
 //!   patterns into, so that a pattern means here what it means there.
 //! - [`build_args`]: the build arguments Convox passes besides the file's
@@ -23,4 +25,5 @@ pub mod build_args;
 pub mod digest;
 pub mod dockerignore;
 pub mod goregex;
+pub mod staging;
 pub mod upload;

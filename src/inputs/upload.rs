@@ -31,9 +31,9 @@
 
 use crate::inputs::dockerignore::{DirState, Ignore};
 use crate::read::regular;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The upload's filter as seen from one context: the root's rules, and the
 /// context's path below the root.
@@ -46,14 +46,25 @@ pub struct Upload {
     state: DirState,
 }
 
-/// The context relative to `root`, when it is strictly inside it.
+/// The context relative to `root`, when it is strictly inside it: by its
+/// real path (a context that is a symlink, `web -> services/web`, is where
+/// its link leads, as the rack's docker reaches it in the unpacked upload),
+/// `/`-separated. A context whose real path leaves the app directory is not
+/// below it.
 pub fn context_below(root: &Path, context: &Path) -> Option<String> {
+    if let (Ok(real_root), Ok(real)) = (fs::canonicalize(root), fs::canonicalize(context)) {
+        return below(&real_root, &real);
+    }
     let root = if root == Path::new(".") {
         Path::new("")
     } else {
         root
     };
-    let rel = context.strip_prefix(root).ok()?;
+    below(root, context)
+}
+
+fn below(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
     if !rel
         .components()
         .all(|c| matches!(c, std::path::Component::Normal(_)))
@@ -74,6 +85,26 @@ pub fn applies(root: &Path, context: &Path) -> Result<bool> {
         && regular::exists_regular(&root.join(".dockerignore"))?)
 }
 
+/// The upload walk's state at the directory `rel` (below the app
+/// directory, `/`-separated); the first directory on the way that the walk
+/// does not enter, when one is.
+pub fn state_at(ignore: &Ignore, rel: &str) -> Result<DirState, String> {
+    let mut state = ignore.root();
+    let mut path = String::new();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        path = if path.is_empty() {
+            part.to_string()
+        } else {
+            format!("{path}/{part}")
+        };
+        match ignore.entry(&state, &path, true).enter {
+            Some(s) => state = s,
+            None => return Err(path),
+        }
+    }
+    Ok(state)
+}
+
 impl Upload {
     /// The upload's filter for `context` inside `root`; None when there is
     /// no root `.dockerignore` or the context is not strictly inside the
@@ -89,28 +120,29 @@ impl Upload {
         let bytes = regular::read(&file, regular::TEXT_LIMIT)?;
         let ignore = Ignore::upload(&String::from_utf8_lossy(&bytes))
             .map_err(|e| anyhow!("{}:{e}; Convox's upload refuses it", file.display()))?;
-        let mut state = ignore.root();
-        let mut path = String::new();
-        for part in prefix.split('/') {
-            path = if path.is_empty() {
-                part.to_string()
-            } else {
-                format!("{path}/{part}")
-            };
-            match ignore.entry(&state, &path, true).enter {
-                Some(s) => state = s,
-                None => bail!(
-                    "the build context {} is left out of Convox's upload by {} (`{path}`), so the rack would not have it",
-                    context.display(),
-                    file.display()
-                ),
-            }
-        }
+        let state = match state_at(&ignore, &prefix) {
+            Ok(state) => state,
+            Err(path) => bail!(
+                "the build context {} is left out of Convox's upload by {} (`{path}`), so the rack would not have it",
+                context.display(),
+                file.display()
+            ),
+        };
         Ok(Some(Upload {
             ignore,
             prefix,
             state,
         }))
+    }
+
+    /// The root `.dockerignore`'s rules, from the app directory.
+    pub fn ignore(&self) -> &Ignore {
+        &self.ignore
+    }
+
+    /// The context's real path below the app directory.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The walk's state at the context's root.
@@ -133,109 +165,6 @@ impl Upload {
     }
 }
 
-/// Where a context is staged: one directory per run, one per build in it.
-pub fn staging_dir(build: usize, context: &Path) -> PathBuf {
-    let name = context
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "context".into());
-    std::env::temp_dir()
-        .join(format!("convox-build-off-cluster.{}", std::process::id()))
-        .join(format!("{build}-{name}"))
-}
-
-/// Make `to` hold what the upload holds of `context`: directories made,
-/// files hard-linked (or copied), symlinks recreated. `to` must not exist.
-pub fn stage(root: &Path, context: &Path, to: &Path) -> Result<()> {
-    let upload = Upload::for_context(root, context)?
-        .ok_or_else(|| anyhow!("internal error: nothing to stage for {}", context.display()))?;
-    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    copy_mode(context, to)?;
-    let mut stack = vec![(
-        context.to_path_buf(),
-        to.to_path_buf(),
-        String::new(),
-        upload.root(),
-    )];
-    while let Some((from_dir, to_dir, prefix, state)) = stack.pop() {
-        let entries = fs::read_dir(&from_dir)
-            .with_context(|| format!("cannot read {}", from_dir.display()))?;
-        for e in entries {
-            let e = e.with_context(|| format!("cannot read {}", from_dir.display()))?;
-            let name = e.file_name();
-            let rel = match prefix.is_empty() {
-                true => name.to_string_lossy().into_owned(),
-                false => format!("{prefix}/{}", name.to_string_lossy()),
-            };
-            let (from, dest) = (e.path(), to_dir.join(&name));
-            let ft = fs::symlink_metadata(&from)
-                .with_context(|| format!("cannot read {}", from.display()))?
-                .file_type();
-            let (sent, enter) = upload.entry(&state, &rel, ft.is_dir());
-            if ft.is_dir() {
-                if let Some(inner) = enter {
-                    fs::create_dir(&dest)
-                        .with_context(|| format!("cannot create {}", dest.display()))?;
-                    copy_mode(&from, &dest)?;
-                    stack.push((from, dest, rel, inner));
-                }
-                continue;
-            }
-            if sent {
-                place(&from, &dest, &ft)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One entry of the staged copy.
-fn place(from: &Path, dest: &Path, ft: &fs::FileType) -> Result<()> {
-    if ft.is_symlink() {
-        let target = fs::read_link(from)
-            .with_context(|| format!("cannot read the link {}", from.display()))?;
-        return symlink(&target, dest);
-    }
-    if !ft.is_file() {
-        // A FIFO, socket or device: docker sends its header only; the rack's
-        // unpacking makes nothing of it. Left out.
-        return Ok(());
-    }
-    if fs::hard_link(from, dest).is_ok() {
-        return Ok(());
-    }
-    fs::copy(from, dest)
-        .with_context(|| format!("cannot copy {} to {}", from.display(), dest.display()))?;
-    let meta = fs::metadata(from).with_context(|| format!("cannot read {}", from.display()))?;
-    let times = fs::FileTimes::new()
-        .set_accessed(meta.accessed().unwrap_or(std::time::SystemTime::now()))
-        .set_modified(meta.modified().unwrap_or(std::time::SystemTime::now()));
-    fs::File::options()
-        .write(true)
-        .open(dest)
-        .and_then(|f| f.set_times(times))
-        .with_context(|| format!("cannot set the times of {}", dest.display()))
-}
-
-#[cfg(unix)]
-fn symlink(target: &Path, dest: &Path) -> Result<()> {
-    std::os::unix::fs::symlink(target, dest)
-        .with_context(|| format!("cannot make the link {}", dest.display()))
-}
-
-#[cfg(not(unix))]
-fn symlink(_: &Path, dest: &Path) -> Result<()> {
-    bail!("cannot make the link {}", dest.display())
-}
-
-fn copy_mode(from: &Path, to: &Path) -> Result<()> {
-    let perms = fs::metadata(from)
-        .with_context(|| format!("cannot read {}", from.display()))?
-        .permissions();
-    fs::set_permissions(to, perms)
-        .with_context(|| format!("cannot set the mode of {}", to.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,51 +179,18 @@ mod tests {
         d
     }
 
-    fn listing(dir: &Path) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut stack = vec![(dir.to_path_buf(), String::new())];
-        while let Some((d, prefix)) = stack.pop() {
-            for e in fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                let rel = format!("{prefix}{}", e.file_name().to_string_lossy());
-                if e.file_type().unwrap().is_dir() {
-                    stack.push((e.path(), format!("{rel}/")));
-                } else {
-                    out.push(rel);
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-
     #[test]
-    fn the_root_dockerignore_applies_to_a_context_below_it() {
+    fn the_upload_holds_what_the_root_dockerignore_leaves() {
         let app = tree(&[
-            (
-                ".dockerignore",
-                "**/.env\nweb/secret.txt\nweb/logs\n!web/logs/keep.log\n",
-            ),
+            (".dockerignore", "**/.env\nweb/secret.txt\n"),
             ("web/.env", "TOKEN=x"),
             ("web/secret.txt", "s"),
             ("web/app.txt", "a"),
-            ("web/.dockerignore", "*.tmp\n"),
-            ("web/x.tmp", "t"),
-            ("web/logs/a.log", "l"),
-            ("web/logs/keep.log", "k"),
             ("web/sub/.env", "e"),
         ]);
-        let web = app.path().join("web");
-        let to = tempfile::tempdir().unwrap();
-        let staged = to.path().join("web");
-        stage(app.path(), &web, &staged).unwrap();
-        // The context's own .dockerignore is for docker to apply: x.tmp is
-        // in the upload.
-        assert_eq!(
-            listing(&staged),
-            [".dockerignore", "app.txt", "logs/keep.log", "x.tmp"]
-        );
-        let u = Upload::for_context(app.path(), &web).unwrap().unwrap();
+        let u = Upload::for_context(app.path(), &app.path().join("web"))
+            .unwrap()
+            .unwrap();
         assert!(!u.holds("secret.txt") && !u.holds("sub/.env") && u.holds("app.txt"));
     }
 

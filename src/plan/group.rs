@@ -92,10 +92,7 @@ impl Grouping<'_> {
             out.bake = Some(Bake {
                 builder: bx.clone(),
                 flags: self.target.attestations.clone(),
-                metadata_file: std::env::temp_dir().join(format!(
-                    "convox-build-off-cluster.{}.bake.metadata.json",
-                    std::process::id()
-                )),
+                metadata_file: crate::inputs::staging::run_dir().join("bake.metadata.json"),
             });
         }
         Ok(out)
@@ -178,9 +175,7 @@ impl Grouping<'_> {
         {
             return Err(self.at(svc, "build secrets and `build.ssh` need BuildKit, and the docker here runs the classic builder; set DOCKER_BUILDKIT=1 with a docker that has BuildKit (a client before 23, or one with the buildx plugin)"));
         }
-        let index = out.builds.len();
-        out.builds
-            .push(self.build(svc, spec, hash, &reference, index));
+        out.builds.push(self.build(svc, spec, hash, &reference));
         out.services.push(ServicePlan {
             name: svc.name.clone(),
             action: Action::Built { reference },
@@ -210,18 +205,11 @@ impl Grouping<'_> {
     /// The build of the first service with this spec: its command (with
     /// the registry cache, when kept), its push; on the engine's BuildKit
     /// for several platforms, its parts and their joining (`split`).
-    fn build(
-        &self,
-        svc: &Service,
-        spec: BuildSpec,
-        hash: &str,
-        reference: &str,
-        index: usize,
-    ) -> Build {
+    fn build(&self, svc: &Service, spec: BuildSpec, hash: &str, reference: &str) -> Build {
         let mut labels = self.labels.clone();
         labels.push((DIGEST_LABEL.to_string(), format!("blake3:{hash}")));
         let dockerfile = self.dockerfiles.of(&spec);
-        let stage = Stage::of(&spec, index);
+        let stage = Stage::of(&spec);
         let cmd_spec = command_spec(&spec, stage.as_ref());
         let target = self.target;
         let build_cmd = |s: &BuildSpec| self.build_cmd(s, reference, &labels, dockerfile);
@@ -406,9 +394,8 @@ impl Grouping<'_> {
             .target
             .registry_cache
             .then(|| cache::builder_cache(self.registry, &self.opts.app, &b.services[0], bx));
-        let metadata = std::env::temp_dir().join(format!(
-            "convox-build-off-cluster.{}.{}.metadata.json",
-            std::process::id(),
+        let metadata = crate::inputs::staging::run_dir().join(format!(
+            "{}.metadata.json",
             &b.digest[..b.digest.len().min(16)]
         ));
         let spec = command_spec(&b.spec, b.stage.as_ref());

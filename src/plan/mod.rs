@@ -244,14 +244,16 @@ pub struct Part {
 }
 
 /// A context staged as Convox uploads it: the app directory's
-/// `.dockerignore` applied (`inputs::upload::stage`), in a directory of
-/// this run's outside the app, removed when the run ends.
+/// `.dockerignore` applied (`inputs::staging`), in the run's private
+/// directory outside the app, removed when the run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
     /// The app directory (whose `.dockerignore` applies).
     pub root: PathBuf,
     /// The context, as the file names it.
     pub context: PathBuf,
+    /// Its real path below the app directory, `/`-separated.
+    pub prefix: String,
     /// Where it is staged.
     pub dir: PathBuf,
 }
@@ -259,16 +261,18 @@ pub struct Stage {
 impl Stage {
     /// The stage of build number `index`, when its context is strictly
     /// inside the app directory and the app has a root `.dockerignore`.
-    pub fn of(spec: &BuildSpec, index: usize) -> Option<Stage> {
+    pub fn of(spec: &BuildSpec) -> Option<Stage> {
         let root = PathBuf::from(spec.upload_root.as_ref()?);
         let context = PathBuf::from(&spec.context);
         if !crate::inputs::upload::applies(&root, &context).unwrap_or(true) {
             return None;
         }
+        let prefix = crate::inputs::upload::context_below(&root, &context)?;
         Some(Stage {
-            dir: crate::inputs::upload::staging_dir(index, &context),
+            dir: crate::inputs::staging::staged_context(&prefix),
             root,
             context,
+            prefix,
         })
     }
 }

@@ -28,6 +28,9 @@ static STATE: Mutex<State> = Mutex::new(State {
     running: Vec::new(),
 });
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Held by each change the staging makes to the run's directory, and by the
+/// stop before it removes that directory: nothing is made after.
+static GATE: Mutex<()> = Mutex::new(());
 /// Set by the first failure of parallel work: start nothing new.
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 
@@ -105,14 +108,24 @@ fn stop_and_exit(st: &State, code: i32) -> ! {
         std::thread::sleep(Duration::from_millis(500));
         kill_groups(&st.groups, libc::SIGKILL);
     }
+    // Wait for a change the staging is making; it makes none after.
+    let _gate = GATE.lock().unwrap_or_else(|e| e.into_inner());
     for f in &st.temp_files {
-        if f.is_dir() {
-            let _ = std::fs::remove_dir_all(f);
-        } else {
-            let _ = std::fs::remove_file(f);
-        }
+        let _ = crate::inputs::staging::remove_tree(f);
     }
     std::process::exit(code);
+}
+
+/// One change to the run's directory, unless the run has been stopped.
+pub fn gated(f: &mut dyn FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
+    let _gate = GATE.lock().unwrap_or_else(|e| e.into_inner());
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "the run was stopped",
+        ));
+    }
+    f()
 }
 
 /// Start a child under the lock and remember its process group and command

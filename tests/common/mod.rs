@@ -24,6 +24,14 @@ if [[ "$1" == build && " $* " == *" -f - "* ]]; then
   prev=; tag=; for a in "$@"; do [[ "$prev" == -t ]] && tag=${a##*:}; prev=$a; done
   /bin/cat > "$FAKE_DIR/dockerfile.$tag"
 fi
+# A staged context, as docker would read it (links followed): each file
+# with its content, and the mode of the run's directory above it.
+if [[ "$name $1" == "docker build" && "${!#}" == */convox-build-off-cluster.* ]]; then
+  prev=; tag=; for a in "$@"; do [[ "$prev" == -t ]] && tag=${a##*:}; prev=$a; done
+  ctx=${!#}; run=$ctx; while [[ "${run##*/}" != convox-build-off-cluster.* ]]; do run=${run%/*}; done
+  { stat -c 'run %a %U' "$run"; (cd "$ctx" && find -L . -type f -print0 2>/dev/null | sort -z | xargs -0 -r grep -H -c '' ); } > "$FAKE_DIR/context.$tag"
+  (cd "$ctx" && find -L . -type f -print0 2>/dev/null | sort -z | xargs -0 -r head -c 200) > "$FAKE_DIR/context-text.$tag"
+fi
 # The platforms each built tag is for (its build's --platform), as the
 # registry would hold them; `docker tag` gives the new tag the same.
 if [[ "$name" == docker && ( "$1" == build || "$1 $2" == "buildx build" ) ]]; then
@@ -255,6 +263,11 @@ impl Fakes {
             "cut",
             "grep",
             "tr",
+            "stat",
+            "find",
+            "sort",
+            "xargs",
+            "head",
         ] {
             if let Some(p) = which_in_path(tool) {
                 std::os::unix::fs::symlink(p, sys.join(tool)).expect("symlink");
@@ -338,6 +351,16 @@ impl Fakes {
     }
 
     /// The tag that `docker build` was given (`-t`) for a service's build.
+    /// A staged context as the fake docker read it, links followed: `run
+    /// MODE OWNER` (the run's directory), then `./PATH:LINES` per file;
+    /// and the files' text.
+    pub fn staged_context(&self, tag: &str) -> Option<(String, String)> {
+        Some((
+            fs::read_to_string(self.dir.path().join(format!("context.{tag}"))).ok()?,
+            fs::read_to_string(self.dir.path().join(format!("context-text.{tag}"))).ok()?,
+        ))
+    }
+
     pub fn built_tag(&self, service: &str) -> Option<String> {
         self.calls().into_iter().find_map(|c| {
             let i = c.iter().position(|a| a == "-t")?;
