@@ -3646,3 +3646,112 @@ fn the_apps_environment_reaches_the_declared_args_and_no_argv() {
         "{output}"
     );
 }
+
+/// Links in and as a context, on the real engine (issue 35, 1-3), and a
+/// Dockerfile whose last instruction ends in a continuation (15): web's
+/// `.dockerignore` is a link out of its context (docker reads through it),
+/// its `Dockerfile` a link inside it, `api`
+/// is itself a link to `services/api`, whose secret the root
+/// `.dockerignore` names by that real path.
+#[test]
+fn links_reach_the_engine_as_the_rack_reads_them_and_labels_survive_a_final_continuation() {
+    let Some(stack) = Stack::start() else { return };
+    let app = tempfile::tempdir().expect("app");
+    for (path, text) in [
+        (".dockerignore", "services/api/secret.txt\n"),
+        ("common/dockerignore", ".env\n"),
+        ("web/docker/web.Dockerfile", "FROM scratch\nCOPY . /app\n"),
+        ("web/.env", "TOKEN=secret\n"),
+        ("web/app.txt", "app\n"),
+        (
+            "services/api/Dockerfile",
+            "FROM scratch\nCOPY app.txt \\\n  /app/ \\\n\n",
+        ),
+        ("services/api/secret.txt", "secret\n"),
+        ("services/api/app.txt", "api\n"),
+        (FILE, "web:\n  build: ./web\napi:\n  build: ./api\n"),
+    ] {
+        let p = app.path().join(path);
+        fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+        fs::write(p, text).expect("write");
+    }
+    let link =
+        |to: &str, at: &str| std::os::unix::fs::symlink(to, app.path().join(at)).expect("link");
+    link("../common/dockerignore", "web/.dockerignore");
+    link("docker/web.Dockerfile", "web/Dockerfile");
+    link("services/api", "api");
+    let repo = format!("{}/links", stack.host());
+    let out = ok(&stack.run(
+        app.path(),
+        &[
+            "--app",
+            "links",
+            "--gitsha",
+            "l1",
+            "--repo",
+            &repo,
+            "--tag",
+            "{service}",
+        ],
+    ));
+    // The classic builder's client reads web's .dockerignore through its
+    // link; BuildKit's transfer does not follow it and sends `.env`: the
+    // image is what the same docker builds from the app itself, and the
+    // digest covers `.env` either way.
+    let mut web = vec![
+        "app/.dockerignore",
+        "app/Dockerfile",
+        "app/app.txt",
+        "app/docker/web.Dockerfile",
+    ];
+    if buildkit_mode() {
+        web.insert(1, "app/.env");
+    }
+    assert_eq!(image_files(&format!("{repo}:web")), web, "{out}");
+    assert_eq!(
+        image_files(&format!("{repo}:api")),
+        ["app/app.txt"],
+        "{out}"
+    );
+    let labels = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &format!("{repo}:api"),
+        ])
+        .output()
+        .expect("docker inspect");
+    let labels = String::from_utf8_lossy(&labels.stdout);
+    assert!(
+        labels.contains("\"com.convox.off-cluster.digest\":\"blake3:"),
+        "{labels}"
+    );
+    // Tagged by the content digest: a change to web/.env builds web again
+    // (BuildKit sends it), and only web.
+    let by_digest = |sha: &str| {
+        fs::write(
+            app.path().join(FILE),
+            "web:\n  build: ./web\napi:\n  build: ./api\n",
+        )
+        .expect("reset");
+        let args = [
+            "--app",
+            "links",
+            "--gitsha",
+            sha,
+            "--repo",
+            &repo,
+            "--tag",
+            "{service}-{hash}",
+        ];
+        summary_states(&ok(&stack.run(app.path(), &args)))
+    };
+    by_digest("l2");
+    fs::write(app.path().join("web/.env"), "TOKEN=other\n").expect("change");
+    let again = by_digest("l3");
+    let state = |svc: &str| again.iter().find(|(n, _)| n == svc).map(|(_, s)| s.clone());
+    assert_eq!(state("web").as_deref(), Some("built"), "{again:?}");
+    assert_eq!(state("api").as_deref(), Some("up to date"), "{again:?}");
+}

@@ -625,7 +625,11 @@ fn execute_plan(
     } else {
         plan.rewritten.clone()
     };
-    execute::write_output(&plan.output, &text)?;
+    let read = crate::running::output::AsRead {
+        path: &loaded.compose.path,
+        bytes: loaded.compose.text.as_bytes(),
+    };
+    execute::write_output(&plan.output, &text, read)?;
     eprintln!("done:\n{}", report::summary(plan, &builds));
     let release = if cli.convox_build {
         Some(crate::running::release::build(
@@ -681,11 +685,25 @@ fn write_github_outputs(path: &std::path::Path, plan: &Plan, results: &Results) 
         delimiter.push('_');
     }
     let text = report::github_outputs(plan, &results.builds, release, &delimiter);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .with_context(|| format!("cannot open $GITHUB_OUTPUT ({})", path.display()))?;
+    // GitHub's runner names a regular file; anything else (a FIFO nobody
+    // reads, a device) is refused rather than waited on, and the open itself
+    // never blocks.
+    if let Some(m) = std::fs::metadata(path).ok().filter(|m| !m.is_file()) {
+        anyhow::bail!(
+            "$GITHUB_OUTPUT ({}) is {}, not a regular file; the outputs were not written",
+            path.display(),
+            crate::read::regular::kind_of(&m.file_type())
+        );
+    }
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+    }
+    .with_context(|| format!("cannot open $GITHUB_OUTPUT ({})", path.display()))?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("cannot write $GITHUB_OUTPUT ({})", path.display()))
 }

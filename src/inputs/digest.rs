@@ -89,7 +89,8 @@ fn ignore_in_upload(
         Some(b) => read(b)?,
         None => None,
     };
-    Ignore::for_context(own.as_deref(), theirs.as_deref()).map_err(|(which, e)| {
+    let linked = fs::symlink_metadata(&context_file).is_ok_and(|m| m.file_type().is_symlink());
+    let ignore = Ignore::for_context(own.as_deref(), theirs.as_deref()).map_err(|(which, e)| {
         let file = match (which, &beside) {
             (Which::Dockerfile, Some(b)) => b.clone(),
             _ => context_file.clone(),
@@ -101,7 +102,8 @@ fn ignore_in_upload(
             e.pattern,
             e.message
         )
-    })
+    })?;
+    Ok(if linked { ignore.or_none() } else { ignore })
 }
 
 /// Everything of the context that docker would receive, in path order.
@@ -289,6 +291,37 @@ pub fn digest_of(
     Ok(h.finalize().to_hex().to_string())
 }
 
+/// A Dockerfile inside the context that is a link leading out of it: no
+/// docker builds that context (the classic builder's client fails with
+/// `archive/tar: write too long`, BuildKit cannot read outside the context
+/// it was given: tried with docker 20.10 and 28), and so neither does the
+/// rack. Refused before any build.
+fn linked_out(context: &Path, dockerfile: &Path) -> Result<()> {
+    let Ok(rel) = dockerfile.strip_prefix(context) else {
+        return Ok(());
+    };
+    let is_link = std::fs::symlink_metadata(dockerfile).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link || rel.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let (Ok(real), Ok(ctx)) = (
+        std::fs::canonicalize(dockerfile),
+        std::fs::canonicalize(context),
+    ) else {
+        return Ok(());
+    };
+    if real.starts_with(&ctx) {
+        return Ok(());
+    }
+    let target = std::fs::read_link(dockerfile).unwrap_or_default();
+    bail!(
+        "the Dockerfile {} is a link to {}, outside the build context {}: docker cannot build from it (the classic builder fails with `archive/tar: write too long`, BuildKit cannot read outside the context), and neither can the rack; name the file itself in `dockerfile:` or make the link a copy",
+        dockerfile.display(),
+        target.display(),
+        context.display()
+    )
+}
+
 /// A local build: every entry of the context docker would send, then the
 /// Dockerfile's content.
 fn hash_local(h: &mut blake3::Hasher, spec: &BuildSpec, read: Option<&Dockerfile>) -> Result<()> {
@@ -309,6 +342,7 @@ fn hash_local(h: &mut blake3::Hasher, spec: &BuildSpec, read: Option<&Dockerfile
             ),
             Err(e) => bail!("the Dockerfile: {e}"),
         }
+        linked_out(context, d)?;
     }
     let upload = match &spec.upload_root {
         Some(root) => Upload::for_context(Path::new(root), context)?,

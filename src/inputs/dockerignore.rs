@@ -213,6 +213,21 @@ impl Ignore {
         Ok(Ignore { models })
     }
 
+    /// These rules, and a builder that reads no ignore file at all besides:
+    /// BuildKit when the context's `.dockerignore` is a symlink (its
+    /// transfer of the file does not follow the link; the classic builder's
+    /// client does). Every entry is then sent by some builder.
+    pub fn or_none(mut self) -> Ignore {
+        if let Ok(matcher) = Matcher::new(&read_all(""), Flavor::Legacy) {
+            self.models.push(Model {
+                matcher,
+                flavor: Flavor::Legacy,
+                drops_dockerignore: false,
+            });
+        }
+        self
+    }
+
     /// The state at the context's root.
     pub fn root(&self) -> DirState {
         DirState(self.models.iter().map(|_| Some(Vec::new())).collect())

@@ -361,15 +361,26 @@ pub fn remove_tree(path: &Path) -> std::io::Result<()> {
         Err(e) => return Err(e),
     };
     if !meta.is_dir() {
-        return fs::remove_file(path);
+        return match fs::remove_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
     }
     if meta.permissions().mode() & 0o700 != 0o700 {
         fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
     }
+    // Every entry is tried; the first failure is returned.
+    let mut first = Ok(());
     for e in fs::read_dir(path)? {
-        remove_tree(&e?.path())?;
+        if let Err(err) = e.and_then(|e| remove_tree(&e.path())) {
+            first = first.and(Err(err));
+        }
     }
-    fs::remove_dir(path)
+    first?;
+    match fs::remove_dir(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -208,7 +208,10 @@ impl Grouping<'_> {
     fn build(&self, svc: &Service, spec: BuildSpec, hash: &str, reference: &str) -> Build {
         let mut labels = self.labels.clone();
         labels.push((DIGEST_LABEL.to_string(), format!("blake3:{hash}")));
-        let dockerfile = self.dockerfiles.of(&spec);
+        let dockerfile = self
+            .dockerfiles
+            .of(&spec)
+            .filter(|_| !docker::stdin_dockerfile_breaks(Path::new(&spec.context)));
         let stage = Stage::of(&spec);
         let cmd_spec = command_spec(&spec, stage.as_ref());
         let target = self.target;

@@ -17,6 +17,8 @@
 //! - [`checks`]: how the run asks the registry what it has;
 //! - [`rewrite`]: the lossless edit of the user's file, read back and
 //!   checked ([`rewritten_text`]);
+//! - [`own_output`]: an output file inside a context that docker sends
+//!   (each run would then build again), said;
 //! - [`refresh`]: the base images to make current on the engine before a
 //!   build (attached after the plan, from what was probed);
 //! - [`script`]: what a plan prints: [`Plan::script`] and [`Plan::dry_run`].
@@ -25,6 +27,7 @@ pub mod cache;
 pub mod checks;
 pub mod group;
 pub mod login;
+pub mod own_output;
 pub mod platforms;
 pub mod refresh;
 pub mod rewrite;
@@ -442,6 +445,11 @@ pub fn plan_with(
         target,
     );
     let rewritten = rewritten_text(compose, &grouped.refs)?;
+    warnings.extend(own_output::warnings(
+        &opts.output,
+        &compose.path,
+        &grouped.builds,
+    ));
     Ok(Plan {
         compose_file: compose.path.clone(),
         registry_host: registry.host,

@@ -51,6 +51,18 @@ pub fn build(
     c.arg(spec.context.as_str())
 }
 
+/// Does the classic builder's client fail to send this context with the
+/// Dockerfile on stdin (`-f -`)? It does when the context's `.dockerignore`
+/// is a symlink: docker 20.10's and 28's client then stop with `archive/tar:
+/// write too long`, though the same build from the file's path succeeds
+/// (tried here). Such a build takes its labels as `--label` flags. The one
+/// question on the filesystem asked here: a stat, at plan time, of the
+/// context as the file names it.
+pub fn stdin_dockerfile_breaks(context: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(context.join(".dockerignore"))
+        .is_ok_and(|m| m.file_type().is_symlink())
+}
+
 /// Build args, target and platform, as both builders take them.
 fn common_build_args(mut c: Cmd, spec: &BuildSpec) -> Cmd {
     for a in &spec.args {

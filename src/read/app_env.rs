@@ -30,6 +30,8 @@ impl AppEnv {
     /// Read `text`; `source` names it in errors (a path, or `convox env`).
     pub fn parse(text: &str, source: &str) -> Result<AppEnv, String> {
         let mut vars: Vec<(String, String)> = Vec::new();
+        // A UTF-8 byte-order mark (an editor's) is not part of the first name.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, raw) in text.split('\n').enumerate() {
             let line = raw.strip_suffix('\r').unwrap_or(raw);
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -114,6 +116,13 @@ mod tests {
         let e = AppEnv::load(&p).unwrap_err();
         assert!(e.contains("app.env:1:9: a NUL byte"), "{e}");
         assert!(!e.contains("se") || !e.contains("cret"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_name() {
+        let e = AppEnv::parse("\u{feff}TOKEN=x\r\nB=y\r\n", "app.env").unwrap();
+        assert_eq!(e.get("TOKEN"), Some("x"));
+        assert_eq!(e.vars.len(), 2);
     }
 
     #[test]

@@ -76,12 +76,15 @@ impl Dockerfile {
 
     /// Would one `LABEL` line appended to it land where `--label` puts
     /// labels (the last stage built)? Yes, unless a `--target` names an
-    /// earlier stage, or a parser directive changes the escape character.
+    /// earlier stage, a parser directive changes the escape character, or
+    /// the text ends open: in a continuation (a last line ending in `\`,
+    /// which docker would join the `LABEL` to, blank and comment lines
+    /// skipped) or inside a heredoc.
     pub fn labels_can_go_last(&self, target: Option<&str>) -> bool {
         let Some(text) = self.text.as_deref() else {
             return false;
         };
-        if has_escape_directive(text) {
+        if has_escape_directive(text) || read_instructions(text).1 {
             return false;
         }
         match target {
@@ -297,7 +300,14 @@ fn directives(text: &str) -> (char, std::iter::Peekable<std::str::Lines<'_>>) {
 /// The Dockerfile's instructions: (KEYWORD, the rest), with continuation
 /// lines joined and comments dropped.
 pub fn instructions(text: &str) -> Vec<(String, String)> {
+    read_instructions(text).0
+}
+
+/// The instructions, and whether the text ends open (in a continuation or
+/// an unterminated heredoc).
+fn read_instructions(text: &str) -> (Vec<(String, String)>, bool) {
     let (escape, mut lines) = directives(text);
+    let mut open = false;
     let mut out = Vec::new();
     let mut current = String::new();
     while let Some(line) = lines.next() {
@@ -305,8 +315,8 @@ pub fn instructions(text: &str) -> Vec<(String, String)> {
         if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
             continue;
         }
-        if !current.is_empty() && t.starts_with('#') {
-            continue; // a comment inside a continued instruction
+        if !current.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue; // a blank or comment line inside a continued instruction
         }
         let (body, more) = match t.strip_suffix(escape) {
             Some(b) => (b, true),
@@ -319,6 +329,7 @@ pub fn instructions(text: &str) -> Vec<(String, String)> {
             // A heredoc's body is not instructions: its lines are skipped
             // up to its terminator, as BuildKit reads them.
             for doc in out.last().map(heredocs).unwrap_or_default() {
+                open = true;
                 for body_line in lines.by_ref() {
                     let l = if doc.chomp {
                         body_line.trim_start_matches('\t')
@@ -326,6 +337,7 @@ pub fn instructions(text: &str) -> Vec<(String, String)> {
                         body_line
                     };
                     if l == doc.name {
+                        open = false;
                         break;
                     }
                 }
@@ -334,9 +346,10 @@ pub fn instructions(text: &str) -> Vec<(String, String)> {
         }
     }
     if !current.is_empty() {
+        open = true;
         push_instruction(&mut out, &current);
     }
-    out
+    (out, open)
 }
 
 /// One heredoc an instruction opens: its terminator, and whether leading
@@ -641,6 +654,17 @@ mod tests {
         assert!(labels_can_go_last(df, Some("prod")));
         assert!(!labels_can_go_last(df, Some("build")));
         assert!(!labels_can_go_last("# escape=`\nFROM scratch\n", None));
+        // Docker would join the line to an open continuation, past blank
+        // and comment lines, or read it as a heredoc's body.
+        assert!(!labels_can_go_last(
+            "FROM scratch\nRUN apt-get install -y \\\n\n# c\n",
+            None
+        ));
+        assert!(!labels_can_go_last("FROM scratch\nRUN <<EOF\necho\n", None));
+        assert!(labels_can_go_last(
+            "FROM scratch\nRUN <<EOF\necho\nEOF\n",
+            None
+        ));
         assert!(!labels_can_go_last("FROM scratch\n", Some("x")));
         let cont = "FROM scratch \\\n  AS one\nFROM scratch \\\n  AS two\n";
         assert!(labels_can_go_last(cont, Some("two")));

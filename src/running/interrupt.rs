@@ -28,6 +28,9 @@ static STATE: Mutex<State> = Mutex::new(State {
     running: Vec::new(),
 });
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set once the output has replaced the compose file: a stop after that
+/// says so.
+static REWRITTEN: AtomicBool = AtomicBool::new(false);
 /// Held by each change the staging makes to the run's directory, and by the
 /// stop before it removes that directory: nothing is made after.
 static GATE: Mutex<()> = Mutex::new(());
@@ -45,6 +48,12 @@ pub fn cancel_all() {
     let st = state();
     CANCELLED.store(true, Ordering::SeqCst);
     kill_groups(&st.groups, libc::SIGTERM);
+}
+
+/// Give up on a child: SIGKILL to its whole process group, so what it
+/// started (a credential helper) goes with it.
+pub fn kill_group_of(pids: &[u32]) {
+    kill_groups(pids, libc::SIGKILL);
 }
 
 /// When the parallel work has ended after a cancel: kill what ignored the
@@ -94,8 +103,9 @@ fn stop_everything(sig: libc::c_int) -> ! {
         "SIGTERM"
     };
     eprintln!(
-        "\ninterrupted ({name}): stopping {} running command(s); the compose file is left as it was",
-        st.groups.len()
+        "\ninterrupted ({name}): stopping {} running command(s); {}",
+        st.groups.len(),
+        file_left()
     );
     stop_and_exit(&st, 128 + sig)
 }
@@ -114,6 +124,20 @@ fn stop_and_exit(st: &State, code: i32) -> ! {
         let _ = crate::inputs::staging::remove_tree(f);
     }
     std::process::exit(code);
+}
+
+/// The output has replaced the compose file.
+pub fn rewritten() {
+    REWRITTEN.store(true, Ordering::SeqCst);
+}
+
+/// What a stop leaves of the compose file.
+fn file_left() -> &'static str {
+    if REWRITTEN.load(Ordering::SeqCst) {
+        "the rewritten file was already written (each built service's `build:` is now `image:` there)"
+    } else {
+        "the compose file is left as it was"
+    }
 }
 
 /// One change to the run's directory, unless the run has been stopped.
@@ -197,12 +221,15 @@ pub fn deadline(limit: Duration, shown: String) {
                 .map(|(_, c)| format!("running `{c}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        } else if REWRITTEN.load(Ordering::SeqCst) {
+            "finishing after the rewrite".to_string()
         } else {
             "reading and planning".to_string()
         };
         eprintln!(
-            "\nerror: timed out after {shown} while {what}; stopped {} running command(s); the compose file is left as it was",
-            st.groups.len()
+            "\nerror: timed out after {shown} while {what}; stopped {} running command(s); {}",
+            st.groups.len(),
+            file_left()
         );
         stop_and_exit(&st, 1)
     });

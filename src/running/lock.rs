@@ -89,7 +89,7 @@ mod tests {
         fs::write(&target, "x").unwrap();
         let first = lock(&target).unwrap();
         // The first run writes its result (a new file at the path).
-        crate::running::output::write(&target, b"y").unwrap();
+        crate::running::output::write(&target, b"y", None).unwrap();
         let second = lock(&target).unwrap();
         assert!(second.is_some(), "the new file is free");
         drop(first);

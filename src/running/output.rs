@@ -98,13 +98,52 @@ pub fn check_writable(path: &Path) -> Result<Place> {
         })
 }
 
-/// Write `contents` to `path`: replaced atomically, or, for a FIFO or a
-/// character device, written into.
-pub fn write(path: &Path, contents: &[u8]) -> Result<()> {
-    match place(path)? {
-        Place::Stream => write_stream(path, contents),
-        Place::File => write_atomic(path, contents),
+/// The compose file as it was read: it must still be so when the output
+/// replaces it, else an edit saved while the builds ran would be lost.
+#[derive(Debug, Clone, Copy)]
+pub struct AsRead<'a> {
+    pub path: &'a Path,
+    pub bytes: &'a [u8],
+}
+
+impl AsRead<'_> {
+    /// Is the file still what was read?
+    fn unchanged(&self) -> bool {
+        let Ok(meta) = fs::metadata(self.path) else {
+            return false;
+        };
+        if !meta.is_file() || meta.len() != self.bytes.len() as u64 {
+            return false;
+        }
+        fs::read(self.path).is_ok_and(|now| now == self.bytes)
     }
+}
+
+/// Write `contents` to `path`: replaced atomically, or, for a FIFO or a
+/// character device, written into. When `read` is given and the compose
+/// file is no longer what was read, nothing is replaced: the rewritten text
+/// goes beside it (`FILE.rewritten`) and the run stops with an error.
+pub fn write(path: &Path, contents: &[u8], read: Option<AsRead<'_>>) -> Result<()> {
+    match place(path)? {
+        Place::Stream => {
+            if let Some(r) = read.filter(|r| !r.unchanged()) {
+                return Err(changed(r.path, None));
+            }
+            write_stream(path, contents)
+        }
+        Place::File => write_atomic(path, contents, read),
+    }
+}
+
+fn changed(compose: &Path, beside: Option<&Path>) -> anyhow::Error {
+    let kept = match beside {
+        Some(b) => format!("; the rewritten text is in {}", b.display()),
+        None => String::new(),
+    };
+    anyhow!(
+        "{} changed while the builds ran (it is no longer what was read), so it is left as it is, with your edit{kept}; run again to rewrite the file as it is now (what was pushed is kept in the registry)",
+        compose.display()
+    )
 }
 
 /// Open a FIFO or device and write into it. Opening without blocking tells
@@ -140,8 +179,9 @@ fn write_stream(path: &Path, contents: &[u8]) -> Result<()> {
     fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Replace `path` with `contents` atomically.
-fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+/// Replace `path` with `contents` atomically, unless the compose file
+/// changed since it was read.
+fn write_atomic(path: &Path, contents: &[u8], read: Option<AsRead<'_>>) -> Result<()> {
     let path = real_path(path);
     let dir = dir_of(&path);
     let name = path
@@ -157,9 +197,17 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let result = write_temp(&mut tmp, &path, contents);
     crate::running::interrupt::untrack_temp_file(tmp.path());
     result?;
-    let persisted = crate::running::interrupt::unless_stopped(|| tmp.persist(&path))
-        .ok_or_else(|| anyhow!("stopped: {} is left as it was", path.display()))?;
+    let beside = PathBuf::from(format!("{}.rewritten", path.display()));
+    let persisted = crate::running::interrupt::unless_stopped(|| match read {
+        Some(r) if !r.unchanged() => Err(match tmp.persist(&beside) {
+            Ok(_) => changed(r.path, Some(&beside)),
+            Err(_) => changed(r.path, None),
+        }),
+        _ => Ok(tmp.persist(&path)),
+    })
+    .ok_or_else(|| anyhow!("stopped: {} is left as it was", path.display()))??;
     persisted.map_err(|e| anyhow!("cannot replace {}: {}", path.display(), e.error))?;
+    crate::running::interrupt::rewritten();
     // Make the rename itself durable.
     if let Ok(d) = fs::File::open(&dir) {
         let _ = d.sync_all();
@@ -240,7 +288,7 @@ mod tests {
         let f = dir.path().join("c.yml");
         fs::write(&f, "old").unwrap();
         fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
-        write_atomic(&f, b"new").unwrap();
+        write_atomic(&f, b"new", None).unwrap();
         assert_eq!(fs::read_to_string(&f).unwrap(), "new");
         assert_eq!(
             fs::metadata(&f).unwrap().permissions().mode() & 0o777,
@@ -253,7 +301,7 @@ mod tests {
     fn a_new_file_gets_ordinary_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("out.yml");
-        write_atomic(&f, b"x").unwrap();
+        write_atomic(&f, b"x", None).unwrap();
         assert_eq!(
             fs::metadata(&f).unwrap().permissions().mode() & 0o777,
             0o644
@@ -267,7 +315,7 @@ mod tests {
         let link = dir.path().join("link.yml");
         fs::write(&target, "old").unwrap();
         std::os::unix::fs::symlink("real.yml", &link).unwrap();
-        write_atomic(&link, b"new").unwrap();
+        write_atomic(&link, b"new", None).unwrap();
         assert!(fs::symlink_metadata(&link)
             .unwrap()
             .file_type()
@@ -285,7 +333,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("out.fifo");
         mkfifo(&f);
-        let e = write(&f, b"new").unwrap_err().to_string();
+        let e = write(&f, b"new", None).unwrap_err().to_string();
         assert!(e.contains("a FIFO that nobody reads"), "{e}");
         let reader = {
             let f = f.clone();
@@ -295,7 +343,7 @@ mod tests {
         };
         // The write can start before the reader has opened: retry until it
         // is there (each failed attempt returns at once).
-        while write(&f, b"new").is_err() {
+        while write(&f, b"new", None).is_err() {
             std::thread::yield_now();
         }
         assert_eq!(reader.join().unwrap(), b"new");
@@ -311,7 +359,7 @@ mod tests {
         let link = dir.path().join("null.yml");
         std::os::unix::fs::symlink("/dev/null", &link).unwrap();
         check_writable(&link).unwrap();
-        write(&link, b"new").unwrap();
+        write(&link, b"new", None).unwrap();
         assert!(fs::metadata("/dev/null")
             .unwrap()
             .file_type()
@@ -343,7 +391,7 @@ mod tests {
         let f = dir.path().join("c.yml");
         fs::write(&f, "old").unwrap();
         std::os::unix::fs::chown(&f, Some(4321), Some(4322)).unwrap();
-        write(&f, b"new").unwrap();
+        write(&f, b"new", None).unwrap();
         let m = fs::metadata(&f).unwrap();
         assert_eq!((m.uid(), m.gid()), (4321, 4322));
         assert_eq!(fs::read_to_string(&f).unwrap(), "new");

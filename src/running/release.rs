@@ -72,18 +72,19 @@ pub fn rack_platforms(rack: &str, region: Option<&str>, opts: RunOptions) -> Res
 pub fn build(rewritten: &str, app: &str, description: &str, opts: RunOptions) -> Result<String> {
     let dir = tempfile::Builder::new()
         .prefix("convox-build-off-cluster.")
-        .tempdir()
+        .tempdir_in(crate::inputs::staging::temp_base())
         .context("cannot create a temporary directory for convox build")?;
+    // The directory, whole: an interrupt removes it with the file.
+    crate::running::interrupt::track_temp_file(dir.path().to_path_buf());
     let file = dir.path().join("docker-compose.yml");
     std::fs::write(&file, rewritten).with_context(|| format!("cannot write {}", file.display()))?;
-    crate::running::interrupt::track_temp_file(file.clone());
     let cmd = convox::build_cmd(&dir.path().display().to_string(), app, description);
     let result = run::check(
         &cmd,
         opts,
         Some("check the convox rack login (convox login) and the app name"),
     );
-    crate::running::interrupt::untrack_temp_file(&file);
+    crate::running::interrupt::untrack_temp_file(dir.path());
     let stdout = result?;
     let release =
         convox::release_id(&stdout).ok_or_else(|| anyhow!("`{cmd}` printed no release ID"))?;

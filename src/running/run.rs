@@ -130,6 +130,8 @@ pub fn capture_within(
     let out = match handle.wait_timeout(limit) {
         Ok(Some(out)) => Some(out.clone()),
         _ => {
+            // The whole group: its own children (a credential helper) too.
+            interrupt::kill_group_of(&handle.pids());
             let _ = handle.kill();
             None
         }

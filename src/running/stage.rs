@@ -95,7 +95,9 @@ fn dockerfile_reached(b: &crate::plan::Build, st: &crate::plan::Stage) -> Result
 impl Drop for Staged {
     fn drop(&mut self) {
         if let Some(d) = &self.dir {
-            let _ = staging::remove_tree(d);
+            // Under the gate: after a stop, the interrupt handler removes
+            // it, and the two never remove at once.
+            let _ = interrupt::gated(&mut || staging::remove_tree(d));
             interrupt::untrack_temp_file(d);
         }
     }

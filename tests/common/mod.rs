@@ -24,6 +24,8 @@ if [[ "$1" == build && " $* " == *" -f - "* ]]; then
   prev=; tag=; for a in "$@"; do [[ "$prev" == -t ]] && tag=${a##*:}; prev=$a; done
   /bin/cat > "$FAKE_DIR/dockerfile.$tag"
 fi
+# An edit saved to a file while a build runs.
+if [[ -n "$FAKE_EDIT_FILE" && "$name $1" == "docker build" ]]; then printf '%s' "$FAKE_EDIT_TEXT" >> "$FAKE_EDIT_FILE"; fi
 # A staged context, as docker would read it (links followed): each file
 # with its content, and the mode of the run's directory above it.
 if [[ "$name $1" == "docker build" && "${!#}" == */convox-build-off-cluster.* ]]; then

@@ -450,15 +450,33 @@ pub fn normalize(path: &Path) -> String {
     if out.is_empty() {
         return ".".into();
     }
-    out.iter()
+    let path = out
+        .iter()
         .collect::<PathBuf>()
         .to_string_lossy()
-        .into_owned()
+        .into_owned();
+    // A relative path that begins with `-` (`build: ./-web`) keeps its
+    // `./`, so that no program it is passed to reads it as an option.
+    if path.starts_with('-') {
+        format!("./{path}")
+    } else {
+        path
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_that_begins_with_a_dash_keeps_its_dot_slash() {
+        assert_eq!(normalize(Path::new("./-web")), "./-web");
+        assert_eq!(
+            normalize(Path::new("-web/../-api/Dockerfile")),
+            "./-api/Dockerfile"
+        );
+        assert_eq!(normalize(Path::new("./web/-x")), "web/-x");
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {

@@ -330,9 +330,9 @@ pub fn complete_digests(plan: &Plan, results: &mut [BuildResult], opts: RunOptio
 }
 
 /// Write the rewritten file (or stdout): the last step, after every push.
-pub fn write_output(output: &Output, text: &str) -> Result<()> {
+pub fn write_output(output: &Output, text: &str, read: output::AsRead<'_>) -> Result<()> {
     match output {
-        Output::File(path) => output::write(path, text.as_bytes()),
+        Output::File(path) => output::write(path, text.as_bytes(), Some(read)),
         Output::Stdout => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
