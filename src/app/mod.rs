@@ -180,6 +180,35 @@ fn gather_build_args(inv: &Invocation<'_>) -> Result<BuildArgs> {
     Ok(BuildArgs { app_env, flags })
 }
 
+/// A convox.yml is interpolated as the rack does it: in the app's
+/// environment plus the build args (read again in those), else in this
+/// process's environment, said in one line naming the variables read.
+fn convox_yml_in_app_env(
+    compose: Compose,
+    path: &std::path::Path,
+    build_args: &BuildArgs,
+) -> Result<Compose> {
+    if compose.format != crate::read::format::Format::ConvoxYml {
+        return Ok(compose);
+    }
+    let names = compose.variable_names();
+    if names.is_empty() {
+        return Ok(compose);
+    }
+    match build_args.convox_yml_env() {
+        Some(app) => Compose::load(path, &|n: &str| app.get(n).cloned()),
+        None => {
+            let mut compose = compose;
+            compose.warnings.push(format!(
+                "{}: no app environment given (--env-file, --convox-env) nor build args, so this process's environment stands in for the app's when reading its ${{…}}: {}",
+                path.display(),
+                names.join(", ")
+            ));
+            Ok(compose)
+        }
+    }
+}
+
 /// Stage 2: the file, its Dockerfiles, and the target before any probe.
 pub struct Loaded {
     pub compose: Compose,
@@ -196,7 +225,8 @@ pub struct Loaded {
 
 impl Loaded {
     fn read(inv: &Invocation<'_>, build_args: &BuildArgs) -> Result<Loaded> {
-        let mut compose = Compose::load(&inv.resolved.compose_file, &env)?;
+        let compose = Compose::load(&inv.resolved.compose_file, &env)?;
+        let mut compose = convox_yml_in_app_env(compose, &inv.resolved.compose_file, build_args)?;
         let target = Target::new(&inv.resolved.options)?;
         if let (Some(rack), crate::programs::ecr::Repo::Ecr { name, .. }) =
             (rack(inv.cli), &target.repo)
@@ -219,6 +249,9 @@ impl Loaded {
         }
         let from_rack = rack_platforms(inv, &compose, &target)?;
         let decided = decide_platforms(inv.cli, &mut compose, from_rack.as_ref())?;
+        compose
+            .warnings
+            .extend(platforms::rack_copy_warning(&decided.built));
         let dockerfiles = Dockerfiles::read(compose.build_specs());
         build_args.apply_to(&mut compose, &dockerfiles);
         let loaded = Loaded {
@@ -573,10 +606,15 @@ fn print_dry_run(
         } else {
             &loaded.bases
         },
-        convox_build: inv
-            .cli
-            .convox_build
-            .then_some((options.app.as_str(), options.description.as_str())),
+        convox_build: inv.cli.convox_build.then(|| {
+            plan::release::ReleaseStep::new(
+                &loaded.compose,
+                plan,
+                &options.app,
+                rack(inv.cli).as_deref(),
+                &options.description,
+            )
+        }),
         assumed_builder: inv.cli.builder.as_deref(),
         build_args: Some(build_args),
         convox_env: inv
@@ -595,8 +633,8 @@ pub struct Results {
     pub builds: Vec<BuildResult>,
     /// The file as written.
     pub text: String,
-    /// The release `convox build` made, with `--convox-build`.
-    pub release: Option<String>,
+    /// The release `--convox-build` made, and how.
+    pub release: Option<crate::running::release::Made>,
     pub started: std::time::Instant,
 }
 
@@ -632,12 +670,14 @@ fn execute_plan(
     execute::write_output(&plan.output, &text, read)?;
     eprintln!("done:\n{}", report::summary(plan, &builds));
     let release = if cli.convox_build {
-        Some(crate::running::release::build(
-            &text,
+        let step = plan::release::ReleaseStep::new(
+            &loaded.compose,
+            plan,
             &options.app,
+            rack(cli).as_deref(),
             &options.description,
-            inv.opts,
-        )?)
+        );
+        Some(crate::running::release::release(&text, &step, inv.opts)?)
     } else {
         None
     };
@@ -663,11 +703,11 @@ fn report_results(inv: &Invocation<'_>, plan: &Plan, results: &Results) -> Resul
             &options.app,
             &options.repo,
             results.started.elapsed().as_secs_f64(),
-            results.release.as_deref(),
+            results.release.as_ref(),
         );
         println!("{report:#}");
     } else if let Some(r) = &results.release {
-        println!("{r}");
+        println!("{}", r.id);
     }
     Ok(())
 }
@@ -680,7 +720,7 @@ fn write_github_outputs(path: &std::path::Path, plan: &Plan, results: &Results) 
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let mut delimiter = format!("ghadelimiter_{}_{nanos}", std::process::id());
-    let release = results.release.as_deref();
+    let release = results.release.as_ref().map(|r| r.id.as_str());
     while report::github_outputs(plan, &results.builds, release, "").contains(delimiter.as_str()) {
         delimiter.push('_');
     }

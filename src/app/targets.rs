@@ -14,7 +14,7 @@ pub(super) fn rack_platforms(
     inv: &Invocation<'_>,
     compose: &Compose,
     target: &Target,
-) -> Result<Option<(String, Vec<String>)>> {
+) -> Result<Option<(platforms::Source, Vec<String>)>> {
     let Some(name) = rack(inv.cli) else {
         return Ok(None);
     };
@@ -42,8 +42,24 @@ pub(super) fn rack_platforms(
         .clone()
         .or_else(|| env("AWS_REGION"))
         .or_else(|| env("AWS_DEFAULT_REGION"));
-    let list = crate::running::release::rack_platforms(&name, region.as_deref(), inv.opts)?;
-    Ok(Some((name, list)))
+    // A convox.yml's app may name its build nodes' architecture: asked
+    // beside the rack's parameters, and it wins.
+    let app = &inv.resolved.options.app;
+    let v3 = compose.format == crate::read::format::Format::ConvoxYml;
+    let (nodes, arch) = std::thread::scope(|s| {
+        let arch =
+            v3.then(|| s.spawn(|| crate::running::release::app_build_arch(app, &name, inv.opts)));
+        let nodes = crate::running::release::rack_platforms(&name, region.as_deref(), inv.opts);
+        (nodes, arch.map(|h| h.join()))
+    });
+    match arch {
+        Some(Ok(Ok(Some(p)))) => return Ok(Some((platforms::Source::BuildArch, vec![p]))),
+        Some(Ok(Err(e))) => eprintln!(
+            "note: the app's BuildArch parameter could not be read ({e:#}); the rack's nodes decide"
+        ),
+        _ => {}
+    }
+    Ok(Some((platforms::Source::Rack(name), nodes?)))
 }
 
 /// The platforms decided: each built service's, and each kept image's
@@ -60,7 +76,7 @@ pub(super) struct Decisions {
 pub(super) fn decide_platforms(
     cli: &Cli,
     compose: &mut Compose,
-    rack: Option<&(String, Vec<String>)>,
+    rack: Option<&(platforms::Source, Vec<String>)>,
 ) -> Result<Decisions> {
     let flag = cli
         .platform
@@ -72,7 +88,7 @@ pub(super) fn decide_platforms(
     let file = compose.path.display().to_string();
     let mut out = Vec::new();
     let mut kept = Vec::new();
-    let rack = rack.map(|(n, l)| (n.as_str(), l.as_slice()));
+    let rack = rack.map(|(n, l)| (n, l.as_slice()));
     for svc in &mut compose.services {
         if let crate::read::compose::Source::Image(image) = &svc.source {
             let d =

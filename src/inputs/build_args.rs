@@ -190,6 +190,29 @@ impl BuildArgs {
 
     /// Every build of the file with these args, for the names its
     /// Dockerfile declares.
+    /// The environment convox.yml is interpolated in, as the rack builds it
+    /// (convox/convox `pkg/build/buildkit.go`): the app's environment, the
+    /// build args over it. None when neither was given.
+    pub fn convox_yml_env(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        if self.app_env.is_none() && self.flags.is_empty() {
+            return None;
+        }
+        let mut env = std::collections::BTreeMap::new();
+        if let Some((app, _)) = &self.app_env {
+            env.extend(app.vars.iter().cloned());
+        }
+        for (name, value) in &self.flags {
+            let value = match value {
+                FlagValue::Given(v) | FlagValue::Managed(v, _) => Some(v.clone()),
+                FlagValue::FromEnvironment => std::env::var(name).ok(),
+            };
+            if let Some(v) = value {
+                env.insert(name.clone(), v);
+            }
+        }
+        Some(env)
+    }
+
     pub fn apply_to(&self, compose: &mut Compose, dockerfiles: &Dockerfiles) {
         if self.is_empty() {
             return;

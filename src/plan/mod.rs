@@ -21,6 +21,8 @@
 //!   (each run would then build again), said;
 //! - [`refresh`]: the base images to make current on the engine before a
 //!   build (attached after the plan, from what was probed);
+//! - [`release`]: `--convox-build`'s release step (`convox build`, or a
+//!   current rack's `convox builds import-image`);
 //! - [`script`]: what a plan prints: [`Plan::script`] and [`Plan::dry_run`].
 
 pub mod cache;
@@ -30,6 +32,7 @@ pub mod login;
 pub mod own_output;
 pub mod platforms;
 pub mod refresh;
+pub mod release;
 pub mod rewrite;
 pub mod script;
 pub mod tag;

@@ -29,6 +29,10 @@ pub enum Source {
     Service,
     /// The rack's instance types (its name).
     Rack(String),
+    /// The app's `BuildArch` parameter (convox/convox 3.24.1+,
+    /// `docs/configuration/app-parameters/aws/BuildArch.md`): the
+    /// architecture of the build nodes the app's builds run on.
+    BuildArch,
     /// No one said: Convox's default.
     Default,
 }
@@ -39,6 +43,7 @@ impl fmt::Display for Source {
             Source::Flag => f.write_str("--platform"),
             Source::Service => f.write_str("the service's platform:"),
             Source::Rack(r) => write!(f, "the rack {r}"),
+            Source::BuildArch => f.write_str("app parameter BuildArch"),
             Source::Default => f.write_str("Convox's default"),
         }
     }
@@ -51,6 +56,7 @@ impl Source {
             Source::Flag => "flag",
             Source::Service => "service",
             Source::Rack(_) => "rack",
+            Source::BuildArch => "build_arch",
             Source::Default => "default",
         }
     }
@@ -124,7 +130,7 @@ impl Decided {
 pub fn decide(
     flag: Option<&[String]>,
     service: Option<&str>,
-    rack: Option<(&str, &[String])>,
+    rack: Option<(&Source, &[String])>,
 ) -> Result<Decided, String> {
     if let Some(list) = flag {
         return Ok(Decided {
@@ -138,16 +144,37 @@ pub fn decide(
             source: Source::Service,
         });
     }
-    if let Some((name, list)) = rack.filter(|(_, l)| !l.is_empty()) {
+    if let Some((source, list)) = rack.filter(|(_, l)| !l.is_empty()) {
         return Ok(Decided {
             list: list.to_vec(),
-            source: Source::Rack(name.to_string()),
+            source: source.clone(),
         });
     }
     Ok(Decided {
         list: vec![DEFAULT.to_string()],
         source: Source::Default,
     })
+}
+
+/// The platform an app's `BuildArch` parameter names, from `convox apps
+/// params` (a `NAME VALUE` table: `BuildArch    arm64`); None when unset.
+pub fn build_arch(params: &str) -> Option<&'static str> {
+    params.lines().find_map(|line| {
+        let (key, value) = line.trim().split_once(char::is_whitespace)?;
+        (key == "BuildArch").then(|| from_ec2_arch(value.trim()))?
+    })
+}
+
+/// The one warning when a build makes several platforms: the rack's copy of
+/// an `image:` (the `FROM`-only build of `convox build`, or skopeo without
+/// `--all` in `convox builds import-image`) keeps one, its build node's.
+pub fn rack_copy_warning(decided: &[(String, Decided)]) -> Option<String> {
+    let (service, d) = decided.iter().find(|(_, d)| d.list.len() > 1)?;
+    Some(format!(
+        "{service} is built for {} ({}), but the rack's copy of an `image:` keeps one platform, its build node's (a `FROM`-only build, or skopeo without --all): set the app parameter BuildArch (`convox apps params set BuildArch=arm64 -a APP`) to choose which",
+        d.joined(),
+        d.source
+    ))
 }
 
 /// What a rack's parameters say of the nodes its services run on.
@@ -371,13 +398,28 @@ mod tests {
     fn the_flag_then_the_service_then_the_rack_then_amd64() {
         let flag = vec!["linux/arm64".to_string()];
         let rack = vec!["linux/amd64".to_string(), "linux/arm64".to_string()];
-        let d = decide(Some(&flag), Some("linux/amd64"), Some(("prod", &rack))).unwrap();
+        let d = decide(
+            Some(&flag),
+            Some("linux/amd64"),
+            Some((&Source::Rack("prod".into()), &rack)),
+        )
+        .unwrap();
         assert_eq!((d.list.clone(), d.source), (flag.clone(), Source::Flag));
-        let d = decide(None, Some("linux/arm64"), Some(("prod", &rack))).unwrap();
+        let d = decide(
+            None,
+            Some("linux/arm64"),
+            Some((&Source::Rack("prod".into()), &rack)),
+        )
+        .unwrap();
         assert_eq!(d.source, Source::Service);
-        let d = decide(None, None, Some(("prod", &rack))).unwrap();
+        let d = decide(None, None, Some((&Source::Rack("prod".into()), &rack))).unwrap();
         assert_eq!(d.joined(), "linux/amd64,linux/arm64");
         assert_eq!(d.source, Source::Rack("prod".into()));
+        assert_eq!(
+            build_arch("NAME         VALUE\nBuildArch    arm64\nBuildCpu     500\n"),
+            Some("linux/arm64")
+        );
+        assert_eq!(build_arch("NAME VALUE\nBuildCpu 500\n"), None);
         let d = decide(None, None, None).unwrap();
         assert_eq!(
             (d.joined(), d.source),

@@ -6,7 +6,7 @@ use crate::inputs::bases;
 use crate::inputs::build_args::BuildArgs;
 use crate::plan::{Build, Plan, ACCOUNT_PLACEHOLDER};
 use crate::programs::command::Cmd;
-use crate::programs::{convox, docker, ecr};
+use crate::programs::{docker, ecr};
 
 /// What a dry run shows besides the plan's own commands.
 #[derive(Debug, Clone, Default)]
@@ -15,7 +15,7 @@ pub struct DryRun<'a> {
     /// `--no-base-digest`).
     pub bases: &'a [String],
     /// `--convox-build`: the app and the description it builds with.
-    pub convox_build: Option<(&'a str, &'a str)>,
+    pub convox_build: Option<crate::plan::release::ReleaseStep>,
     /// `--builder NAME`, which a dry run does not ask buildx about.
     pub assumed_builder: Option<&'a str>,
     /// The build arguments besides the file's: each build's names and where
@@ -260,11 +260,8 @@ impl Plan {
             text.push_str(&line);
             text.push('\n');
         }
-        if let Some((app, description)) = extra.convox_build {
-            text.push_str(&format!(
-                "# then, in a fresh directory DIR holding only the rewritten file as docker-compose.yml:\n{}\n",
-                convox::build_cmd("DIR", app, description)
-            ));
+        if let Some(step) = &extra.convox_build {
+            text.push_str(&step.lines());
         }
         text.push_str(&format!(
             "# {}, rewritten:\n{}",

@@ -31,6 +31,9 @@ pub enum Stdin {
     /// A text (a definition this program wrote, never a secret). Shown as
     /// `printf '%s\n' TEXT | ...`.
     Text(String),
+    /// A secret (a registry password), fed with a line break and shown as
+    /// the command it came from: `FROM | ...`, never its value.
+    Secret { text: String, from: String },
 }
 
 impl Cmd {
@@ -115,6 +118,15 @@ impl Cmd {
         self
     }
 
+    /// Feed a secret, and a line break, on stdin; shown as `from | ...`.
+    pub fn stdin_secret(mut self, text: impl Into<String>, from: impl Into<String>) -> Self {
+        self.stdin = Some(Stdin::Secret {
+            text: text.into(),
+            from: from.into(),
+        });
+        self
+    }
+
     /// The bytes for stdin, read now; None for a command that reads none.
     pub fn stdin_bytes(&self) -> std::io::Result<Option<Vec<u8>>> {
         match &self.stdin {
@@ -126,7 +138,9 @@ impl Cmd {
                 bytes.push(b'\n');
                 Ok(Some(bytes))
             }
-            Some(Stdin::Text(text)) => Ok(Some(format!("{text}\n").into_bytes())),
+            Some(Stdin::Text(text) | Stdin::Secret { text, .. }) => {
+                Ok(Some(format!("{text}\n").into_bytes()))
+            }
         }
     }
 
@@ -180,6 +194,7 @@ impl fmt::Display for Cmd {
                 quote(then)
             )?,
             Some(Stdin::Text(text)) => write!(f, "printf '%s\\n' {} | ", quote(text))?,
+            Some(Stdin::Secret { from, .. }) => write!(f, "{from} | ")?,
             None => {}
         }
         for (k, v) in &self.shown {

@@ -1,8 +1,101 @@
-//! Compose-style variable interpolation for build fields: `$VAR`, `${VAR}`,
-//! `${VAR:-default}`, `${VAR-default}`, `${VAR:?message}`, `${VAR?message}`,
-//! `${VAR:+alt}`, `${VAR+alt}` and `$$` for a literal `$`.
+//! Variable interpolation, by the rules of the format the file is in.
+//!
+//! - **Compose and gen1** ([`interpolate`]): `$VAR`, `${VAR}`,
+//!   `${VAR:-default}`, `${VAR-default}`, `${VAR:?message}`,
+//!   `${VAR?message}`, `${VAR:+alt}`, `${VAR+alt}` and `$$` for a literal
+//!   `$` (gen1's `pkg/manifest1` takes `$VAR` and `${VAR}`, unset empty).
+//! - **convox.yml** ([`convox_yml`]), as convox/convox 3.24.9
+//!   `pkg/manifest/helpers.go` does it: only `${…}` is replaced (the regexp
+//!   `\$\{([^}]*?)\}`), by the variable named by everything between the
+//!   braces; an unset one is empty. Nothing else is special: `${IMG:-nginx}`
+//!   is the variable `IMG:-nginx`, and `$NAME` and `$$` stay as written. The
+//!   values are the app's environment plus the build args
+//!   (`pkg/build/buildkit.go`).
 //!
 //! Only what is built is interpolated; the written file keeps its text.
+
+use crate::read::format::Format;
+
+/// Interpolate `input` by the rules of `format`.
+pub fn for_format(
+    format: &Format,
+    input: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Interpolated, String> {
+    match format {
+        Format::ConvoxYml => Ok(convox_yml(input, env)),
+        _ => interpolate(input, env),
+    }
+}
+
+/// The variables `input` names, by the rules of `format`.
+pub fn variables_for(format: &Format, input: &str) -> Vec<String> {
+    match format {
+        Format::ConvoxYml => convox_yml_variables(input),
+        _ => variables(input),
+    }
+}
+
+/// convox.yml's interpolation: each `${…}` replaced, nothing else.
+pub fn convox_yml(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpolated {
+    let mut out = String::with_capacity(input.len());
+    let mut from_env = false;
+    let mut rest = input;
+    while let Some(i) = rest.find("${") {
+        let body = &rest[i + 2..];
+        let Some(close) = body.find('}') else {
+            break;
+        };
+        out.push_str(&rest[..i]);
+        let value = env(&body[..close]).unwrap_or_default();
+        from_env |= !value.is_empty();
+        out.push_str(&value);
+        rest = &body[close + 1..];
+    }
+    out.push_str(rest);
+    Interpolated {
+        value: out,
+        from_env,
+    }
+}
+
+/// The names between each `${` and `}`, in order.
+pub fn convox_yml_variables(input: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = input;
+    while let Some(i) = rest.find("${") {
+        let body = &rest[i + 2..];
+        let Some(close) = body.find('}') else {
+            break;
+        };
+        names.push(body[..close].to_string());
+        rest = &body[close + 1..];
+    }
+    names
+}
+
+/// The `$NAME` references that convox.yml leaves as written (not `${…}`,
+/// not `$$`).
+pub fn bare_references(input: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('$') {
+            rest = r;
+            continue;
+        }
+        if rest.starts_with('{') {
+            continue;
+        }
+        let n = name_len(rest);
+        if n > 0 {
+            names.push(rest[..n].to_string());
+        }
+        rest = &rest[n..];
+    }
+    names
+}
 
 /// The result of interpolating one value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +253,21 @@ mod tests {
 
     fn i(s: &str) -> Result<String, String> {
         interpolate(s, &env).map(|r| r.value)
+    }
+
+    #[test]
+    fn convox_yml_replaces_only_braces_and_reads_their_whole_text() {
+        let c = |s: &str| convox_yml(s, &env).value;
+        assert_eq!(c("a/${SET}/b"), "a/val/b");
+        assert_eq!(c("${UNSET:-nginx}"), "");
+        assert_eq!(c("${UNSET}"), "");
+        assert_eq!(c("$SET and $$ and ${SET"), "$SET and $$ and ${SET");
+        assert_eq!(c("${SET}${SET}"), "valval");
+        assert_eq!(convox_yml_variables("${A:-x}/${B}/$C"), ["A:-x", "B"]);
+        assert_eq!(
+            bare_references("$WORKER_IMG/${X}/$$y/$Z"),
+            ["WORKER_IMG", "Z"]
+        );
     }
 
     #[test]

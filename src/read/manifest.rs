@@ -14,7 +14,8 @@
 //!   `build.dockerfile`, else the service-level `dockerfile:`, else
 //!   `Dockerfile`, joined to the context; both set is refused ("dockerfile
 //!   specified twice").
-//! - **convox.yml** (convox/convox `pkg/manifest`). Interpolated first; a
+//! - **convox.yml** (convox/convox `pkg/manifest`). Interpolated first, by
+//!   its own rules (`read::interpolate::convox_yml`: only `${…}`); a
 //!   service with neither `build.path` nor `image:` gets `build.path: .`, and
 //!   any build path without `manifest:` gets `manifest: Dockerfile`.
 //! - **The compose spec** (`services:` without `version:`) and version 3.x
@@ -27,7 +28,7 @@
 //! `convox build` builds nothing.
 
 use crate::read::format::{Env, Format};
-use crate::read::interpolate::interpolate;
+use crate::read::interpolate;
 use crate::read::yaml::{Doc, NodeId};
 
 /// The versions Convox gen1 loads (besides none at all).
@@ -102,7 +103,9 @@ pub fn convox_builds(doc: &Doc, format: &Format, env: Env<'_>) -> Vec<String> {
                 .filter(|f| !doc.is_null(f.value))
                 .and_then(|f| doc.scalar(f.value));
             match image {
-                Some(text) => interpolate(text, env).map_or(true, |i| i.value.is_empty()),
+                Some(text) => {
+                    interpolate::for_format(format, text, env).map_or(true, |i| i.value.is_empty())
+                }
                 None => true,
             }
         })

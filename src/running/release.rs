@@ -2,10 +2,12 @@
 //! from `convox env` before anything else; `--rack` without `--platform`
 //! asks the rack's nodes' platforms (`convox rack params`, then the
 //! instance types' architectures); `--convox-build`, after the
-//! rewrite, runs `convox build` (the command is `programs::convox::build_cmd`)
-//! on the rewritten file alone, and returns the release ID.
+//! rewrite, makes the release from the rewritten file alone
+//! (`plan::release`: `convox builds import-image` on a current rack, else
+//! `convox build`), and returns the release ID and how it was made.
 
 use crate::plan::platforms;
+use crate::plan::release::ReleaseStep;
 use crate::programs::convox;
 use crate::read::app_env::AppEnv;
 use crate::running::run::{self, log, RunOptions};
@@ -26,6 +28,17 @@ pub fn app_env(app: &str, rack: Option<&str>, opts: RunOptions) -> Result<AppEnv
         Some("check the convox rack login (convox login), the app name and the rack"),
     )?;
     AppEnv::parse(&stdout, &format!("`{cmd}`")).map_err(|e| anyhow!(e))
+}
+
+/// The platform the app's `BuildArch` parameter names (`convox apps
+/// params`), when it is set.
+pub fn app_build_arch(app: &str, rack: &str, opts: RunOptions) -> Result<Option<String>> {
+    let quiet = RunOptions {
+        verbose: false,
+        ..opts
+    };
+    let params = run::check(&convox::apps_params_cmd(app, rack), quiet, None)?;
+    Ok(platforms::build_arch(&params).map(String::from))
 }
 
 /// The platforms the rack's services can be scheduled on
@@ -67,29 +80,75 @@ pub fn rack_platforms(rack: &str, region: Option<&str>, opts: RunOptions) -> Res
     Ok(found)
 }
 
-/// Run `convox build` in a fresh temporary directory that holds only the
-/// rewritten file, as `docker-compose.yml`; returns the release ID it prints.
-pub fn build(rewritten: &str, app: &str, description: &str, opts: RunOptions) -> Result<String> {
+/// A release, and how it was made: `import-image` or `build`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    pub id: String,
+    pub via: &'static str,
+}
+
+/// Make the release (`plan::release`) in a fresh temporary directory that
+/// holds only the rewritten file, under its generation's name: `convox
+/// builds import-image` where the step has it (falling back to `convox
+/// build` on a rack or CLI without it), else `convox build`.
+pub fn release(rewritten: &str, step: &ReleaseStep, opts: RunOptions) -> Result<Made> {
     let dir = tempfile::Builder::new()
         .prefix("convox-build-off-cluster.")
         .tempdir_in(crate::inputs::staging::temp_base())
-        .context("cannot create a temporary directory for convox build")?;
+        .context("cannot create a temporary directory for the release")?;
     // The directory, whole: an interrupt removes it with the file.
     crate::running::interrupt::track_temp_file(dir.path().to_path_buf());
-    let file = dir.path().join("docker-compose.yml");
-    std::fs::write(&file, rewritten).with_context(|| format!("cannot write {}", file.display()))?;
-    let cmd = convox::build_cmd(&dir.path().display().to_string(), app, description);
-    let result = run::check(
-        &cmd,
-        opts,
-        Some("check the convox rack login (convox login) and the app name"),
-    );
+    let result = release_in(dir.path(), rewritten, step, opts);
     crate::running::interrupt::untrack_temp_file(dir.path());
-    let stdout = result?;
-    let release =
-        convox::release_id(&stdout).ok_or_else(|| anyhow!("`{cmd}` printed no release ID"))?;
+    let made = result?;
     if !opts.quiet {
-        log(&format!("[convox] release {release}"));
+        log(&format!("[convox] release {} ({})", made.id, made.via));
     }
-    Ok(release)
+    Ok(made)
+}
+
+fn release_in(
+    dir: &std::path::Path,
+    rewritten: &str,
+    step: &ReleaseStep,
+    opts: RunOptions,
+) -> Result<Made> {
+    let file = dir.join(step.file_name);
+    std::fs::write(&file, rewritten).with_context(|| format!("cannot write {}", file.display()))?;
+    let dir_text = dir.display().to_string();
+    let hint = Some("check the convox rack login (convox login) and the app name");
+    if let (Some(import), Some(cmd)) = (&step.import, step.import_cmd(&dir_text)) {
+        let cmd = match &import.password {
+            Some(p) => {
+                let quiet = RunOptions {
+                    verbose: false,
+                    ..opts
+                };
+                let password = run::check(p, quiet, Some("the aws CLI logs in to ECR"))?;
+                cmd.stdin_secret(password.trim(), p.to_string())
+            }
+            None => cmd,
+        };
+        let out = run::capture(&cmd, opts)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            let id = convox::import_release(&stdout)
+                .ok_or_else(|| anyhow!("`{cmd}` printed no `Release:` line"))?;
+            return Ok(Made {
+                id,
+                via: "import-image",
+            });
+        }
+        if !convox::import_unavailable(&format!("{stdout}\n{stderr}")) {
+            return Err(run::failed(&cmd, &out, hint.map(String::from)));
+        }
+        if !opts.quiet {
+            log("[convox] this rack or CLI has no `builds import-image` (3.24.6 or later): convox build instead");
+        }
+    }
+    let cmd = step.build_cmd(&dir_text);
+    let stdout = run::check(&cmd, opts, hint)?;
+    let id = convox::release_id(&stdout).ok_or_else(|| anyhow!("`{cmd}` printed no release ID"))?;
+    Ok(Made { id, via: "build" })
 }

@@ -130,7 +130,7 @@ pub fn json(
     app: &str,
     repo: &str,
     seconds: f64,
-    release: Option<&str>,
+    release: Option<&crate::running::release::Made>,
 ) -> Value {
     let services: Vec<Value> = rows(plan, results)
         .iter()
@@ -158,7 +158,8 @@ pub fn json(
             Output::File(p) => Value::String(p.display().to_string()),
             Output::Stdout => Value::String("-".into()),
         },
-        "release": release,
+        "release": release.map(|r| r.id.as_str()),
+        "release_via": release.map(|r| r.via),
         "total_seconds": round(seconds),
         "services": services,
     })

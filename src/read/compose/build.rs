@@ -83,7 +83,7 @@ impl Compose {
             anyhow!("{}: service `{name}`: {what}", self.at(build))
         };
         let ip = |text: &str| -> Result<String> {
-            Ok(interpolate(text, env).map_err(|e| bad(&e))?.value)
+            Ok(self.interp(text, env).map_err(|e| bad(&e))?.value)
         };
         let mut raw = RawBuild {
             context: String::new(),
@@ -208,7 +208,8 @@ impl Compose {
                 self.at(at)
             );
         };
-        Ok(interpolate(text, env)
+        Ok(self
+            .interp(text, env)
             .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(at)))?
             .value)
     }
@@ -225,7 +226,7 @@ impl Compose {
         let doc = &self.doc;
         let bad = |at: NodeId, what: &str| anyhow!("{}: service `{name}`: {what}", self.at(at));
         let ip = |at: NodeId, t: &str| -> Result<String> {
-            Ok(interpolate(t, env).map_err(|e| bad(at, &e))?.value)
+            Ok(self.interp(t, env).map_err(|e| bad(at, &e))?.value)
         };
         let mut out = Vec::new();
         if let Some(items) = doc.items(node) {
@@ -334,7 +335,7 @@ impl Compose {
         let doc = &self.doc;
         let bad = |at: NodeId, what: &str| anyhow!("{}: service `{name}`: {what}", self.at(at));
         let value_of = |at: NodeId, text: &str| -> Result<ArgValue> {
-            let r = interpolate(text, env).map_err(|e| bad(at, &e))?;
+            let r = self.interp(text, env).map_err(|e| bad(at, &e))?;
             Ok(if r.from_env {
                 ArgValue::Secret(r.value)
             } else {

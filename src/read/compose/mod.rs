@@ -11,7 +11,7 @@ mod build;
 mod formats;
 
 pub use crate::read::format::{Env, Format};
-use crate::read::interpolate::{interpolate, variables};
+use crate::read::interpolate::{self, Interpolated};
 use crate::read::manifest::{self, Rules};
 use crate::read::regular;
 use crate::read::yaml::{Doc, Entry, NodeId, Pos};
@@ -176,27 +176,40 @@ impl Compose {
             warnings: Vec::new(),
             vars: Vec::new(),
         };
-        c.vars = c.variables_in(env);
         c.read_services(env)?;
+        c.vars = c.variables_in(env);
         Ok(c)
     }
 
-    /// The set variables that the file's scalars name, with their values.
-    fn variables_in(&self, env: Env<'_>) -> Vec<(String, String)> {
-        let mut vars: Vec<(String, String)> = Vec::new();
+    /// Interpolate a value by the rules of the file's format
+    /// (`read::interpolate`).
+    pub(super) fn interp(&self, text: &str, env: Env<'_>) -> Result<Interpolated, String> {
+        interpolate::for_format(&self.format, text, env)
+    }
+
+    /// Every variable the file's scalars name (by its format's rules), in
+    /// order, once each.
+    pub fn variable_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
         for n in &self.doc.nodes {
             let crate::read::yaml::Kind::Scalar { value, .. } = &n.kind else {
                 continue;
             };
-            for name in variables(value) {
-                if vars.iter().all(|(v, _)| *v != name) {
-                    if let Some(val) = env(&name) {
-                        vars.push((name, val));
-                    }
+            for name in interpolate::variables_for(&self.format, value) {
+                if !names.contains(&name) {
+                    names.push(name);
                 }
             }
         }
-        vars
+        names
+    }
+
+    /// The set variables that the file's scalars name, with their values.
+    fn variables_in(&self, env: Env<'_>) -> Vec<(String, String)> {
+        self.variable_names()
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), env(&name)?)))
+            .collect()
     }
 
     /// The environment the file was read in, as far as the file names it.
@@ -308,7 +321,7 @@ impl Compose {
                 self.at(value)
             );
         }
-        if let Some(image) = self.read_image(name, value, env)? {
+        if let Some(image) = self.read_image(name, value, env, warnings)? {
             return Ok(Source::Image(image));
         }
         let site = |own: Option<Entry>, dockerfile: Option<Entry>| {
@@ -355,7 +368,13 @@ impl Compose {
     /// The service's image, interpolated the way Convox interpolates the
     /// file, when there is one; None when Convox would build the service
     /// (no `image:`, or an empty one).
-    fn read_image(&self, name: &str, value: NodeId, env: Env<'_>) -> Result<Option<String>> {
+    fn read_image(
+        &self,
+        name: &str,
+        value: NodeId,
+        env: Env<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<String>> {
         let doc = &self.doc;
         let Some(img) = doc.get(value, "image").filter(|f| !doc.is_null(f.value)) else {
             return Ok(None);
@@ -366,12 +385,16 @@ impl Compose {
                 self.at(img.value)
             );
         };
-        let interpolated = interpolate(image, env)
+        let interpolated = self
+            .interp(image, env)
             .map_err(|e| anyhow!("{}: service `{name}`: {e}", self.at(img.value)))?;
+        if self.format == Format::ConvoxYml {
+            return self.convox_yml_image(name, img.value, image, &interpolated, warnings);
+        }
         if !interpolated.value.is_empty() {
             return Ok(Some(image.to_string()));
         }
-        let vars = variables(image);
+        let vars = interpolate::variables(image);
         if let Some(first) = vars.first() {
             let names = vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>();
             bail!(
@@ -382,6 +405,42 @@ impl Compose {
             );
         }
         // `image: ""`: Convox builds the service, and so does this program.
+        Ok(None)
+    }
+}
+
+impl Compose {
+    /// A convox.yml `image:`, by Convox's rules: `$NAME` is refused (the
+    /// rack would get it as written); an empty one is built, as the rack
+    /// builds it, with a warning naming the variables.
+    fn convox_yml_image(
+        &self,
+        name: &str,
+        at: NodeId,
+        image: &str,
+        interpolated: &Interpolated,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<String>> {
+        let bare = interpolate::bare_references(image);
+        if let Some(first) = bare.first() {
+            bail!(
+                "{}: service `{name}`: `image: {image}`: convox.yml replaces only `${{NAME}}` (convox/convox pkg/manifest/helpers.go), so the rack would get the reference `{image}` as written; write `${{{first}}}`",
+                self.at(at)
+            );
+        }
+        if !interpolated.value.is_empty() {
+            return Ok(Some(image.to_string()));
+        }
+        let vars = interpolate::convox_yml_variables(image);
+        if !vars.is_empty() {
+            let names = vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>();
+            warnings.push(format!(
+                "{}: service `{name}`: `image: {image}` comes out empty ({} {} not set in the app's environment), so Convox builds this service from its build path, and so does this program",
+                self.at(at),
+                names.join(", "),
+                if vars.len() == 1 { "is" } else { "are" },
+            ));
+        }
         Ok(None)
     }
 }
