@@ -73,6 +73,16 @@ fn standard_args(repo: &str) -> Vec<&str> {
     ]
 }
 
+/// The calls but the kept image's question, which runs beside the
+/// registry's questions (its place among them is not fixed).
+fn calls_but_kept(fakes: &Fakes) -> Vec<String> {
+    fakes
+        .call_lines()
+        .into_iter()
+        .filter(|l| l != "docker manifest inspect --verbose convox/redis")
+        .collect()
+}
+
 /// The calls that ask the registry whether a tag exists run in parallel:
 /// take them out (sorted) and leave the rest in order.
 fn split_checks(lines: Vec<String>) -> (Vec<String>, Vec<String>) {
@@ -126,7 +136,7 @@ fn ecr_run_sets_up_logs_in_builds_once_per_shared_build_and_pushes_every_ref() {
             tag("api")
         ), "docker manifest inspect --verbose convox/redis".to_string()]
     );
-    assert!(fakes.call_lines()[0].starts_with("aws ecr batch-get-image"));
+    assert!(calls_but_kept(&fakes)[0].starts_with("aws ecr batch-get-image"));
     let web_digest = offcluster::inputs::digest::digest(
         &offcluster::read::compose::BuildSpec {
             context: dir.path().join("web").display().to_string(),
@@ -228,7 +238,7 @@ fn a_bare_name_takes_the_account_from_sts_and_the_region_from_the_environment() 
         &[("AWS_REGION", "eu-west-1")],
     );
     assert!(out.status.success(), "{}", text(&out).1);
-    let lines = fakes.call_lines();
+    let lines = calls_but_kept(&fakes);
     assert_eq!(lines[0], "aws sts get-caller-identity --output json");
     assert!(
         lines[1].starts_with("aws ecr batch-get-image --repository-name demo "),
@@ -265,7 +275,7 @@ fn registry_host_replaces_the_push_host_but_not_the_ecr_calls() {
     args.extend(["--registry-host", local("LOCAL")]);
     let out = run(&fakes, dir.path(), &args, &[]);
     assert!(out.status.success(), "{}", text(&out).1);
-    let lines = fakes.call_lines();
+    let lines = calls_but_kept(&fakes);
     assert!(lines[0].contains("--region us-east-1"));
     assert_eq!(
         lines[2],

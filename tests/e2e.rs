@@ -3755,3 +3755,78 @@ fn links_reach_the_engine_as_the_rack_reads_them_and_labels_survive_a_final_cont
     assert_eq!(state("web").as_deref(), Some("built"), "{again:?}");
     assert_eq!(state("api").as_deref(), Some("up to date"), "{again:?}");
 }
+
+/// A v3 rack of amd64 nodes (`node_type t3.large`) whose app builds on
+/// arm64 (`convox apps params`: `BuildArch arm64`), on the engine's BuildKit
+/// with arm64 under QEMU: the registry holds linux/arm64, and its RUN step
+/// ran on that CPU.
+#[test]
+fn the_apps_build_arch_puts_its_platform_in_the_registry() {
+    if !buildkit_mode() {
+        return; // the classic builder refuses a foreign platform (tested above)
+    }
+    let Some(stack) = Stack::start() else { return };
+    let Some(arm64) = arm64_busybox() else { return };
+    let Some(_qemu) = Aarch64Emulation::start() else {
+        return;
+    };
+    let host = stack.host();
+    let app = tempfile::tempdir().expect("app");
+    two_arch_context(app.path(), &arm64, "RUN uname -m > /arch\n");
+    fs::write(
+        app.path().join("convox.yml"),
+        "services:\n  web:\n    build: .\n",
+    )
+    .expect("file");
+    let bin = tempfile::tempdir().expect("bin");
+    fs::write(
+        bin.path().join("convox"),
+        "#!/bin/sh\ncase \"$1 $2\" in\n  'apps params') printf 'NAME         VALUE\\nBuildArch    arm64\\n' ;;\n  'rack params') printf 'node_type                      t3.large\\n' ;;\n  *) exit 1 ;;\nesac\n",
+    )
+    .expect("convox");
+    common::make_executable(&bin.path().join("convox"));
+    let mut c = Command::new(BIN);
+    c.current_dir(app.path()).args([
+        "--app",
+        "barch",
+        "--gitsha",
+        "b1",
+        "--repo",
+        &format!("{host}/barch"),
+        "--rack",
+        "prod",
+        "-f",
+        "convox.yml",
+    ]);
+    stack.env(&mut c);
+    let path = c
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
+    c.env("PATH", format!("{}:{path}", bin.path().display()))
+        .env("AWS_REGION", "us-east-1");
+    let out = ok(&c.output().expect("run"));
+    assert!(
+        out.contains("linux/arm64 (app parameter BuildArch)"),
+        "{out}"
+    );
+    let written = fs::read_to_string(app.path().join("convox.yml")).expect("file");
+    let tag = tag_in(&written, &format!("{host}/barch"));
+    assert_eq!(
+        served_platform(stack.registry_port, "barch", &tag).as_deref(),
+        Some("linux/arm64")
+    );
+    let mut run = Command::new("docker");
+    run.args(["run", "--rm", "--platform", "linux/arm64"])
+        .arg(format!("{host}/barch:{tag}"))
+        .args(["/bin/busybox", "cat", "/arch"]);
+    stack.env(&mut run);
+    let ran = run.output().expect("docker run");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "aarch64\n",
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}

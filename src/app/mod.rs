@@ -66,8 +66,8 @@ pub fn run(cli: &Cli) -> Result<()> {
     if invocation.cli.convox_build {
         run::require_program("convox", "for --convox-build")?;
     }
-    let (plan, answers) = plan_and_ask(&invocation, &loaded, &probed, asking, &digests)?;
-    let results = execute_plan(&invocation, &loaded, &plan, &answers)?;
+    let (plan, answers, kept) = plan_and_ask(&invocation, &loaded, &probed, asking, &digests)?;
+    let results = execute_plan(&invocation, &loaded, &plan, &answers, kept)?;
     report_results(&invocation, &plan, &results)
 }
 
@@ -492,21 +492,28 @@ fn plan_and_ask(
     probed: &Probed,
     asking: probe::Asking,
     digests: &Digests<'_>,
-) -> Result<(Plan, execute::Answers)> {
+) -> Result<(Plan, execute::Answers, KeptQuestion)> {
     let first = make_plan(inv, loaded, probed, None, digests)?;
+    // Each kept image is asked which platforms it offers beside the
+    // registry's questions (its check is the same in every plan).
+    let kept =
+        (!first.kept.is_empty()).then(|| execute::start_kept_check(first.kept.clone(), inv.opts));
     if first.login_first() {
         let plan = make_plan(inv, loaded, probed, Some(&asking.answer()?), digests)?;
         let answers = execute::ask_registry(&plan, inv.opts)?;
-        return Ok((plan, answers));
+        return Ok((plan, answers, kept));
     }
     let answers = execute::ask_registry(&first, inv.opts)?;
     let plan = make_plan(inv, loaded, probed, Some(&asking.answer()?), digests)?;
     if plan.same_references(&first) {
-        return Ok((plan, answers));
+        return Ok((plan, answers, kept));
     }
     let answers = execute::ask_registry(&plan, inv.opts)?;
-    Ok((plan, answers))
+    Ok((plan, answers, kept))
 }
+
+/// The kept images' question, under way.
+type KeptQuestion = Option<std::thread::JoinHandle<()>>;
 
 /// The builder, from what was probed, and the registry cache it can keep.
 ///
@@ -645,15 +652,15 @@ fn execute_plan(
     loaded: &Loaded,
     plan: &Plan,
     answers: &execute::Answers,
+    kept: KeptQuestion,
 ) -> Result<Results> {
     let cli = inv.cli;
     let options = &inv.resolved.options;
     let started = std::time::Instant::now();
-    // Each kept image is asked for its platforms while the builds run.
-    let results = std::thread::scope(|s| {
-        s.spawn(|| execute::check_kept_images(plan, inv.opts));
-        execute::build(plan, answers, inv.opts)
-    });
+    let results = execute::build(plan, answers, inv.opts);
+    if let Some(k) = kept {
+        let _ = k.join();
+    }
     crate::view::ui::finish();
     let mut builds = results?;
     execute::verify_platforms(plan, &builds, inv.opts)?;

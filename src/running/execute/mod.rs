@@ -38,7 +38,7 @@ use ask::{local_digest, recheck, service_of};
 use bake::run_bake;
 use engine::{make_current, run_build};
 use pushed::{built_and_pushed_by_builder, stream_with_metadata};
-pub use verify::{check_kept_images, verify_platforms};
+pub use verify::{check_kept_images, start_kept_check, verify_platforms};
 
 /// What happened to one build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

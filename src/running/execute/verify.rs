@@ -65,11 +65,21 @@ const KEPT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Ask each kept image which platforms it offers, all at once; warn for
 /// each wanted one it lacks.
-pub fn check_kept_images(plan: &Plan, opts: RunOptions) {
-    let _ = parallel(plan.kept.len(), CHECKS_AT_ONCE, |i| {
-        check_kept(&plan.kept[i], opts);
+pub fn check_kept_images(kept: &[crate::plan::KeptCheck], opts: RunOptions) {
+    let _ = parallel(kept.len(), CHECKS_AT_ONCE, |i| {
+        check_kept(&kept[i], opts);
         Ok(())
     });
+}
+
+/// [`check_kept_images`] on a thread of its own, started with the
+/// registry's questions (it needs nothing they answer); joined after the
+/// builds.
+pub fn start_kept_check(
+    kept: Vec<crate::plan::KeptCheck>,
+    opts: RunOptions,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || check_kept_images(&kept, opts))
 }
 
 /// One kept image: a warning when it lacks a wanted platform.
