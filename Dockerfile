@@ -1,28 +1,23 @@
-# The image that CI pulls: a Drone plugin and a GitHub Action (action.yml).
-#   docker build -t your/convox-build-off-cluster .
+# The image: a Drone plugin, and the static binary for `COPY --from`.
 #
-# Only the base images' names are build arguments, with public defaults;
-# `scripts/image` builds this same file where nothing can be pulled, with
-# stand-ins for them made from Debian's packages and the host's toolchain.
-# The stages are ordered so that a change to the source rebuilds the binary
-# only: the packages come from a layer that does not change.
+#   bash scripts/release dist
+#   docker buildx build --platform linux/amd64,linux/arm64 -t IMAGE -f Dockerfile dist
+#
+# Its build context is what `scripts/release` made (dist/): the static
+# binary for the image's CPU is taken from its archive. No compiler and no
+# Rust stage. The release workflow publishes it as ghcr.io/OWNER/REPO
+# (X.Y.Z, X.Y, X); `scripts/image` builds it here from the same output.
+# Only the base image's name is a build argument, with a public default.
 ARG DEBIAN_IMAGE=debian:trixie-slim
-ARG RUST_IMAGE=rust:1-trixie
 
-# The binary: the dependencies first (cached while Cargo.lock stays), then
-# the crate.
-FROM ${RUST_IMAGE} AS build
-WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src \
- && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
- && cargo build --release --locked --bin convox-build-off-cluster \
- && rm -rf src
-COPY src ./src
-RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin convox-build-off-cluster \
- && strip target/release/convox-build-off-cluster
+# The binary of the image's own CPU (dpkg's architecture: amd64, arm64),
+# unpacked in a stage of its own so the image holds only that one.
+FROM ${DEBIAN_IMAGE} AS bin
+COPY convox-build-off-cluster-*-unknown-linux-musl.tar.gz /dist/
+RUN arch=$(dpkg --print-architecture) \
+ && case "$arch" in amd64) t=x86_64 ;; arm64) t=aarch64 ;; *) echo "no release binary for $arch" >&2; exit 1 ;; esac \
+ && test -f "/dist/convox-build-off-cluster-$t-unknown-linux-musl.tar.gz" \
+ && tar -xzf "/dist/convox-build-off-cluster-$t-unknown-linux-musl.tar.gz" -C /usr/local/bin convox-build-off-cluster
 
 # Debian trixie's docker CLI (26: API 1.45, which Docker 29 accepts; it
 # refuses clients below 1.44) with its buildx plugin (0.13: `--builder`,
@@ -33,6 +28,6 @@ FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates docker-cli docker-buildx awscli \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/convox-build-off-cluster /usr/local/bin/convox-build-off-cluster
+COPY --from=bin /usr/local/bin/convox-build-off-cluster /usr/local/bin/convox-build-off-cluster
 WORKDIR /drone/src
 ENTRYPOINT ["/usr/local/bin/convox-build-off-cluster"]
