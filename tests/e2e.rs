@@ -2976,6 +2976,19 @@ fn a_builder_with_a_node_per_platform_builds_each_half_on_its_node() {
     );
 }
 
+/// The stack's environment for `c`, with the folder of a fake `convox`
+/// first on its PATH, in us-east-1.
+fn convox_first_on_path(stack: &Stack, c: &mut Command, bin: &Path) {
+    stack.env(c);
+    let path = c
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
+    c.env("PATH", format!("{}:{path}", bin.display()))
+        .env("AWS_REGION", "us-east-1");
+}
+
 /// The rack's platform, end to end: a `convox` that prints a gen2 rack's
 /// parameters (Graviton `m6g.large` nodes), and the aws CLI asking moto for
 /// the instance type's architectures: linux/arm64 without a flag. Under
@@ -3016,14 +3029,7 @@ fn a_graviton_racks_platform_comes_from_convox_and_ec2() {
             "--rack",
             "prod",
         ]);
-        stack.env(&mut c);
-        let path = c
-            .get_envs()
-            .find(|(k, _)| *k == "PATH")
-            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
-        c.env("PATH", format!("{}:{path}", bin.display()))
-            .env("AWS_REGION", "us-east-1");
+        convox_first_on_path(&stack, &mut c, &bin);
         c.output().expect("run")
     };
     let gen2 =
@@ -3798,14 +3804,7 @@ fn the_apps_build_arch_puts_its_platform_in_the_registry() {
         "-f",
         "convox.yml",
     ]);
-    stack.env(&mut c);
-    let path = c
-        .get_envs()
-        .find(|(k, _)| *k == "PATH")
-        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
-    c.env("PATH", format!("{}:{path}", bin.path().display()))
-        .env("AWS_REGION", "us-east-1");
+    convox_first_on_path(&stack, &mut c, bin.path());
     let out = ok(&c.output().expect("run"));
     assert!(
         out.contains("linux/arm64 (app parameter BuildArch)"),

@@ -6,50 +6,18 @@
 
 mod common;
 
-use common::{text, Fakes};
+use common::{app_with as app, gone, text, wait_until, Fakes};
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 const REPO: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop";
 const FILE: &str = "docker-compose.convox.yml";
-
-fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().expect("app");
-    for (p, t) in files {
-        let p = d.path().join(p);
-        fs::create_dir_all(p.parent().expect("parent")).expect("dir");
-        fs::write(p, t).expect("write");
-    }
-    d
-}
 
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec!["--app", "shop", "--gitsha", "a", "--repo", REPO];
     a.extend_from_slice(extra);
     a
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn gone(pid: i32) -> bool {
-    // SAFETY: signal 0 only asks whether the process exists.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true);
-    !alive || zombie
 }
 
 /// 9: `-o built.yml` with `build: .`: said, naming the file and the service.

@@ -4,38 +4,14 @@
 
 mod common;
 
-use common::{fixture, local, Fakes};
+use common::{fixture, gone, local, wait_until, Fakes};
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Is the process gone (or only a zombie waiting for its new parent)?
-fn gone(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true);
-    !alive || zombie
-}
-
 fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Poll for a condition; a generous bound so a hang fails instead of
-/// blocking the suite (not a timing goal).
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn interrupt_during_build(signal: libc::c_int, expected_code: i32) {

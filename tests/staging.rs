@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{text, Fakes};
+use common::{app_with as app, text, Fakes};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
@@ -15,16 +15,6 @@ use std::time::{Duration, Instant};
 
 const REPO: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop";
 const FILE: &str = "docker-compose.convox.yml";
-
-fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().expect("app");
-    for (p, t) in files {
-        let p = d.path().join(p);
-        fs::create_dir_all(p.parent().expect("parent")).expect("dir");
-        fs::write(p, t).expect("write");
-    }
-    d
-}
 
 const ARGS: [&str; 8] = [
     "--app",

@@ -6,21 +6,11 @@
 
 mod common;
 
-use common::{text, Fakes};
+use common::{app_with as app, text, Fakes};
 use std::fs;
 use std::path::Path;
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
-
-fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().expect("app");
-    for (p, t) in files {
-        let p = d.path().join(p);
-        fs::create_dir_all(p.parent().expect("parent")).expect("dir");
-        fs::write(p, t).expect("write");
-    }
-    d
-}
 
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Fakes, String, String) {
     let fakes = Fakes::new(&["docker", "aws"]);

@@ -40,18 +40,12 @@ pub fn variables_for(format: &Format, input: &str) -> Vec<String> {
 pub fn convox_yml(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpolated {
     let mut out = String::with_capacity(input.len());
     let mut from_env = false;
-    let mut rest = input;
-    while let Some(i) = rest.find("${") {
-        let body = &rest[i + 2..];
-        let Some(close) = body.find('}') else {
-            break;
-        };
-        out.push_str(&rest[..i]);
-        let value = env(&body[..close]).unwrap_or_default();
+    let rest = braced_parts(input, |literal, name| {
+        out.push_str(literal);
+        let value = env(name).unwrap_or_default();
         from_env |= !value.is_empty();
         out.push_str(&value);
-        rest = &body[close + 1..];
-    }
+    });
     out.push_str(rest);
     Interpolated {
         value: out,
@@ -62,16 +56,23 @@ pub fn convox_yml(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
 /// The names between each `${` and `}`, in order.
 pub fn convox_yml_variables(input: &str) -> Vec<String> {
     let mut names = Vec::new();
+    braced_parts(input, |_, name| names.push(name.to_string()));
+    names
+}
+
+/// Each `${NAME}` of `input` as Convox's regexp finds it, with the text
+/// before it; returns the text after the last one.
+fn braced_parts<'a>(input: &'a str, mut each: impl FnMut(&'a str, &'a str)) -> &'a str {
     let mut rest = input;
     while let Some(i) = rest.find("${") {
         let body = &rest[i + 2..];
         let Some(close) = body.find('}') else {
             break;
         };
-        names.push(body[..close].to_string());
+        each(&rest[..i], &body[..close]);
         rest = &body[close + 1..];
     }
-    names
+    rest
 }
 
 /// The `$NAME` references that convox.yml leaves as written (not `${…}`,

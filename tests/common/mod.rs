@@ -423,6 +423,44 @@ fn which_in_path(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// An app directory holding these files (path, text).
+pub fn app_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("app");
+    for (p, t) in files {
+        let p = d.path().join(p);
+        fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+        fs::write(p, t).expect("write");
+    }
+    d
+}
+
+/// Is the process gone (or only a zombie waiting for its new parent)?
+pub fn gone(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true);
+    !alive || zombie
+}
+
+/// Poll for a condition; a generous bound so a hang fails instead of
+/// blocking the suite (not a timing goal).
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
