@@ -263,6 +263,7 @@ impl Stack {
     fn env(&self, c: &mut Command) {
         let d = self.dir.path();
         c.env("DOCKER_CONFIG", d.join("docker-config"))
+            .env("XDG_CACHE_HOME", d.join("cache"))
             .env("AWS_CONFIG_FILE", d.join("aws-config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", d.join("aws-credentials"))
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -3827,5 +3828,64 @@ fn the_apps_build_arch_puts_its_platform_in_the_registry() {
         "aarch64\n",
         "{}",
         String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
+/// A kept image in a plain-HTTP registry is asked with a `HEAD` for its
+/// digest; the platforms it offers are read once and remembered under that
+/// digest in the user's cache directory, so the next run reads them there
+/// (shown here by a remembered answer, changed by hand, that the warning
+/// then names) with no process for it.
+#[test]
+fn a_kept_images_platforms_are_remembered_by_its_digest() {
+    let Some(stack) = Stack::start() else { return };
+    let host = stack.host();
+    push_base(&stack, &format!("{host}/kept:1"), "kept");
+    let app = tempfile::tempdir().expect("app");
+    fs::write(
+        app.path().join("Dockerfile"),
+        "FROM scratch\nCOPY Dockerfile /d\n",
+    )
+    .expect("Dockerfile");
+    let compose = format!(
+        "version: \"2\"\nservices:\n  web:\n    build: .\n  redis:\n    image: {host}/kept:1\n"
+    );
+    let repo = format!("{host}/keptapp");
+    let run = |sha: &str| {
+        fs::write(app.path().join(FILE), &compose).expect("compose");
+        ok(&stack.run(
+            app.path(),
+            &["--app", "keptapp", "--gitsha", sha, "--repo", &repo, "-v"],
+        ))
+    };
+    let first = run("k1");
+    assert!(
+        !first.contains(&format!(
+            "manifest inspect --verbose --insecure {host}/kept:1"
+        )),
+        "{first}"
+    );
+    assert!(!first.contains("warning: service `redis`"), "{first}");
+    let cache = stack
+        .dir
+        .path()
+        .join("cache/convox-build-off-cluster/kept-platforms");
+    let files: Vec<PathBuf> = fs::read_dir(&cache)
+        .expect("the cache")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        fs::read_to_string(&files[0]).expect("file"),
+        "linux/amd64\n"
+    );
+    fs::write(&files[0], "linux/s390x\n").expect("change the remembered answer");
+    let second = run("k2");
+    assert!(
+        second.contains(&format!(
+            "keeps image {host}/kept:1, which offers linux/s390x and not linux/amd64"
+        )),
+        "{second}"
     );
 }

@@ -356,6 +356,9 @@ pub struct KeptCheck {
     pub image: String,
     pub wanted: platforms::Decided,
     pub ask: Cmd,
+    /// Its registry is plain HTTP (loopback, or so configured): asked
+    /// directly, a `HEAD` first (`running::kept_cache`).
+    pub plain: bool,
 }
 
 impl KeptCheck {
@@ -371,6 +374,7 @@ impl KeptCheck {
                     image: image.clone(),
                     wanted: wanted.clone(),
                     ask: crate::programs::docker::manifest_inspect(image, plain),
+                    plain,
                 }
             })
             .collect()

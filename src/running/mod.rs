@@ -9,6 +9,8 @@
 //! - [`execute`]: a plan executed: ECR set-up and login, the registry
 //!   checks, the builds in parallel (`--jobs`), the pushes, the cache; then
 //!   the atomic write.
+//! - [`kept_cache`]: the platforms of kept images, by manifest digest, in
+//!   the user's cache directory.
 //! - [`registry`]: a plain-HTTP registry asked whether a tag exists without
 //!   a process (the question `docker manifest inspect` asks).
 //! - [`release`]: `--convox-env`'s `convox env`; `--convox-build`: `convox
@@ -24,6 +26,7 @@
 //!   itself there.
 pub mod execute;
 pub mod interrupt;
+pub mod kept_cache;
 pub mod lock;
 pub mod output;
 pub mod probe;

@@ -82,8 +82,30 @@ pub fn start_kept_check(
     std::thread::spawn(move || check_kept_images(&kept, opts))
 }
 
+/// The platforms a plain-HTTP registry's kept image offers, asked directly:
+/// a `HEAD` for its digest, then the cache, else a `GET` (remembered).
+fn plain_platforms(image: &str) -> Option<Vec<String>> {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let reference = if last.contains(':') || last.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    };
+    let digest = crate::running::registry::ask(&reference)?.digest?;
+    if let Some(known) = crate::running::kept_cache::get(&digest) {
+        return Some(known);
+    }
+    let found = crate::running::registry::platforms(&reference)?;
+    crate::running::kept_cache::put(&digest, &found);
+    Some(found)
+}
+
 /// One kept image: a warning when it lacks a wanted platform.
 fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) {
+    if let Some(offered) = k.plain.then(|| plain_platforms(&k.image)).flatten() {
+        warn_lacking(k, &offered);
+        return;
+    }
     let answer = match crate::running::run::capture_within(&k.ask, opts, KEPT_LIMIT) {
         Some(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         Some(out) => {
@@ -107,9 +129,17 @@ fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) {
             return;
         }
     };
-    let Some(offered) = docker::manifest_platforms(&answer) else {
+    if let Some(offered) = docker::manifest_platforms(&answer) {
+        warn_lacking(k, &offered);
+    }
+}
+
+/// The warning for each wanted platform a kept image lacks (an answer that
+/// names none says nothing).
+fn warn_lacking(k: &crate::plan::KeptCheck, offered: &[String]) {
+    if offered.is_empty() {
         return;
-    };
+    }
     let lacking: Vec<&str> = k
         .wanted
         .list
