@@ -495,7 +495,9 @@ fn plan_and_ask(
 ) -> Result<(Plan, execute::Answers, KeptQuestion)> {
     let first = make_plan(inv, loaded, probed, None, digests)?;
     // Each kept image is asked which platforms it offers beside the
-    // registry's questions (its check is the same in every plan).
+    // registry's questions (its check is the same in every plan), once the
+    // programs the plan needs are known to be there.
+    execute::require_programs(&first)?;
     let kept =
         (!first.kept.is_empty()).then(|| execute::start_kept_check(first.kept.clone(), inv.opts));
     if first.login_first() {

@@ -271,16 +271,22 @@ impl Answers {
 /// nothing is asked: everything is built). The plan's build commands are
 /// not read: the references and the checks are the same whichever builder
 /// builds, so this may run on a plan made before the builder answered.
-pub fn ask_registry(plan: &Plan, opts: RunOptions) -> Result<Answers> {
-    // Everything that can fail before a build, checked before it: each
-    // context and Dockerfile was read for the digest, and the output was
-    // found writable when its lock was taken (`lock::lock`).
+/// The programs the plan needs, named before anything runs.
+pub fn require_programs(plan: &Plan) -> Result<()> {
     if plan.needs_docker() {
         run::require_program("docker", "to build and push the images")?;
     }
     if plan.needs_aws() {
         run::require_program("aws", "to set up and log in to ECR")?;
     }
+    Ok(())
+}
+
+pub fn ask_registry(plan: &Plan, opts: RunOptions) -> Result<Answers> {
+    // Everything that can fail before a build, checked before it: each
+    // context and Dockerfile was read for the digest, and the output was
+    // found writable when its lock was taken (`lock::lock`).
+    require_programs(plan)?;
     if plan.login_first() {
         set_up_and_log_in(plan, None, opts)?;
     }

@@ -33,7 +33,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-pub use ask::{answer_digest, ask_registry, Answers};
+pub use ask::{answer_digest, ask_registry, require_programs, Answers};
 use ask::{local_digest, recheck, service_of};
 use bake::run_bake;
 use engine::{make_current, run_build};
