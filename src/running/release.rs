@@ -13,6 +13,10 @@ use crate::read::app_env::AppEnv;
 use crate::running::run::{self, log, RunOptions};
 use anyhow::{anyhow, Context, Result};
 
+/// How long a question about the rack (its parameters, its app's, its
+/// instance types) may take.
+const QUESTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The app's environment from `convox env`; its failure is one error with
 /// the command line and its stderr's tail. The output is never shown.
 pub fn app_env(app: &str, rack: Option<&str>, opts: RunOptions) -> Result<AppEnv> {
@@ -22,10 +26,11 @@ pub fn app_env(app: &str, rack: Option<&str>, opts: RunOptions) -> Result<AppEnv
         verbose: false,
         ..opts
     };
-    let stdout = run::check(
+    let stdout = run::check_within(
         &cmd,
         quiet,
         Some("check the convox rack login (convox login), the app name and the rack"),
+        QUESTION_LIMIT,
     )?;
     AppEnv::parse(&stdout, &format!("`{cmd}`")).map_err(|e| anyhow!(e))
 }
@@ -37,7 +42,12 @@ pub fn app_build_arch(app: &str, rack: &str, opts: RunOptions) -> Result<Option<
         verbose: false,
         ..opts
     };
-    let params = run::check(&convox::apps_params_cmd(app, rack), quiet, None)?;
+    let params = run::check_within(
+        &convox::apps_params_cmd(app, rack),
+        quiet,
+        None,
+        QUESTION_LIMIT,
+    )?;
     Ok(platforms::build_arch(&params).map(String::from))
 }
 
@@ -50,10 +60,11 @@ pub fn rack_platforms(rack: &str, region: Option<&str>, opts: RunOptions) -> Res
         verbose: false,
         ..opts
     };
-    let params = run::check(
+    let params = run::check_within(
         &convox::rack_params_cmd(rack),
         quiet,
         Some("check the convox login (convox login) and the rack's name, or give --platform"),
+        QUESTION_LIMIT,
     )?;
     let nodes = platforms::rack_nodes(&params);
     let types = if nodes.types.is_empty() {
@@ -63,10 +74,11 @@ pub fn rack_platforms(rack: &str, region: Option<&str>, opts: RunOptions) -> Res
             "aws",
             "to find the architectures of the rack's instance types",
         )?;
-        let json = run::check(
+        let json = run::check_within(
             &convox::instance_types_cmd(&nodes.types, region),
             quiet,
             Some("the aws CLI answers for the rack's account and region; or give --platform"),
+            QUESTION_LIMIT,
         )?;
         platforms::instance_architectures(&json).map_err(|e| anyhow!(e))?
     };
@@ -124,7 +136,12 @@ fn release_in(
                     verbose: false,
                     ..opts
                 };
-                let password = run::check(p, quiet, Some("the aws CLI logs in to ECR"))?;
+                let password = run::check_within(
+                    p,
+                    quiet,
+                    Some("the aws CLI logs in to ECR"),
+                    QUESTION_LIMIT,
+                )?;
                 cmd.stdin_secret(password.trim(), p.to_string())
             }
             None => cmd,

@@ -275,6 +275,28 @@ pub fn check(cmd: &Cmd, opts: RunOptions, hint: Option<&str>) -> Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// [`check`], given up after `limit` (its process group killed): a
+/// question about the rack or its nodes, which a hung CLI must not turn
+/// into a hung run.
+pub fn check_within(
+    cmd: &Cmd,
+    opts: RunOptions,
+    hint: Option<&str>,
+    limit: std::time::Duration,
+) -> Result<String> {
+    let Some(out) = capture_within(cmd, opts, limit) else {
+        bail!(
+            "`{cmd}` did not answer within {} s (or could not start){}",
+            limit.as_secs(),
+            hint.map(|h| format!("; {h}")).unwrap_or_default()
+        );
+    };
+    if !out.status.success() {
+        return Err(failed(cmd, &out, hint.map(String::from)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Run with stdout and stderr streamed to our stderr, each line prefixed;
 /// returns the last lines.
 pub fn stream(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Vec<String>> {
