@@ -515,7 +515,7 @@ fn plan_and_ask(
 }
 
 /// The kept images' question, under way.
-type KeptQuestion = Option<std::thread::JoinHandle<()>>;
+type KeptQuestion = Option<std::thread::JoinHandle<Vec<String>>>;
 
 /// The builder, from what was probed, and the registry cache it can keep.
 ///
@@ -661,7 +661,9 @@ fn execute_plan(
     let started = std::time::Instant::now();
     let results = execute::build(plan, answers, inv.opts);
     if let Some(k) = kept {
-        let _ = k.join();
+        for line in k.join().unwrap_or_default() {
+            crate::running::run::log(&line);
+        }
     }
     crate::view::ui::finish();
     let mut builds = results?;

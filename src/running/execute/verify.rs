@@ -63,22 +63,32 @@ fn verify_build(plan: &Plan, i: usize, opts: RunOptions) -> Result<()> {
 /// after the builds (a registry that drops packets would hold it longer).
 const KEPT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Ask each kept image which platforms it offers, all at once; warn for
-/// each wanted one it lacks.
-pub fn check_kept_images(kept: &[crate::plan::KeptCheck], opts: RunOptions) {
+/// Ask each kept image which platforms it offers, all at once: a warning
+/// for each wanted one it lacks, a note for one that did not say; the lines
+/// are returned, to be shown once the run gets there (a usage error found
+/// meanwhile stays the only line).
+pub fn check_kept_images(kept: &[crate::plan::KeptCheck], opts: RunOptions) -> Vec<String> {
+    let said: Vec<std::sync::Mutex<Option<String>>> =
+        kept.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let _ = parallel(kept.len(), CHECKS_AT_ONCE, |i| {
-        check_kept(&kept[i], opts);
+        let line = check_kept(&kept[i], opts);
+        if let Ok(mut slot) = said[i].lock() {
+            *slot = line;
+        }
         Ok(())
     });
+    said.into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect()
 }
 
 /// [`check_kept_images`] on a thread of its own, started with the
-/// registry's questions (it needs nothing they answer); joined after the
-/// builds.
+/// registry's questions (it needs nothing they answer); joined, and its
+/// lines shown, after the builds.
 pub fn start_kept_check(
     kept: Vec<crate::plan::KeptCheck>,
     opts: RunOptions,
-) -> std::thread::JoinHandle<()> {
+) -> std::thread::JoinHandle<Vec<String>> {
     std::thread::spawn(move || check_kept_images(&kept, opts))
 }
 
@@ -100,45 +110,41 @@ fn plain_platforms(image: &str) -> Option<Vec<String>> {
     Some(found)
 }
 
-/// One kept image: a warning when it lacks a wanted platform.
-fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) {
+/// One kept image: a warning when it lacks a wanted platform, a note when
+/// its registry did not say.
+fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) -> Option<String> {
     if let Some(offered) = k.plain.then(|| plain_platforms(&k.image)).flatten() {
-        warn_lacking(k, &offered);
-        return;
+        return lacking(k, &offered);
     }
     let answer = match crate::running::run::capture_within(&k.ask, opts, KEPT_LIMIT) {
         Some(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         Some(out) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let why = tail_of(&stderr);
-            log(&format!(
+            return Some(format!(
                 "note: the registry of {} (service `{}`) did not say which platforms it offers ({}); not checked",
                 k.image,
                 k.service,
                 why.last().map_or("no output", String::as_str)
             ));
-            return;
         }
         None => {
-            log(&format!(
+            return Some(format!(
                 "note: {} (service `{}`) did not say which platforms it offers within {} s; not checked",
                 k.image,
                 k.service,
                 KEPT_LIMIT.as_secs()
             ));
-            return;
         }
     };
-    if let Some(offered) = docker::manifest_platforms(&answer) {
-        warn_lacking(k, &offered);
-    }
+    lacking(k, &docker::manifest_platforms(&answer)?)
 }
 
 /// The warning for each wanted platform a kept image lacks (an answer that
 /// names none says nothing).
-fn warn_lacking(k: &crate::plan::KeptCheck, offered: &[String]) {
+fn lacking(k: &crate::plan::KeptCheck, offered: &[String]) -> Option<String> {
     if offered.is_empty() {
-        return;
+        return None;
     }
     let lacking: Vec<&str> = k
         .wanted
@@ -147,8 +153,8 @@ fn warn_lacking(k: &crate::plan::KeptCheck, offered: &[String]) {
         .filter(|w| !offered.contains(w))
         .map(String::as_str)
         .collect();
-    if !lacking.is_empty() {
-        log(&format!(
+    (!lacking.is_empty()).then(|| {
+        format!(
             "warning: service `{}` keeps image {}, which offers {} and not {}: Convox runs it on {} nodes ({}), where it cannot start (exec format error)",
             k.service,
             k.image,
@@ -156,6 +162,6 @@ fn warn_lacking(k: &crate::plan::KeptCheck, offered: &[String]) {
             lacking.join(", "),
             k.wanted.joined(),
             k.wanted.source
-        ));
-    }
+        )
+    })
 }
