@@ -199,16 +199,16 @@ fn a_missing_repository_is_created() {
         .filter(|l| !l.ends_with(" convox/redis"))
         .collect();
     assert!(lines[0].starts_with("aws ecr batch-get-image"), "{lines:?}");
-    let mut next: Vec<&str> = lines[1..3].iter().map(String::as_str).collect();
-    next.sort();
-    assert_eq!(
-        next[0],
-        "aws ecr create-repository --repository-name demo --region us-east-1 --output json"
-    );
-    assert!(
-        next[1].starts_with("aws ecr get-login-password"),
-        "{lines:?}"
-    );
+    // Created before the first build (the cache repository's set-up and the
+    // login run beside it, in no fixed order).
+    let at = |wanted: &dyn Fn(&str) -> bool| lines.iter().position(|l| wanted(l));
+    let created = at(&|l| {
+        l == "aws ecr create-repository --repository-name demo --region us-east-1 --output json"
+    })
+    .unwrap_or_else(|| panic!("no create-repository of demo: {lines:?}"));
+    let first_build = at(&|l| l.starts_with("docker build")).expect("a build");
+    assert!(created < first_build, "{lines:?}");
+    assert!(at(&|l| l.starts_with("aws ecr get-login-password")).is_some_and(|i| i < first_build));
     assert!(!lines.iter().any(|l| l.contains("describe-repositories")));
 }
 
