@@ -171,7 +171,7 @@ pub fn build_arch(params: &str) -> Option<&'static str> {
 pub fn rack_copy_warning(decided: &[(String, Decided)]) -> Option<String> {
     let (service, d) = decided.iter().find(|(_, d)| d.list.len() > 1)?;
     Some(format!(
-        "{service} is built for {} ({}), but the rack's copy of an `image:` keeps one platform, its build node's (a `FROM`-only build, or skopeo without --all): set the app parameter BuildArch (`convox apps params set BuildArch=arm64 -a APP`) to choose which",
+        "{service} is built for {} ({}), but the rack's copy of an `image:` keeps one platform, that of the node it is copied on (a `FROM`-only build, or skopeo without --all): set the app parameter BuildArch (`convox apps params set BuildArch=arm64 -a APP`) to choose which",
         d.joined(),
         d.source
     ))
