@@ -91,13 +91,36 @@ fn parse_one(raw: &str) -> Result<String, String> {
             "`{raw}` is not a platform; give os/arch[/variant], e.g. linux/amd64 or linux/arm64"
         ));
     }
-    // docker's normalisation: arm64's only variant is v8, the default.
-    let p = match parts.as_slice() {
-        [os, "arm64", "v8"] | [os, "aarch64"] | [os, "aarch64", _] => format!("{os}/arm64"),
-        [os, "x86_64"] => format!("{os}/amd64"),
-        _ => p,
+    Ok(normalize(
+        parts[0],
+        parts[1],
+        parts.get(2).copied().unwrap_or(""),
+    ))
+}
+
+/// docker's normalisation of a platform (containerd's `platforms.Normalize`,
+/// `normalizeArch`): `i386` is `386`; `x86_64` is `amd64`, whose `v1` is
+/// the default; `aarch64` is `arm64`, whose `v8` is the default; `armhf` is
+/// `arm/v7`, `armel` `arm/v6`; `arm` alone is `arm/v7`, and a bare digit
+/// variant gets its `v`.
+fn normalize(os: &str, arch: &str, variant: &str) -> String {
+    let (arch, variant) = match (arch, variant) {
+        ("i386", _) => ("386", String::new()),
+        ("x86_64" | "amd64", "v1") | ("x86_64", "") => ("amd64", String::new()),
+        ("x86_64", v) => ("amd64", v.to_string()),
+        ("aarch64" | "arm64", "8" | "v8") | ("aarch64", "") => ("arm64", String::new()),
+        ("aarch64", v) => ("arm64", v.to_string()),
+        ("armhf", _) => ("arm", "v7".to_string()),
+        ("armel", _) => ("arm", "v6".to_string()),
+        ("arm", "" | "7") => ("arm", "v7".to_string()),
+        ("arm", v @ ("5" | "6" | "8")) => ("arm", format!("v{v}")),
+        (a, v) => (a, v.to_string()),
     };
-    Ok(p)
+    if variant.is_empty() {
+        format!("{os}/{arch}")
+    } else {
+        format!("{os}/{arch}/{variant}")
+    }
 }
 
 /// An EC2 architecture (`ProcessorInfo.SupportedArchitectures`, or
@@ -420,6 +443,11 @@ mod tests {
             Some("linux/arm64")
         );
         assert_eq!(build_arch("NAME VALUE\nBuildCpu 500\n"), None);
+        // As docker normalises them.
+        assert_eq!(
+            parse_list("linux/arm,linux/amd64/v1,linux/i386,linux/arm64/v8,linux/armhf").unwrap(),
+            ["linux/386", "linux/amd64", "linux/arm/v7", "linux/arm64"]
+        );
         let d = decide(None, None, None).unwrap();
         assert_eq!(
             (d.joined(), d.source),
