@@ -2811,18 +2811,7 @@ fn two_platforms_on_the_engines_buildkit_make_one_index_of_exactly_those_two() {
     );
     // Each entry is its CPU's (the RUN step ran there, arm64 under QEMU).
     for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
-        let mut c = Command::new("docker");
-        c.args(["run", "--rm", "--platform", platform])
-            .arg(format!("{host}/etwo:{tag}"))
-            .args(["/bin/busybox", "cat", "/arch"]);
-        stack.env(&mut c);
-        let ran = c.output().expect("docker run");
-        assert_eq!(
-            String::from_utf8_lossy(&ran.stdout),
-            format!("{arch}\n"),
-            "{}",
-            String::from_utf8_lossy(&ran.stderr)
-        );
+        assert_arch(&stack, &format!("{host}/etwo:{tag}"), platform, arch);
     }
     // A second run: the registry has it, nothing is built.
     fs::write(app.path().join(FILE), compose).expect("reset");
@@ -2832,6 +2821,23 @@ fn two_platforms_on_the_engines_buildkit_make_one_index_of_exactly_those_two() {
     assert_eq!(
         fs::read_to_string(app.path().join(FILE)).expect("file"),
         written
+    );
+}
+
+/// The image's `/arch` (what its `RUN uname -m` wrote), run as `platform`,
+/// is `arch`: its RUN step ran on that CPU.
+fn assert_arch(stack: &Stack, image: &str, platform: &str, arch: &str) {
+    let mut c = Command::new("docker");
+    c.args(["run", "--rm", "--platform", platform])
+        .arg(image)
+        .args(["/bin/busybox", "cat", "/arch"]);
+    stack.env(&mut c);
+    let ran = c.output().expect("docker run");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        format!("{arch}\n"),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
     );
 }
 
@@ -3817,17 +3823,11 @@ fn the_apps_build_arch_puts_its_platform_in_the_registry() {
         served_platform(stack.registry_port, "barch", &tag).as_deref(),
         Some("linux/arm64")
     );
-    let mut run = Command::new("docker");
-    run.args(["run", "--rm", "--platform", "linux/arm64"])
-        .arg(format!("{host}/barch:{tag}"))
-        .args(["/bin/busybox", "cat", "/arch"]);
-    stack.env(&mut run);
-    let ran = run.output().expect("docker run");
-    assert_eq!(
-        String::from_utf8_lossy(&ran.stdout),
-        "aarch64\n",
-        "{}",
-        String::from_utf8_lossy(&ran.stderr)
+    assert_arch(
+        &stack,
+        &format!("{host}/barch:{tag}"),
+        "linux/arm64",
+        "aarch64",
     );
 }
 

@@ -181,8 +181,9 @@ fn gather_build_args(inv: &Invocation<'_>) -> Result<BuildArgs> {
 }
 
 /// A convox.yml is interpolated as the rack does it: in the app's
-/// environment plus the build args (read again in those), else in this
-/// process's environment, said in one line naming the variables read.
+/// environment plus the build args (its text, as read, parsed again in
+/// those), else in this process's environment, said in one line naming the
+/// variables read.
 fn convox_yml_in_app_env(
     compose: Compose,
     path: &std::path::Path,
@@ -196,7 +197,9 @@ fn convox_yml_in_app_env(
         return Ok(compose);
     }
     match build_args.convox_yml_env() {
-        Some(app) => Compose::load(path, &|n: &str| app.get(n).cloned()),
+        Some(app) => Compose::from_bytes(path, compose.text.into_bytes(), &|n: &str| {
+            app.get(n).cloned()
+        }),
         None => {
             let mut compose = compose;
             compose.warnings.push(format!(

@@ -188,8 +188,6 @@ impl BuildArgs {
             .collect()
     }
 
-    /// Every build of the file with these args, for the names its
-    /// Dockerfile declares.
     /// The environment convox.yml is interpolated in, as the rack builds it
     /// (convox/convox `pkg/build/buildkit.go`): the app's environment, the
     /// build args over it. None when neither was given.
@@ -213,6 +211,8 @@ impl BuildArgs {
         Some(env)
     }
 
+    /// Every build of the file with these args, for the names its
+    /// Dockerfile declares.
     pub fn apply_to(&self, compose: &mut Compose, dockerfiles: &Dockerfiles) {
         if self.is_empty() {
             return;

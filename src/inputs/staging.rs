@@ -81,7 +81,12 @@ pub fn tree_dir() -> PathBuf {
 
 /// Where a context whose real path below the app is `prefix` is staged.
 pub fn staged_context(prefix: &str) -> PathBuf {
-    prefix.split('/').fold(tree_dir(), |p, part| p.join(part))
+    join_rel(tree_dir(), prefix)
+}
+
+/// `base` joined with a `/`-separated relative path.
+fn join_rel(base: PathBuf, rel: &str) -> PathBuf {
+    rel.split('/').fold(base, |p, part| p.join(part))
 }
 
 /// Each filesystem change the staging makes goes through `Gate`: the
@@ -165,7 +170,7 @@ impl<'a> Tree<'a> {
     }
 
     fn dest(&self, rel: &str) -> PathBuf {
-        rel.split('/').fold(self.to.clone(), |p, part| p.join(part))
+        join_rel(self.to.clone(), rel)
     }
 
     fn mkdir(&mut self, dest: PathBuf, mode: fs::Permissions) -> Result<()> {
@@ -386,17 +391,8 @@ pub fn remove_tree(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inputs::upload::tests::tree;
     use std::os::unix::fs::PermissionsExt;
-
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for (p, text) in files {
-            let p = d.path().join(p);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, text).unwrap();
-        }
-        d
-    }
 
     fn open(f: &mut dyn FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
         f()

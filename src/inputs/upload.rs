@@ -166,10 +166,11 @@ impl Upload {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    /// An app directory holding these files (path, text).
+    pub(crate) fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         for (p, text) in files {
             let p = d.path().join(p);

@@ -78,24 +78,7 @@ fn braced_parts<'a>(input: &'a str, mut each: impl FnMut(&'a str, &'a str)) -> &
 /// The `$NAME` references that convox.yml leaves as written (not `${…}`,
 /// not `$$`).
 pub fn bare_references(input: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = input;
-    while let Some(i) = rest.find('$') {
-        rest = &rest[i + 1..];
-        if let Some(r) = rest.strip_prefix('$') {
-            rest = r;
-            continue;
-        }
-        if rest.starts_with('{') {
-            continue;
-        }
-        let n = name_len(rest);
-        if n > 0 {
-            names.push(rest[..n].to_string());
-        }
-        rest = &rest[n..];
-    }
-    names
+    dollar_names(input, false)
 }
 
 /// The result of interpolating one value.
@@ -153,6 +136,12 @@ pub fn interpolate(
 /// The names of the variables that a value refers to, in order (`$$` is
 /// not one).
 pub fn variables(input: &str) -> Vec<String> {
+    dollar_names(input, true)
+}
+
+/// The names after each `$` (`$$` is none), with those in braces
+/// (`${NAME…}`) when `braced_too`.
+fn dollar_names(input: &str, braced_too: bool) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = input;
     while let Some(i) = rest.find('$') {
@@ -161,7 +150,11 @@ pub fn variables(input: &str) -> Vec<String> {
             rest = r;
             continue;
         }
-        let body = rest.strip_prefix('{').unwrap_or(rest);
+        let body = match rest.strip_prefix('{') {
+            Some(b) if braced_too => b,
+            Some(_) => continue,
+            None => rest,
+        };
         let n = name_len(body);
         if n > 0 {
             names.push(body[..n].to_string());

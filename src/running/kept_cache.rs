@@ -42,10 +42,7 @@ pub fn get(digest: &str) -> Option<Vec<String>> {
         .filter(|l| !l.is_empty())
         .map(String::from)
         .collect();
-    let valid = !list.is_empty()
-        && list
-            .iter()
-            .all(|p| p.starts_with("linux/") || p.contains('/'));
+    let valid = !list.is_empty() && list.iter().all(|p| p.contains('/'));
     valid.then_some(list)
 }
 

@@ -268,9 +268,13 @@ pub fn push(cmd: &Cmd, prefix: &str, opts: RunOptions) -> Result<Option<String>>
 
 /// Run and require success, returning stdout.
 pub fn check(cmd: &Cmd, opts: RunOptions, hint: Option<&str>) -> Result<String> {
-    let out = capture(cmd, opts)?;
+    succeeded(cmd, &capture(cmd, opts)?, hint)
+}
+
+/// A finished command's stdout, when it succeeded; else the failure.
+fn succeeded(cmd: &Cmd, out: &std::process::Output, hint: Option<&str>) -> Result<String> {
     if !out.status.success() {
-        return Err(failed(cmd, &out, hint.map(String::from)));
+        return Err(failed(cmd, out, hint.map(String::from)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -291,10 +295,7 @@ pub fn check_within(
             hint.map(|h| format!("; {h}")).unwrap_or_default()
         );
     };
-    if !out.status.success() {
-        return Err(failed(cmd, &out, hint.map(String::from)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    succeeded(cmd, &out, hint)
 }
 
 /// Run with stdout and stderr streamed to our stderr, each line prefixed;
