@@ -13,6 +13,8 @@
 //!   the user's cache directory.
 //! - [`registry`]: a plain-HTTP registry asked whether a tag exists without
 //!   a process (the question `docker manifest inspect` asks).
+//! - [`https_registry`]: a kept image's HTTPS registry (Docker Hub, …)
+//!   asked for its digest with a `HEAD`, anonymously, without a process.
 //! - [`release`]: `--convox-env`'s `convox env`; `--convox-build`: `convox
 //!   build` on the rewritten file.
 //! - [`interrupt`]: SIGINT and SIGTERM, child process groups, `--timeout`,
@@ -25,6 +27,7 @@
 //! - [`progress`]: where running tells what happens; the view installs
 //!   itself there.
 pub mod execute;
+pub mod https_registry;
 pub mod interrupt;
 pub mod kept_cache;
 pub mod lock;

@@ -42,25 +42,49 @@ pub fn split(reference: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// One request over a short connection: the response's head and, for a
-/// GET, its whole body (at most `MAX_BODY`), read to the connection's end.
+/// GET, its whole body (at most `MAX_BODY`).
 fn request(host: &str, method: &str, path: &str, accept: &str) -> Option<(String, Vec<u8>)> {
     let addr = host.to_socket_addrs().ok()?.next()?;
     let mut s = TcpStream::connect_timeout(&addr, LIMIT).ok()?;
     s.set_read_timeout(Some(LIMIT)).ok()?;
     s.set_write_timeout(Some(LIMIT)).ok()?;
+    exchange(&mut s, host, method, path, &format!("Accept: {accept}\r\n"))
+}
+
+/// One request on a connection made for it (`Connection: close`), with
+/// `headers` (each ending in CRLF): the response's head and its body, read
+/// as far as its `Content-Length`, its last chunk or the connection's end
+/// (none for a HEAD); None when it is cut short or over `MAX_BODY`.
+pub(crate) fn exchange<S: Read + Write>(
+    s: &mut S,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> Option<(String, Vec<u8>)> {
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nUser-Agent: convox-build-off-cluster\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}User-Agent: convox-build-off-cluster\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
+    s.flush().ok()?;
     let mut got = Vec::new();
     let mut buf = [0u8; 16384];
     let end_of_head = |got: &[u8]| got.windows(4).position(|w| w == b"\r\n\r\n");
     loop {
-        if method == "HEAD" && end_of_head(&got).is_some() {
-            break;
+        if let Some(at) = end_of_head(&got) {
+            let head = String::from_utf8_lossy(&got[..at + 2]);
+            if method == "HEAD" || body_complete(&head, &got[at + 4..]) {
+                break;
+            }
         }
-        let n = s.read(&mut buf).ok()?;
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            // A TLS peer that closes without saying so: the body is whole
+            // only if its length says so (checked below).
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(_) => return None,
+        };
         if n == 0 {
             break;
         }
@@ -72,7 +96,24 @@ fn request(host: &str, method: &str, path: &str, accept: &str) -> Option<(String
     let at = end_of_head(&got)?;
     let head = String::from_utf8_lossy(&got[..at + 2]).into_owned();
     let body = got[at + 4..].to_vec();
-    Some((head, body))
+    let framed = header_of(&head, "content-length").is_some() || is_chunked(&head);
+    (method == "HEAD" || !framed || body_complete(&head, &body)).then_some((head, body))
+}
+
+/// Is a body as long as its head says (`Content-Length`, or a chunked
+/// body's last chunk)? False when the head says neither.
+fn body_complete(head: &str, body: &[u8]) -> bool {
+    if is_chunked(head) {
+        return dechunk(body).is_some();
+    }
+    header_of(head, "content-length")
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| body.len() >= n)
+}
+
+/// Is a response's body sent in chunks?
+fn is_chunked(head: &str) -> bool {
+    header_of(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
 }
 
 /// The most a response may hold (a tag list of ~200,000 tags).
@@ -97,11 +138,20 @@ pub fn ask(reference: &str) -> Option<Said> {
 /// None when an answer is not a plain 200 (the caller runs the command).
 pub fn platforms(reference: &str) -> Option<Vec<String>> {
     let (host, repo, tag) = split(reference)?;
-    let get = |path: &str, accept: &str| {
+    read_platforms(repo, tag, |path, accept| {
         let (head, body) = request(host, "GET", path, accept)?;
         (status_of(&head)? == 200).then_some(())?;
         json_body(&head, &body)
-    };
+    })
+}
+
+/// The platforms of `repo:tag` (or `repo@digest`), with `get` answering a
+/// GET of a path (and its Accept) with the JSON of a plain 200.
+pub(crate) fn read_platforms(
+    repo: &str,
+    tag: &str,
+    get: impl Fn(&str, &str) -> Option<serde_json::Value>,
+) -> Option<Vec<String>> {
     let v = get(
         &format!("/v2/{repo}/manifests/{tag}"),
         &MANIFEST_TYPES.join(", "),
@@ -115,10 +165,8 @@ pub fn platforms(reference: &str) -> Option<Vec<String>> {
 }
 
 /// A response's body as JSON (chunked or not).
-fn json_body(head: &str, body: &[u8]) -> Option<serde_json::Value> {
-    let chunked =
-        header_of(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
+pub(crate) fn json_body(head: &str, body: &[u8]) -> Option<serde_json::Value> {
+    let body = if is_chunked(head) {
         dechunk(body)?
     } else {
         body.to_vec()
@@ -229,7 +277,7 @@ pub fn read_head(head: &str) -> Option<Said> {
 }
 
 /// The status code in a response head's first line.
-fn status_of(head: &str) -> Option<u16> {
+pub(crate) fn status_of(head: &str) -> Option<u16> {
     head.split("\r\n")
         .next()?
         .split_whitespace()
@@ -239,7 +287,7 @@ fn status_of(head: &str) -> Option<u16> {
 }
 
 /// The first header `name` (any case) of a response head, trimmed.
-fn header_of(head: &str, name: &str) -> Option<String> {
+pub(crate) fn header_of(head: &str, name: &str) -> Option<String> {
     head.split("\r\n").skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.trim()

@@ -102,18 +102,46 @@ fn plain_platforms(image: &str) -> Option<Vec<String>> {
         format!("{image}:latest")
     };
     let digest = crate::running::registry::ask(&reference)?.digest?;
-    if let Some(known) = crate::running::kept_cache::get(&digest) {
+    remembered(&digest, || crate::running::registry::platforms(&reference))
+}
+
+/// The platforms an HTTPS registry's kept image offers
+/// (`running::https_registry`): the digest its reference pins, or a `HEAD`
+/// for it; then the cache, else a `GET` by that digest (remembered).
+fn https_platforms(image: &str) -> Option<Vec<String>> {
+    use crate::running::https_registry as https;
+    let img = https::locate(image).filter(|i| !https::has_own_certs(&i.registry))?;
+    let deadline = std::time::Instant::now() + HTTPS_LIMIT;
+    if let Some(known) = img.pinned().and_then(crate::running::kept_cache::get) {
         return Some(known);
     }
-    let found = crate::running::registry::platforms(&reference)?;
-    crate::running::kept_cache::put(&digest, &found);
+    let answer = https::digest(&img, deadline)?;
+    remembered(&answer.digest, || https::platforms(&img, &answer, deadline))
+}
+
+/// How long the `HEAD` (and `GET`) of an HTTPS registry may take in all
+/// before `docker manifest inspect` is asked instead.
+const HTTPS_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The platforms remembered for a digest, else read (and remembered).
+fn remembered(digest: &str, read: impl FnOnce() -> Option<Vec<String>>) -> Option<Vec<String>> {
+    if let Some(known) = crate::running::kept_cache::get(digest) {
+        return Some(known);
+    }
+    let found = read()?;
+    crate::running::kept_cache::put(digest, &found);
     Some(found)
 }
 
 /// One kept image: a warning when it lacks a wanted platform, a note when
 /// its registry did not say.
 fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) -> Option<String> {
-    if let Some(offered) = k.plain.then(|| plain_platforms(&k.image)).flatten() {
+    let asked = if k.plain {
+        plain_platforms(&k.image)
+    } else {
+        https_platforms(&k.image)
+    };
+    if let Some(offered) = asked {
         return lacking(k, &offered);
     }
     let answer = match crate::running::run::capture_within(&k.ask, opts, KEPT_LIMIT) {
