@@ -411,6 +411,10 @@ impl Fakes {
             .env("HOME", self.dir.path())
             .env("FAKE_DIR", self.dir.path())
             .env("FAKE_PASSWORD", PASSWORD)
+            // A kept image on an HTTPS registry (Docker Hub) is asked
+            // through a proxy that refuses at once: the fake docker
+            // answers, as on a machine with no way out.
+            .env("HTTPS_PROXY", format!("http://{}", refused_loopback()))
             .stdin(Stdio::null());
         c
     }

@@ -1,0 +1,251 @@
+//! A kept image on an HTTPS registry (Docker Hub) is asked for its digest
+//! with a `HEAD`, and an unchanged digest costs no `GET`: the real binary,
+//! a fake `docker`, and a fake Docker Hub over TLS (its names,
+//! `registry-1.docker.io` and `auth.docker.io`, under a test CA given by
+//! `SSL_CERT_FILE`) reached through a `CONNECT` proxy (`HTTPS_PROXY`), as
+//! a runner behind a proxy reaches the real one. The fake answers as Docker
+//! Hub does (distribution's token spec): a `401` with a `Bearer`
+//! challenge, an anonymous token from its realm, then the answer.
+
+mod common;
+
+use common::{fixture, text, Fakes};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// The one image `convox/redis:latest` holds: linux/amd64 only.
+const INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":500,"platform":{"architecture":"amd64","os":"linux"}}]}"#;
+
+/// What the fake hub and its proxy were asked, a line each:
+/// `CONNECT host:port`, or `METHOD PATH [bearer]`.
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A fake Docker Hub on a loopback port, and a proxy that tunnels any
+/// `CONNECT` to it; the CA file that trusts it.
+struct Hub {
+    proxy: String,
+    ca: tempfile::NamedTempFile,
+    log: Log,
+}
+
+impl Hub {
+    fn start(index_digest: String) -> Hub {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = vec!["registry-1.docker.io".into(), "auth.docker.io".into()];
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca.path(), ca_cert.pem()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            #[allow(deprecated)]
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+        let log: Log = Arc::default();
+        let hub = TcpListener::bind("127.0.0.1:0").unwrap();
+        let hub_addr = hub.local_addr().unwrap();
+        let (config, hub_log) = (Arc::new(config), log.clone());
+        std::thread::spawn(move || {
+            for s in hub.incoming().flatten() {
+                let (config, log, digest) = (config.clone(), hub_log.clone(), index_digest.clone());
+                std::thread::spawn(move || serve(s, config, &log, &digest));
+            }
+        });
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        let proxy_log = log.clone();
+        std::thread::spawn(move || {
+            for s in proxy.incoming().flatten() {
+                let log = proxy_log.clone();
+                std::thread::spawn(move || tunnel(s, hub_addr, &log));
+            }
+        });
+        Hub {
+            proxy: format!("http://{proxy_addr}"),
+            ca,
+            log,
+        }
+    }
+
+    /// What was asked since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+/// The proxy: read `CONNECT`, say 200, then carry bytes both ways.
+fn tunnel(s: TcpStream, hub: std::net::SocketAddr, log: &Log) {
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    log.lock().unwrap().push(line.trim().rsplit_once(' ').unwrap().0.into());
+    while reader.read_line(&mut String::new()).unwrap_or(0) > 2 {}
+    let mut client = s;
+    client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").unwrap();
+    let upstream = TcpStream::connect(hub).unwrap();
+    let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
+    let mut client_w = client.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut up_w);
+        let _ = up_w.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut up_r, &mut client_w);
+    let _ = client_w.shutdown(std::net::Shutdown::Write);
+}
+
+/// The fake hub: one request per connection, answered as Docker Hub does.
+fn serve(s: TcpStream, config: Arc<rustls::ServerConfig>, log: &Log, digest: &str) {
+    let conn = rustls::ServerConnection::new(config).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, s);
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tls.read_exact(&mut byte).is_err() {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let mut first = head.split_whitespace();
+    let (method, path) = (first.next().unwrap(), first.next().unwrap());
+    let host = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Host: "))
+        .unwrap_or("");
+    let bearer = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Authorization: Bearer "));
+    log.lock().unwrap().push(format!(
+        "{method} {host}{path}{}",
+        bearer.map(|t| format!(" [{t}]")).unwrap_or_default()
+    ));
+    let token_path = "/token?service=registry.docker.io&scope=repository%3Aconvox%2Fredis%3Apull";
+    let (status, headers, body): (&str, String, String) = match (host, path, bearer) {
+        ("auth.docker.io", p, None) if p == token_path => {
+            ("200 OK", "Content-Type: application/json\r\n".into(), r#"{"token":"anon-1","expires_in":300}"#.into())
+        }
+        ("registry-1.docker.io", p, Some("anon-1"))
+            if p == "/v2/convox/redis/manifests/latest" || p == format!("/v2/convox/redis/manifests/{digest}") =>
+        {
+            let h = format!(
+                "Content-Type: application/vnd.oci.image.index.v1+json\r\nDocker-Content-Digest: {digest}\r\n"
+            );
+            ("200 OK", h, INDEX.into())
+        }
+        ("registry-1.docker.io", _, None) => (
+            "401 Unauthorized",
+            "WWW-Authenticate: Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:convox/redis:pull\"\r\n".into(),
+            "{}".into(),
+        ),
+        _ => ("404 Not Found", String::new(), "{}".into()),
+    };
+    let body = if method == "HEAD" { "" } else { body.as_str() };
+    let len = if method == "HEAD" { INDEX.len() } else { body.len() };
+    let _ = write!(
+        tls,
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {len}\r\nConnection: close\r\n\r\n{body}"
+    );
+    let _ = tls.flush();
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+#[test]
+fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs_no_get() {
+    let digest = format!("sha256:{}", sha256_hex(INDEX.as_bytes()));
+    let hub = Hub::start(digest.clone());
+    let fakes = Fakes::new(&["docker"]);
+    let dir = fixture("demo");
+    let repo = format!("{}/demo", common::refused_loopback());
+    let args = [
+        "--app", "demo", "--gitsha", "abc123", "--repo", &repo, "--tag",
+        "temp_{app}_{service}_{gitsha}", "--platform", "linux/arm64",
+    ];
+    let ca = hub.ca.path().to_str().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let env = [
+        ("XDG_CACHE_HOME", cache.path().to_str().unwrap()),
+        ("DOCKER_BUILDKIT", "1"),
+        ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
+        ("HTTPS_PROXY", hub.proxy.as_str()),
+        ("SSL_CERT_FILE", ca),
+    ];
+    let warning = "warning: service `redis` keeps image convox/redis, which offers linux/amd64 and not linux/arm64";
+    let hub_lines = [
+        "CONNECT registry-1.docker.io:443".to_string(),
+        "HEAD registry-1.docker.io/v2/convox/redis/manifests/latest".into(),
+        "CONNECT auth.docker.io:443".into(),
+        "GET auth.docker.io/token?service=registry.docker.io&scope=repository%3Aconvox%2Fredis%3Apull".into(),
+        "CONNECT registry-1.docker.io:443".into(),
+        "HEAD registry-1.docker.io/v2/convox/redis/manifests/latest [anon-1]".into(),
+    ];
+
+    // First run: HEAD, token, HEAD, then the manifest by its digest.
+    let out = fakes.run(dir.path(), &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(warning), "{stderr}");
+    let mut first = hub_lines.to_vec();
+    first.extend([
+        "CONNECT registry-1.docker.io:443".into(),
+        format!("GET registry-1.docker.io/v2/convox/redis/manifests/{digest} [anon-1]"),
+    ]);
+    assert_eq!(hub.take(), first);
+    let asked_docker = |fakes: &Fakes| {
+        fakes
+            .call_lines()
+            .iter()
+            .any(|l| l.starts_with("docker manifest inspect") && l.ends_with(" convox/redis"))
+    };
+    assert!(!asked_docker(&fakes), "answered without docker");
+
+    // Second run, the digest unchanged: the HEADs only, no GET, no docker.
+    let (fakes2, dir) = (Fakes::new(&["docker"]), fixture("demo"));
+    let out = fakes2.run(dir.path(), &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(warning), "{stderr}");
+    assert_eq!(hub.take(), hub_lines.to_vec());
+    assert!(!asked_docker(&fakes2));
+
+    // A registry that will not answer anonymously (no proxy to reach it
+    // here): docker is asked, with the user's logins.
+    let (fakes3, dir) = (Fakes::new(&["docker"]), fixture("demo"));
+    let refused = format!("http://{}", common::refused_loopback());
+    let mut env = env.to_vec();
+    env.retain(|(k, _)| *k != "HTTPS_PROXY");
+    env.extend([("HTTPS_PROXY", refused.as_str()), ("FAKE_EXISTING", "convox/redis")]);
+    let out = fakes3.run(dir.path(), &args, &env);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(asked_docker(&fakes3));
+    assert!(hub.take().is_empty());
+}
+
+
+/// SHA-256 of bytes, in hex (the `sha256sum` on PATH does it).
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
