@@ -3889,3 +3889,146 @@ fn a_kept_images_platforms_are_remembered_by_its_digest() {
         "{second}"
     );
 }
+
+/// A registry process killed and waited for when dropped.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The requests a registry's log (level info) shows as answered:
+/// `METHOD URI`, in order.
+fn registry_requests(log: &Path) -> Vec<String> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let field = |line: &str, key: &str| {
+        let rest = line.split(&format!("{key}=")).nth(1)?;
+        let value = match rest.strip_prefix('"') {
+            Some(q) => q.split('"').next()?,
+            None => rest.split_whitespace().next()?,
+        };
+        Some(value.to_string())
+    };
+    text.lines()
+        .filter(|l| l.contains("response completed"))
+        .filter_map(|l| {
+            Some(format!(
+                "{} {}",
+                field(l, "http.request.method")?,
+                field(l, "http.request.uri")?
+            ))
+        })
+        .collect()
+}
+
+/// A kept image on an HTTPS registry, asked as Docker Hub is asked: the
+/// real registry (distribution), over TLS, under a name of its own
+/// (`registry.e2e.test`: reached through a CONNECT proxy, trusted through
+/// `SSL_CERT_FILE`) and on the storage the image was pushed to. Its HEAD
+/// gives the digest the push made; the platforms are read once by that
+/// digest, and the next run costs it a HEAD and no GET (its request log).
+#[test]
+fn a_kept_image_on_an_https_registry_costs_a_head_once_its_digest_is_known() {
+    let Some(stack) = Stack::start() else { return };
+    let host = stack.host();
+    push_base(&stack, &format!("{host}/kept:1"), "kept");
+    let d = stack.dir.path();
+    let cert = common::test_cert(&["registry.e2e.test"]);
+    fs::write(d.join("tls.crt"), &cert.cert_pem).expect("cert");
+    fs::write(d.join("tls.key"), &cert.key_pem).expect("key");
+    let port = free_port();
+    let config = d.join("tls-registry.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
+            d.join("registry-data").display(),
+            d.join("tls.crt").display(),
+            d.join("tls.key").display()
+        ),
+    )
+    .expect("registry config");
+    let log = d.join("tls-registry.log");
+    let mut child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&log).expect("log"))
+        .stderr(fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start docker-registry");
+    // A TLS server answers a plain request too (400): it is listening.
+    wait_ready(&mut child, port, "/v2/", &log);
+    let _serving = Serving(child);
+    let asked = common::Asked::default();
+    let proxy = common::connect_proxy(([127, 0, 0, 1], port).into(), asked.clone());
+
+    let app = tempfile::tempdir().expect("app");
+    fs::write(
+        app.path().join("Dockerfile"),
+        "FROM scratch\nCOPY Dockerfile /d\n",
+    )
+    .expect("Dockerfile");
+    let compose = "version: \"2\"\nservices:\n  web:\n    build: .\n  redis:\n    image: registry.e2e.test/kept:1\n";
+    let repo = format!("{host}/keptapp");
+    let run = |sha: &str| {
+        fs::write(app.path().join(FILE), compose).expect("compose");
+        let mut c = Command::new(BIN);
+        c.current_dir(app.path())
+            .args(["--app", "keptapp", "--gitsha", sha, "--repo", &repo, "-v"]);
+        stack.env(&mut c);
+        c.env("HTTPS_PROXY", &proxy)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("SSL_CERT_FILE", cert.ca_file.path());
+        ok(&c.output().expect("run binary"))
+    };
+    let pushed = registry_digest(stack.registry_port, "kept", "1").expect("the pushed digest");
+
+    let first = run("h1");
+    assert!(
+        !first.contains("manifest inspect --verbose registry.e2e.test"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("service `redis`"),
+        "no warning, no note: {first}"
+    );
+    // The image's config blob too: it is one image, not an index.
+    let config_blob = registry_requests(&log).get(2).cloned().unwrap_or_default();
+    assert!(
+        config_blob.starts_with("GET /v2/kept/blobs/sha256:"),
+        "{config_blob}"
+    );
+    assert_eq!(
+        registry_requests(&log),
+        [
+            "HEAD /v2/kept/manifests/1".to_string(),
+            format!("GET /v2/kept/manifests/{pushed}"),
+            config_blob,
+        ]
+    );
+    let remembered = d.join(format!(
+        "cache/convox-build-off-cluster/kept-platforms/{}",
+        pushed.replace(':', "-")
+    ));
+    assert_eq!(
+        fs::read_to_string(&remembered).expect("remembered by the pushed digest"),
+        "linux/amd64\n"
+    );
+    assert!(asked
+        .lock()
+        .expect("log")
+        .iter()
+        .all(|c| c == "CONNECT registry.e2e.test:443"));
+
+    let before = registry_requests(&log).len();
+    let second = run("h2");
+    assert!(!second.contains("service `redis`"), "{second}");
+    assert_eq!(
+        registry_requests(&log)[before..],
+        ["HEAD /v2/kept/manifests/1".to_string()]
+    );
+}

@@ -11,16 +11,16 @@ mod common;
 
 use common::{fixture, text, Fakes};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The one image `convox/redis:latest` holds: linux/amd64 only.
 const INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":500,"platform":{"architecture":"amd64","os":"linux"}}]}"#;
 
 /// What the fake hub and its proxy were asked, a line each:
 /// `CONNECT host:port`, or `METHOD PATH [bearer]`.
-type Log = Arc<Mutex<Vec<String>>>;
+type Log = common::Asked;
 
 /// A fake Docker Hub on a loopback port, and a proxy that tunnels any
 /// `CONNECT` to it; the CA file that trusts it.
@@ -32,19 +32,7 @@ struct Hub {
 
 impl Hub {
     fn start(index_digest: String) -> Hub {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let names = vec!["registry-1.docker.io".into(), "auth.docker.io".into()];
-        let cert = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        let ca = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(ca.path(), ca_cert.pem()).unwrap();
+        let cert = common::test_cert(&["registry-1.docker.io", "auth.docker.io"]);
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             #[allow(deprecated)]
             rustls::crypto::ring::default_provider(),
@@ -53,8 +41,8 @@ impl Hub {
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            vec![CertificateDer::from(cert.cert_der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_der.clone())),
         )
         .unwrap();
         let log: Log = Arc::default();
@@ -67,18 +55,9 @@ impl Hub {
                 std::thread::spawn(move || serve(s, config, &log, &digest));
             }
         });
-        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy_addr = proxy.local_addr().unwrap();
-        let proxy_log = log.clone();
-        std::thread::spawn(move || {
-            for s in proxy.incoming().flatten() {
-                let log = proxy_log.clone();
-                std::thread::spawn(move || tunnel(s, hub_addr, &log));
-            }
-        });
         Hub {
-            proxy: format!("http://{proxy_addr}"),
-            ca,
+            proxy: common::connect_proxy(hub_addr, log.clone()),
+            ca: cert.ca_file,
             log,
         }
     }
@@ -87,26 +66,6 @@ impl Hub {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
-}
-
-/// The proxy: read `CONNECT`, say 200, then carry bytes both ways.
-fn tunnel(s: TcpStream, hub: std::net::SocketAddr, log: &Log) {
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    log.lock().unwrap().push(line.trim().rsplit_once(' ').unwrap().0.into());
-    while reader.read_line(&mut String::new()).unwrap_or(0) > 2 {}
-    let mut client = s;
-    client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").unwrap();
-    let upstream = TcpStream::connect(hub).unwrap();
-    let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
-    let mut client_w = client.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut reader, &mut up_w);
-        let _ = up_w.shutdown(std::net::Shutdown::Write);
-    });
-    let _ = std::io::copy(&mut up_r, &mut client_w);
-    let _ = client_w.shutdown(std::net::Shutdown::Write);
 }
 
 /// The fake hub: one request per connection, answered as Docker Hub does.
@@ -156,7 +115,11 @@ fn serve(s: TcpStream, config: Arc<rustls::ServerConfig>, log: &Log, digest: &st
         _ => ("404 Not Found", String::new(), "{}".into()),
     };
     let body = if method == "HEAD" { "" } else { body.as_str() };
-    let len = if method == "HEAD" { INDEX.len() } else { body.len() };
+    let len = if method == "HEAD" {
+        INDEX.len()
+    } else {
+        body.len()
+    };
     let _ = write!(
         tls,
         "HTTP/1.1 {status}\r\n{headers}Content-Length: {len}\r\nConnection: close\r\n\r\n{body}"
@@ -174,8 +137,16 @@ fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs
     let dir = fixture("demo");
     let repo = format!("{}/demo", common::refused_loopback());
     let args = [
-        "--app", "demo", "--gitsha", "abc123", "--repo", &repo, "--tag",
-        "temp_{app}_{service}_{gitsha}", "--platform", "linux/arm64",
+        "--app",
+        "demo",
+        "--gitsha",
+        "abc123",
+        "--repo",
+        &repo,
+        "--tag",
+        "temp_{app}_{service}_{gitsha}",
+        "--platform",
+        "linux/arm64",
     ];
     let ca = hub.ca.path().to_str().unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -230,13 +201,15 @@ fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs
     let refused = format!("http://{}", common::refused_loopback());
     let mut env = env.to_vec();
     env.retain(|(k, _)| *k != "HTTPS_PROXY");
-    env.extend([("HTTPS_PROXY", refused.as_str()), ("FAKE_EXISTING", "convox/redis")]);
+    env.extend([
+        ("HTTPS_PROXY", refused.as_str()),
+        ("FAKE_EXISTING", "convox/redis"),
+    ]);
     let out = fakes3.run(dir.path(), &args, &env);
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(asked_docker(&fakes3));
     assert!(hub.take().is_empty());
 }
-
 
 /// SHA-256 of bytes, in hex (the `sha256sum` on PATH does it).
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -140,7 +140,10 @@ pub fn digest(img: &Image, deadline: Instant) -> Option<Answer> {
         401 => {
             let token = token_for(&head, &img.repo, deadline)?;
             let auth = format!("{accept}Authorization: Bearer {token}\r\n");
-            (send(&img.endpoint, "HEAD", &path, &auth, deadline)?.0, Some(token))
+            (
+                send(&img.endpoint, "HEAD", &path, &auth, deadline)?.0,
+                Some(token),
+            )
         }
         _ => (head, None),
     };
@@ -430,16 +433,16 @@ mod tests {
             at("docker.io/nginx:1"),
             own("registry-1.docker.io:443", "library/nginx", "1")
         );
-        assert_eq!(
-            at("ghcr.io/o/app:v1"),
-            own("ghcr.io:443", "o/app", "v1")
-        );
+        assert_eq!(at("ghcr.io/o/app:v1"), own("ghcr.io:443", "o/app", "v1"));
         assert_eq!(
             at("quay.io:8443/o/app"),
             own("quay.io:8443", "o/app", "latest")
         );
         let pinned = format!("redis@sha256:{}", "a".repeat(64));
-        assert_eq!(locate(&pinned).and_then(|i| i.pinned().map(String::from)), Some(format!("sha256:{}", "a".repeat(64))));
+        assert_eq!(
+            locate(&pinned).and_then(|i| i.pinned().map(String::from)),
+            Some(format!("sha256:{}", "a".repeat(64)))
+        );
         // Not asked here: private ECR, a name docker refuses, an injected line.
         assert_eq!(at("1.dkr.ecr.us-east-1.amazonaws.com/app:1"), None);
         assert_eq!(at("Redis"), None);
@@ -457,7 +460,10 @@ mod tests {
             challenge_param(p, "scope").as_deref(),
             Some("repository:library/redis:pull")
         );
-        assert_eq!(challenge_param("realm=x,service=y", "service").as_deref(), Some("y"));
+        assert_eq!(
+            challenge_param("realm=x,service=y", "service").as_deref(),
+            Some("y")
+        );
         assert_eq!(challenge_param(p, "error"), None);
         assert_eq!(
             https_url("https://auth.docker.io/token"),

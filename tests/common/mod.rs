@@ -777,3 +777,89 @@ pub fn arm64_busybox() -> Option<PathBuf> {
         }
     }
 }
+
+/// A test CA and a certificate it signed for `names` (rcgen): the CA in a
+/// PEM file (for `SSL_CERT_FILE`), the certificate and its key as PEM and
+/// DER.
+pub struct TestCert {
+    pub ca_file: tempfile::NamedTempFile,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
+}
+
+pub fn test_cert(names: &[&str]) -> TestCert {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .expect("names")
+        .signed_by(&key, &issuer)
+        .expect("cert");
+    let ca_file = tempfile::NamedTempFile::new().expect("CA file");
+    fs::write(ca_file.path(), ca_cert.pem()).expect("CA file");
+    TestCert {
+        ca_file,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cert_der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
+    }
+}
+
+/// What a test server was asked, a line each.
+pub type Asked = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An HTTP proxy on a loopback port that answers every `CONNECT` with a
+/// tunnel to `to`, whatever host it names (so a test reaches a server of
+/// its own under a real registry's name), noting `CONNECT HOST:PORT` in
+/// `log`; its `http://` address.
+pub fn connect_proxy(to: std::net::SocketAddr, log: Asked) -> String {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy");
+    let addr = proxy.local_addr().expect("proxy address");
+    std::thread::spawn(move || {
+        for s in proxy.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || tunnel(s, to, &log));
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// One tunnel: read `CONNECT`, say 200, then carry bytes both ways.
+fn tunnel(client: std::net::TcpStream, to: std::net::SocketAddr, log: &Asked) {
+    use std::io::{BufRead, Write};
+    let Ok(read_half) = client.try_clone() else {
+        return;
+    };
+    let mut reader = std::io::BufReader::new(read_half);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    if let Some((request, _version)) = line.trim().rsplit_once(' ') {
+        log.lock().expect("log").push(request.to_string());
+    }
+    while reader.read_line(&mut String::new()).unwrap_or(0) > 2 {}
+    let Ok(upstream) = std::net::TcpStream::connect(to) else {
+        return;
+    };
+    let (mut client_w, mut up_w) = (client, upstream);
+    let (Ok(mut up_r), Ok(_)) = (
+        up_w.try_clone(),
+        client_w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n"),
+    ) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut up_w);
+        let _ = up_w.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut up_r, &mut client_w);
+    let _ = client_w.shutdown(std::net::Shutdown::Write);
+}
