@@ -298,11 +298,24 @@ fn left(deadline: Instant) -> Option<Duration> {
 /// A connection to `HOST:PORT`, its reads and writes bounded by the
 /// deadline.
 fn connect(endpoint: &str, deadline: Instant) -> Option<TcpStream> {
-    let addr = endpoint.to_socket_addrs().ok()?.next()?;
+    let addr = resolve(endpoint, deadline)?;
     let s = TcpStream::connect_timeout(&addr, left(deadline)?).ok()?;
     s.set_read_timeout(Some(left(deadline)?)).ok()?;
     s.set_write_timeout(Some(left(deadline)?)).ok()?;
     Some(s)
+}
+
+/// The first address of `HOST:PORT`, looked up on a thread of its own so
+/// that a resolver that does not answer ends by the deadline too (the
+/// thread is left to finish alone).
+fn resolve(endpoint: &str, deadline: Instant) -> Option<std::net::SocketAddr> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = endpoint.to_string();
+    std::thread::spawn(move || {
+        let first = name.to_socket_addrs().ok().and_then(|mut a| a.next());
+        let _ = tx.send(first);
+    });
+    rx.recv_timeout(left(deadline)?).ok()?
 }
 
 /// A `CONNECT` tunnel to `endpoint` through an HTTP proxy.
