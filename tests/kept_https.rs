@@ -195,6 +195,31 @@ fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs
     assert_eq!(hub.take(), hub_lines.to_vec());
     assert!(!asked_docker(&fakes2));
 
+    // Pinned to a digest whose platforms are remembered: nothing asked.
+    let (fakes_pinned, dir) = (Fakes::new(&["docker"]), fixture("demo"));
+    let file = dir.path().join("docker-compose.convox.yml");
+    let written = std::fs::read_to_string(&file).unwrap();
+    let pinned_text = written.replace(
+        "image: convox/redis",
+        &format!("image: convox/redis@{digest}"),
+    );
+    assert_ne!(pinned_text, written);
+    std::fs::write(&file, pinned_text).unwrap();
+    let out = fakes_pinned.run(dir.path(), &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "keeps image convox/redis@{digest}, which offers linux/amd64 and not linux/arm64"
+        )),
+        "{stderr}"
+    );
+    assert!(hub.take().is_empty());
+    assert!(!fakes_pinned
+        .call_lines()
+        .iter()
+        .any(|l| l.starts_with("docker manifest inspect --verbose convox/redis")));
+
     // A registry that will not answer anonymously (no proxy to reach it
     // here): docker is asked, with the user's logins.
     let (fakes3, dir) = (Fakes::new(&["docker"]), fixture("demo"));

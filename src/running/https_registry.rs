@@ -54,15 +54,6 @@ pub struct Image {
     pub reference: String,
 }
 
-impl Image {
-    /// The digest the reference names, when it names one.
-    pub fn pinned(&self) -> Option<&str> {
-        self.reference
-            .starts_with("sha256:")
-            .then_some(self.reference.as_str())
-    }
-}
-
 /// Where a reference's registry is and what to ask it; None for what is
 /// not asked here (a private ECR registry, a name docker would refuse).
 pub fn locate(image: &str) -> Option<Image> {
@@ -451,10 +442,14 @@ mod tests {
             at("quay.io:8443/o/app"),
             own("quay.io:8443", "o/app", "latest")
         );
-        let pinned = format!("redis@sha256:{}", "a".repeat(64));
+        let hex = "a".repeat(64);
         assert_eq!(
-            locate(&pinned).and_then(|i| i.pinned().map(String::from)),
-            Some(format!("sha256:{}", "a".repeat(64)))
+            at(&format!("redis@sha256:{hex}")),
+            own(
+                "registry-1.docker.io:443",
+                "library/redis",
+                &format!("sha256:{hex}")
+            )
         );
         // Not asked here: private ECR, a name docker refuses, an injected line.
         assert_eq!(at("1.dkr.ecr.us-east-1.amazonaws.com/app:1"), None);

@@ -106,15 +106,12 @@ fn plain_platforms(image: &str) -> Option<Vec<String>> {
 }
 
 /// The platforms an HTTPS registry's kept image offers
-/// (`running::https_registry`): the digest its reference pins, or a `HEAD`
-/// for it; then the cache, else a `GET` by that digest (remembered).
+/// (`running::https_registry`): a `HEAD` for its digest, then the cache,
+/// else a `GET` by that digest (remembered).
 fn https_platforms(image: &str) -> Option<Vec<String>> {
     use crate::running::https_registry as https;
     let img = https::locate(image).filter(|i| !https::has_own_certs(&i.registry))?;
     let deadline = std::time::Instant::now() + HTTPS_LIMIT;
-    if let Some(known) = img.pinned().and_then(crate::running::kept_cache::get) {
-        return Some(known);
-    }
     let answer = https::digest(&img, deadline)?;
     remembered(&answer.digest, || https::platforms(&img, &answer, deadline))
 }
@@ -136,6 +133,12 @@ fn remembered(digest: &str, read: impl FnOnce() -> Option<Vec<String>>) -> Optio
 /// One kept image: a warning when it lacks a wanted platform, a note when
 /// its registry did not say.
 fn check_kept(k: &crate::plan::KeptCheck, opts: RunOptions) -> Option<String> {
+    // A reference pinned `@sha256:` names its manifest: nothing to ask
+    // when its platforms are remembered.
+    let pinned = k.image.split_once('@').map(|(_, digest)| digest);
+    if let Some(known) = pinned.and_then(crate::running::kept_cache::get) {
+        return lacking(k, &known);
+    }
     let asked = if k.plain {
         plain_platforms(&k.image)
     } else {
