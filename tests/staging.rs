@@ -322,3 +322,57 @@ fn an_interrupt_while_staging_leaves_nothing_in_tmpdir() {
         assert!(left.is_empty(), "round {round}: left {left:?}: {stderr}");
     }
 }
+
+/// A context whose `.dockerignore` is a link: the classic client cannot
+/// send it with the Dockerfile on stdin, so its commands name the file
+/// (labels as flags); its build stage still gets its cache image, as any
+/// other multi-stage build's does (the Dockerfile is still read for its
+/// stages).
+#[test]
+fn a_linked_dockerignore_keeps_the_stage_cache_and_drops_only_the_stdin_dockerfile() {
+    let dir = app(&[
+        ("common/dockerignore", ".env\n"),
+        (
+            "web/Dockerfile",
+            "FROM scratch AS build\nCOPY . /src\nFROM scratch\nCOPY --from=build /src /app\n",
+        ),
+        (
+            FILE,
+            "version: \"2\"\nservices:\n  web:\n    build: web\n  api:\n    build: api\n",
+        ),
+        (
+            "api/Dockerfile",
+            "FROM scratch AS build\nCOPY . /src\nFROM scratch\nCOPY --from=build /src /app\n",
+        ),
+    ]);
+    symlink(
+        "../common/dockerignore",
+        dir.path().join("web/.dockerignore"),
+    )
+    .expect("link");
+    let fakes = Fakes::new(&["docker", "aws"]);
+    let mut args = ARGS.to_vec();
+    args.push("--dry-run");
+    let out = fakes.run(dir.path(), &args, &[]);
+    let (plan, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // Both contexts' build stages are built and cached alike...
+    for service in ["web", "api"] {
+        assert!(
+            plan.lines().any(|l| l.contains("--target build")
+                && l.contains(&format!("shop-cache:shop_{service}-build"))),
+            "{service}'s build stage: {plan}"
+        );
+    }
+    // ...and only web's commands leave stdin alone.
+    let final_build = |service: &str| {
+        plan.lines()
+            .find(|l| l.contains(&format!("shop:t_{service} ")) && l.contains("docker build"))
+            .unwrap_or_else(|| panic!("{service}'s build: {plan}"))
+            .to_string()
+    };
+    let web = final_build("web");
+    assert!(!web.contains("-f -"), "{web}");
+    assert!(web.contains("--label"), "{web}");
+    assert!(final_build("api").contains("-f -"));
+}

@@ -208,17 +208,20 @@ impl Grouping<'_> {
     fn build(&self, svc: &Service, spec: BuildSpec, hash: &str, reference: &str) -> Build {
         let mut labels = self.labels.clone();
         labels.push((DIGEST_LABEL.to_string(), format!("blake3:{hash}")));
-        let dockerfile = self
-            .dockerfiles
-            .of(&spec)
-            .filter(|_| !docker::stdin_dockerfile_breaks(Path::new(&spec.context)));
+        // The Dockerfile as read names the stages to cache; the classic
+        // client cannot send a context whose `.dockerignore` is a link with
+        // the Dockerfile on stdin, so its commands then get none (their
+        // labels go as flags).
+        let dockerfile = self.dockerfiles.of(&spec);
+        let on_stdin =
+            dockerfile.filter(|_| !docker::stdin_dockerfile_breaks(Path::new(&spec.context)));
         let stage = Stage::of(&spec);
         let cmd_spec = command_spec(&spec, stage.as_ref());
         let target = self.target;
-        let build_cmd = |s: &BuildSpec| self.build_cmd(s, reference, &labels, dockerfile);
+        let build_cmd = |s: &BuildSpec| self.build_cmd(s, reference, &labels, on_stdin);
         let (build_spec, cache) = if target.registry_cache {
             let at = self.site(&svc.name, reference, dockerfile, None);
-            let stage_cmd = |s: &BuildSpec, r: &str| self.stage_cmd(s, r, dockerfile);
+            let stage_cmd = |s: &BuildSpec, r: &str| self.stage_cmd(s, r, on_stdin);
             let (build_spec, push) = cache::cache(&at, &cmd_spec, &build_cmd, &stage_cmd);
             (build_spec, Some(push))
         } else {

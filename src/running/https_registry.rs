@@ -291,6 +291,7 @@ fn left(deadline: Instant) -> Option<Duration> {
 fn connect(endpoint: &str, deadline: Instant) -> Option<TcpStream> {
     let addr = resolve(endpoint, deadline)?;
     let s = TcpStream::connect_timeout(&addr, left(deadline)?).ok()?;
+    s.set_nodelay(true).ok()?;
     s.set_read_timeout(Some(left(deadline)?)).ok()?;
     s.set_write_timeout(Some(left(deadline)?)).ok()?;
     Some(s)
@@ -312,11 +313,10 @@ fn resolve(endpoint: &str, deadline: Instant) -> Option<std::net::SocketAddr> {
 /// A `CONNECT` tunnel to `endpoint` through an HTTP proxy.
 fn tunnel(proxy: &str, endpoint: &str, deadline: Instant) -> Option<TcpStream> {
     let mut s = connect(proxy, deadline)?;
-    write!(
-        s,
+    let request = format!(
         "CONNECT {endpoint} HTTP/1.1\r\nHost: {endpoint}\r\nUser-Agent: convox-build-off-cluster\r\n\r\n"
-    )
-    .ok()?;
+    );
+    s.write_all(request.as_bytes()).ok()?;
     // Read the answer's head byte by byte: what follows it is the tunnel's.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
