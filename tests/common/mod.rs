@@ -850,6 +850,7 @@ fn tunnel(client: std::net::TcpStream, to: std::net::SocketAddr, log: &Asked) {
         return;
     };
     let (mut client_w, mut up_w) = (client, upstream);
+    let _ = (client_w.set_nodelay(true), up_w.set_nodelay(true));
     let (Ok(mut up_r), Ok(_)) = (
         up_w.try_clone(),
         client_w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n"),
