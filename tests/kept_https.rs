@@ -18,6 +18,49 @@ use std::sync::Arc;
 /// The one image `convox/redis:latest` holds: linux/amd64 only.
 const INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":500,"platform":{"architecture":"amd64","os":"linux"}}]}"#;
 
+/// The other form: one image (linux/amd64), its platform in its config,
+/// a blob that Docker Hub serves by a redirect to its CDN.
+const CONFIG: &str =
+    r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+
+/// The image manifest naming [`CONFIG`] (by its digest, put in for
+/// `CONFIG_DIGEST`).
+const IMAGE: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"CONFIG_DIGEST","size":80},"layers":[]}"#;
+
+/// Where the fake CDN serves the config blob.
+const CDN_PATH: &str = "/registry-v2/docker/registry/v2/blobs/sha256/config/data?verify=1";
+
+/// What the fake hub serves under `convox/redis:latest`.
+#[derive(Clone)]
+struct Served {
+    manifest: String,
+    digest: String,
+    media_type: &'static str,
+    config_digest: String,
+}
+
+impl Served {
+    fn index() -> Served {
+        Served {
+            manifest: INDEX.to_string(),
+            digest: format!("sha256:{}", sha256_hex(INDEX.as_bytes())),
+            media_type: "application/vnd.oci.image.index.v1+json",
+            config_digest: String::new(),
+        }
+    }
+
+    fn image() -> Served {
+        let config_digest = format!("sha256:{}", sha256_hex(CONFIG.as_bytes()));
+        let manifest = IMAGE.replace("CONFIG_DIGEST", &config_digest);
+        Served {
+            digest: format!("sha256:{}", sha256_hex(manifest.as_bytes())),
+            manifest,
+            media_type: "application/vnd.oci.image.manifest.v1+json",
+            config_digest,
+        }
+    }
+}
+
 /// What the fake hub and its proxy were asked, a line each:
 /// `CONNECT host:port`, or `METHOD PATH [bearer]`.
 type Log = common::Asked;
@@ -31,8 +74,12 @@ struct Hub {
 }
 
 impl Hub {
-    fn start(index_digest: String) -> Hub {
-        let cert = common::test_cert(&["registry-1.docker.io", "auth.docker.io"]);
+    fn start(served: Served) -> Hub {
+        let cert = common::test_cert(&[
+            "registry-1.docker.io",
+            "auth.docker.io",
+            "production.cloudflare.docker.com",
+        ]);
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             #[allow(deprecated)]
             rustls::crypto::ring::default_provider(),
@@ -51,8 +98,8 @@ impl Hub {
         let (config, hub_log) = (Arc::new(config), log.clone());
         std::thread::spawn(move || {
             for s in hub.incoming().flatten() {
-                let (config, log, digest) = (config.clone(), hub_log.clone(), index_digest.clone());
-                std::thread::spawn(move || serve(s, config, &log, &digest));
+                let (config, log, served) = (config.clone(), hub_log.clone(), served.clone());
+                std::thread::spawn(move || serve(s, config, &log, &served));
             }
         });
         Hub {
@@ -69,7 +116,7 @@ impl Hub {
 }
 
 /// The fake hub: one request per connection, answered as Docker Hub does.
-fn serve(s: TcpStream, config: Arc<rustls::ServerConfig>, log: &Log, digest: &str) {
+fn serve(s: TcpStream, config: Arc<rustls::ServerConfig>, log: &Log, served: &Served) {
     let conn = rustls::ServerConnection::new(config).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, s);
     let mut head = Vec::new();
@@ -95,31 +142,40 @@ fn serve(s: TcpStream, config: Arc<rustls::ServerConfig>, log: &Log, digest: &st
         bearer.map(|t| format!(" [{t}]")).unwrap_or_default()
     ));
     let token_path = "/token?service=registry.docker.io&scope=repository%3Aconvox%2Fredis%3Apull";
-    let (status, headers, body): (&str, String, String) = match (host, path, bearer) {
-        ("auth.docker.io", p, None) if p == token_path => {
-            ("200 OK", "Content-Type: application/json\r\n".into(), r#"{"token":"anon-1","expires_in":300}"#.into())
-        }
-        ("registry-1.docker.io", p, Some("anon-1"))
-            if p == "/v2/convox/redis/manifests/latest" || p == format!("/v2/convox/redis/manifests/{digest}") =>
-        {
+    let (digest, manifest) = (&served.digest, &served.manifest);
+    let by_tag = path == "/v2/convox/redis/manifests/latest";
+    let by_digest = path == format!("/v2/convox/redis/manifests/{digest}");
+    let config_blob = path == format!("/v2/convox/redis/blobs/{}", served.config_digest);
+    let (status, headers, body): (&str, String, &str) = match (host, bearer) {
+        ("auth.docker.io", None) if path == token_path => (
+            "200 OK",
+            "Content-Type: application/json\r\n".into(),
+            r#"{"token":"anon-1","expires_in":300}"#,
+        ),
+        ("registry-1.docker.io", Some("anon-1")) if by_tag || by_digest => {
             let h = format!(
-                "Content-Type: application/vnd.oci.image.index.v1+json\r\nDocker-Content-Digest: {digest}\r\n"
+                "Content-Type: {}\r\nDocker-Content-Digest: {digest}\r\n",
+                served.media_type
             );
-            ("200 OK", h, INDEX.into())
+            ("200 OK", h, manifest.as_str())
         }
-        ("registry-1.docker.io", _, None) => (
+        ("registry-1.docker.io", Some("anon-1")) if config_blob => (
+            "307 Temporary Redirect",
+            format!("Location: https://production.cloudflare.docker.com{CDN_PATH}\r\n"),
+            "",
+        ),
+        ("production.cloudflare.docker.com", None) if path == CDN_PATH => {
+            ("200 OK", "Content-Type: application/octet-stream\r\n".into(), CONFIG)
+        }
+        ("registry-1.docker.io", None) => (
             "401 Unauthorized",
             "WWW-Authenticate: Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:convox/redis:pull\"\r\n".into(),
-            "{}".into(),
+            "{}",
         ),
-        _ => ("404 Not Found", String::new(), "{}".into()),
+        _ => ("404 Not Found", String::new(), "{}"),
     };
-    let body = if method == "HEAD" { "" } else { body.as_str() };
-    let len = if method == "HEAD" {
-        INDEX.len()
-    } else {
-        body.len()
-    };
+    let len = body.len();
+    let body = if method == "HEAD" { "" } else { body };
     let _ = write!(
         tls,
         "HTTP/1.1 {status}\r\n{headers}Content-Length: {len}\r\nConnection: close\r\n\r\n{body}"
@@ -131,8 +187,9 @@ fn serve(s: TcpStream, config: Arc<rustls::ServerConfig>, log: &Log, digest: &st
 
 #[test]
 fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs_no_get() {
-    let digest = format!("sha256:{}", sha256_hex(INDEX.as_bytes()));
-    let hub = Hub::start(digest.clone());
+    let served = Served::index();
+    let digest = served.digest.clone();
+    let hub = Hub::start(served);
     let fakes = Fakes::new(&["docker"]);
     let dir = fixture("demo");
     let repo = format!("{}/demo", common::refused_loopback());
@@ -246,4 +303,59 @@ fn sha256_hex(bytes: &[u8]) -> String {
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// A single-platform image on Docker Hub: its platform is in its config,
+/// a blob that Docker Hub serves by a redirect to its CDN; the redirect is
+/// followed, without the token (another host), and docker is not asked.
+#[test]
+fn a_single_images_config_is_read_through_docker_hubs_redirect_without_the_token() {
+    let served = Served::image();
+    let (digest, config_digest) = (served.digest.clone(), served.config_digest.clone());
+    let hub = Hub::start(served);
+    let (fakes, dir) = (Fakes::new(&["docker"]), fixture("demo"));
+    let repo = format!("{}/demo", common::refused_loopback());
+    let cache = tempfile::tempdir().unwrap();
+    let ca = hub.ca.path().to_str().unwrap();
+    let args = [
+        "--app",
+        "demo",
+        "--gitsha",
+        "abc123",
+        "--repo",
+        &repo,
+        "--platform",
+        "linux/arm64",
+    ];
+    let env = [
+        ("XDG_CACHE_HOME", cache.path().to_str().unwrap()),
+        ("DOCKER_BUILDKIT", "1"),
+        ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
+        ("HTTPS_PROXY", hub.proxy.as_str()),
+        ("SSL_CERT_FILE", ca),
+    ];
+    let out = fakes.run(dir.path(), &args, &env);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("keeps image convox/redis, which offers linux/amd64 and not linux/arm64"),
+        "{stderr}"
+    );
+    let asked = hub.take();
+    let last_six = &asked[asked.len().saturating_sub(6)..];
+    assert_eq!(
+        last_six,
+        [
+            "CONNECT registry-1.docker.io:443".to_string(),
+            format!("GET registry-1.docker.io/v2/convox/redis/manifests/{digest} [anon-1]"),
+            "CONNECT registry-1.docker.io:443".into(),
+            format!("GET registry-1.docker.io/v2/convox/redis/blobs/{config_digest} [anon-1]"),
+            "CONNECT production.cloudflare.docker.com:443".into(),
+            format!("GET production.cloudflare.docker.com{CDN_PATH}"),
+        ]
+    );
+    assert!(!fakes
+        .call_lines()
+        .iter()
+        .any(|l| l.starts_with("docker manifest inspect --verbose convox/redis")));
 }
