@@ -66,7 +66,7 @@ impl Plan {
             lines.push("# the tags do not name the content (no {hash}): a tag the registry has, whose answer does not name its platforms, is read back first (docker manifest inspect --verbose REF, after the login) and counts only holding every platform".into());
         }
         if !self.kept.is_empty() {
-            lines.push("# each kept image is asked which platforms it offers, beside the questions above (a warning names each wanted one it lacks):".into());
+            lines.push("# each kept image is asked which platforms it offers, beside the questions above: a HEAD for its digest (the platforms remembered by digest), else this command (a warning names each wanted one it lacks):".into());
             lines.extend(
                 self.kept
                     .iter()
