@@ -78,7 +78,8 @@ pub fn locate(image: &str) -> Option<Image> {
     let reference = digest.unwrap_or(tag).to_string();
     let host = registry.split(':').next().unwrap_or(registry);
     let private_ecr = host.contains(".dkr.ecr.");
-    let valid = plain_path(&repo) && plain_reference(&reference) && !private_ecr;
+    let valid =
+        plain_host(registry) && plain_path(&repo) && plain_reference(&reference) && !private_ecr;
     let endpoint = match (hub, registry.contains(':')) {
         (true, _) => "registry-1.docker.io:443".to_string(),
         (false, true) => registry.to_string(),
@@ -90,6 +91,21 @@ pub fn locate(image: &str) -> Option<Image> {
         repo,
         reference,
     })
+}
+
+/// A registry as docker names one: a DNS name (letters, digits, `.-`) and
+/// an optional `:PORT`.
+fn plain_host(registry: &str) -> bool {
+    let (name, port) = match registry.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (registry, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    name_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
 }
 
 /// A repository path docker accepts (lower case, digits, `._-/`).
@@ -139,7 +155,8 @@ pub fn digest(img: &Image, deadline: Instant) -> Option<Answer> {
         _ => (head, None),
     };
     (status_of(&head)? == 200).then_some(())?;
-    let digest = header_of(&head, "docker-content-digest").filter(|d| d.starts_with("sha256:"))?;
+    let digest = header_of(&head, "docker-content-digest")
+        .filter(|d| d.starts_with("sha256:") && plain_reference(d))?;
     Some(Answer { digest, token })
 }
 
@@ -455,6 +472,8 @@ mod tests {
         assert_eq!(at("1.dkr.ecr.us-east-1.amazonaws.com/app:1"), None);
         assert_eq!(at("Redis"), None);
         assert_eq!(at("redis:1\r\nX: y"), None);
+        assert_eq!(at("ghcr.io\r\nX:1/o/app"), None);
+        assert_eq!(at("ghcr.io:0/o/app"), None);
     }
 
     #[test]
