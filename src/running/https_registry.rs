@@ -33,7 +33,7 @@
 //! `docker manifest inspect`, which has the user's logins. Every connection
 //! and read ends by one deadline.
 
-use super::registry::{exchange, header_of, json_body, read_platforms, status_of};
+use super::registry::{exchange, header_of, ok_json, read_platforms, status_of};
 use crate::programs::ecr::MANIFEST_TYPES;
 use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
@@ -186,8 +186,7 @@ pub fn platforms(img: &Image, answer: &Answer, deadline: Instant) -> Option<Vec<
             }
             _ => (head, body),
         };
-        (status_of(&head)? == 200).then_some(())?;
-        json_body(&head, &body)
+        ok_json(&head, &body)
     })
 }
 
@@ -207,8 +206,7 @@ fn token_for(head: &str, repo: &str, deadline: Instant) -> Option<String> {
     let join = if path.contains('?') { '&' } else { '?' };
     let path = format!("{path}{join}{query}");
     let (head, body) = send(&endpoint, "GET", &path, "", deadline)?;
-    (status_of(&head)? == 200).then_some(())?;
-    let v = json_body(&head, &body)?;
+    let v = ok_json(&head, &body)?;
     let token = v.get("token").or_else(|| v.get("access_token"))?.as_str()?;
     let plain = !token.is_empty()
         && token.len() <= 16 * 1024

@@ -72,11 +72,17 @@ pub(crate) fn exchange<S: Read + Write>(
     s.flush().ok()?;
     let mut got = Vec::new();
     let mut buf = [0u8; 16384];
-    let end_of_head = |got: &[u8]| got.windows(4).position(|w| w == b"\r\n\r\n");
+    // Where the head ends and how the body is framed, found once.
+    let mut head_end: Option<(usize, Framing)> = None;
     loop {
-        if let Some(at) = end_of_head(&got) {
-            let head = String::from_utf8_lossy(&got[..at + 2]);
-            if method == "HEAD" || body_complete(&head, &got[at + 4..]) {
+        if head_end.is_none() {
+            head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|at| {
+                let head = String::from_utf8_lossy(&got[..at + 2]);
+                (at, Framing::of(method, &head))
+            });
+        }
+        if let Some((at, framing)) = &head_end {
+            if framing.complete(&got[at + 4..]) {
                 break;
             }
         }
@@ -95,28 +101,61 @@ pub(crate) fn exchange<S: Read + Write>(
             return None;
         }
     }
-    let at = end_of_head(&got)?;
-    let head = String::from_utf8_lossy(&got[..at + 2]).into_owned();
-    let body = got[at + 4..].to_vec();
-    let framed = header_of(&head, "content-length").is_some() || is_chunked(&head);
-    (method == "HEAD" || !framed || body_complete(&head, &body)).then_some((head, body))
+    let (at, framing) = head_end?;
+    let body = &got[at + 4..];
+    (framing == Framing::ToEnd || framing.complete(body)).then(|| {
+        let head = String::from_utf8_lossy(&got[..at + 2]).into_owned();
+        (head, body.to_vec())
+    })
 }
 
-/// Is a body as long as its head says (`Content-Length`, or a chunked
-/// body's last chunk)? False when the head says neither.
-fn body_complete(head: &str, body: &[u8]) -> bool {
-    if is_chunked(head) {
-        // The last chunk first (cheap), then the whole walk once.
-        return body.ends_with(b"0\r\n\r\n") && dechunk(body).is_some();
+/// How a response's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// A `HEAD`'s: no body.
+    Empty,
+    /// `Content-Length` (None: a length that is not a number).
+    Length(Option<usize>),
+    /// `Transfer-Encoding: chunked`: at its last chunk.
+    Chunked,
+    /// Neither: at the connection's end.
+    ToEnd,
+}
+
+impl Framing {
+    fn of(method: &str, head: &str) -> Framing {
+        if method == "HEAD" {
+            Framing::Empty
+        } else if is_chunked(head) {
+            Framing::Chunked
+        } else if let Some(n) = header_of(head, "content-length") {
+            Framing::Length(n.parse().ok())
+        } else {
+            Framing::ToEnd
+        }
     }
-    header_of(head, "content-length")
-        .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| body.len() >= n)
+
+    /// Is `body` all of it?
+    fn complete(self, body: &[u8]) -> bool {
+        match self {
+            Framing::Empty => true,
+            Framing::Length(n) => n.is_some_and(|n| body.len() >= n),
+            // The last chunk first (cheap), then the whole walk once.
+            Framing::Chunked => body.ends_with(b"0\r\n\r\n") && dechunk(body).is_some(),
+            Framing::ToEnd => false,
+        }
+    }
 }
 
 /// Is a response's body sent in chunks?
 fn is_chunked(head: &str) -> bool {
     header_of(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+}
+
+/// The JSON body of a plain `200`; None for any other answer.
+pub(crate) fn ok_json(head: &str, body: &[u8]) -> Option<serde_json::Value> {
+    (status_of(head)? == 200).then_some(())?;
+    json_body(head, body)
 }
 
 /// The most a response may hold (a tag list of ~200,000 tags).
@@ -143,8 +182,7 @@ pub fn platforms(reference: &str) -> Option<Vec<String>> {
     let (host, repo, tag) = split(reference)?;
     read_platforms(repo, tag, |path, accept| {
         let (head, body) = request(host, "GET", path, accept)?;
-        (status_of(&head)? == 200).then_some(())?;
-        json_body(&head, &body)
+        ok_json(&head, &body)
     })
 }
 
@@ -168,7 +206,7 @@ pub(crate) fn read_platforms(
 }
 
 /// A response's body as JSON (chunked or not).
-pub(crate) fn json_body(head: &str, body: &[u8]) -> Option<serde_json::Value> {
+fn json_body(head: &str, body: &[u8]) -> Option<serde_json::Value> {
     let body = if is_chunked(head) {
         dechunk(body)?
     } else {
@@ -302,6 +340,66 @@ pub(crate) fn header_of(head: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection that answers with `answer` and then fails every read
+    /// (so a read past the end of a framed body shows as None).
+    struct Peer {
+        answer: std::io::Cursor<Vec<u8>>,
+    }
+
+    impl Read for Peer {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.answer.read(buf)? {
+                0 => Err(std::io::ErrorKind::TimedOut.into()),
+                n => Ok(n),
+            }
+        }
+    }
+
+    impl Write for Peer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn answered(method: &str, answer: &str) -> Option<(String, Vec<u8>)> {
+        let mut peer = Peer {
+            answer: std::io::Cursor::new(answer.as_bytes().to_vec()),
+        };
+        exchange(&mut peer, "r", method, "/", "")
+    }
+
+    #[test]
+    fn a_body_is_read_as_far_as_its_framing_says_and_no_further() {
+        let body = |a: Option<(String, Vec<u8>)>| a.map(|(_, b)| String::from_utf8(b).unwrap());
+        let sized = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(body(answered("GET", sized)).as_deref(), Some("{}"));
+        assert_eq!(
+            body(answered(
+                "HEAD",
+                "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"
+            ))
+            .as_deref(),
+            Some("")
+        );
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+        assert_eq!(
+            body(answered("GET", chunked)).as_deref(),
+            Some("2\r\n{}\r\n0\r\n\r\n")
+        );
+        // Cut short, or a length that is no number: no answer.
+        assert_eq!(
+            answered("GET", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}"),
+            None
+        );
+        assert_eq!(
+            answered("GET", "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n{}"),
+            None
+        );
+    }
 
     #[test]
     fn a_tag_list_is_read_whole_chunked_or_not_and_its_next_page_followed() {
