@@ -13,6 +13,7 @@ use common::{fixture, text, Fakes};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The one image `convox/redis:latest` holds: linux/amd64 only.
@@ -185,13 +186,18 @@ fn serve(s: TcpStream, config: Arc<rustls::ServerConfig>, log: &Log, served: &Se
     let _ = tls.flush();
 }
 
-#[test]
-fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs_no_get() {
-    let served = Served::index();
-    let digest = served.digest.clone();
-    let hub = Hub::start(served);
-    let fakes = Fakes::new(&["docker"]);
-    let dir = fixture("demo");
+/// The demo, in a fresh copy (its file as `edit` leaves it) with a fresh
+/// fake docker, run for linux/arm64 against the fake hub (its proxy and
+/// CA), the kept-image cache in `cache`, then `more` variables (a later one
+/// wins).
+fn run_demo(
+    hub: &Hub,
+    cache: &Path,
+    more: &[(&str, &str)],
+    edit: impl FnOnce(&Path),
+) -> (Fakes, std::process::Output) {
+    let (fakes, dir) = (Fakes::new(&["docker"]), fixture("demo"));
+    edit(&dir.path().join("docker-compose.convox.yml"));
     let repo = format!("{}/demo", common::refused_loopback());
     let args = [
         "--app",
@@ -200,20 +206,37 @@ fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs
         "abc123",
         "--repo",
         &repo,
-        "--tag",
-        "temp_{app}_{service}_{gitsha}",
         "--platform",
         "linux/arm64",
     ];
-    let ca = hub.ca.path().to_str().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let env = [
-        ("XDG_CACHE_HOME", cache.path().to_str().unwrap()),
+    let mut env = vec![
+        ("XDG_CACHE_HOME", cache.to_str().unwrap()),
         ("DOCKER_BUILDKIT", "1"),
         ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
         ("HTTPS_PROXY", hub.proxy.as_str()),
-        ("SSL_CERT_FILE", ca),
+        ("SSL_CERT_FILE", hub.ca.path().to_str().unwrap()),
     ];
+    env.extend_from_slice(more);
+    let out = fakes.run(dir.path(), &args, &env);
+    (fakes, out)
+}
+
+/// Did the run ask docker for the kept image (`convox/redis`, pinned or
+/// not)?
+fn asked_docker(fakes: &Fakes) -> bool {
+    fakes
+        .call_lines()
+        .iter()
+        .any(|l| l.starts_with("docker manifest inspect --verbose convox/redis"))
+}
+
+#[test]
+fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs_no_get() {
+    let served = Served::index();
+    let digest = served.digest.clone();
+    let hub = Hub::start(served);
+    let cache = tempfile::tempdir().unwrap();
+    let as_is = |_: &Path| {};
     let warning = "warning: service `redis` keeps image convox/redis, which offers linux/amd64 and not linux/arm64";
     let hub_lines = [
         "CONNECT registry-1.docker.io:443".to_string(),
@@ -225,7 +248,7 @@ fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs
     ];
 
     // First run: HEAD, token, HEAD, then the manifest by its digest.
-    let out = fakes.run(dir.path(), &args, &env);
+    let (fakes, out) = run_demo(&hub, cache.path(), &[], as_is);
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(warning), "{stderr}");
@@ -235,34 +258,27 @@ fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs
         format!("GET registry-1.docker.io/v2/convox/redis/manifests/{digest} [anon-1]"),
     ]);
     assert_eq!(hub.take(), first);
-    let asked_docker = |fakes: &Fakes| {
-        fakes
-            .call_lines()
-            .iter()
-            .any(|l| l.starts_with("docker manifest inspect") && l.ends_with(" convox/redis"))
-    };
     assert!(!asked_docker(&fakes), "answered without docker");
 
     // Second run, the digest unchanged: the HEADs only, no GET, no docker.
-    let (fakes2, dir) = (Fakes::new(&["docker"]), fixture("demo"));
-    let out = fakes2.run(dir.path(), &args, &env);
+    let (fakes, out) = run_demo(&hub, cache.path(), &[], as_is);
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(warning), "{stderr}");
     assert_eq!(hub.take(), hub_lines.to_vec());
-    assert!(!asked_docker(&fakes2));
+    assert!(!asked_docker(&fakes));
 
     // Pinned to a digest whose platforms are remembered: nothing asked.
-    let (fakes_pinned, dir) = (Fakes::new(&["docker"]), fixture("demo"));
-    let file = dir.path().join("docker-compose.convox.yml");
-    let written = std::fs::read_to_string(&file).unwrap();
-    let pinned_text = written.replace(
-        "image: convox/redis",
-        &format!("image: convox/redis@{digest}"),
-    );
-    assert_ne!(pinned_text, written);
-    std::fs::write(&file, pinned_text).unwrap();
-    let out = fakes_pinned.run(dir.path(), &args, &env);
+    let pin = |file: &Path| {
+        let written = std::fs::read_to_string(file).unwrap();
+        let pinned = written.replace(
+            "image: convox/redis",
+            &format!("image: convox/redis@{digest}"),
+        );
+        assert_ne!(pinned, written);
+        std::fs::write(file, pinned).unwrap();
+    };
+    let (fakes, out) = run_demo(&hub, cache.path(), &[], pin);
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -272,24 +288,18 @@ fn a_kept_image_on_docker_hub_is_asked_with_a_head_and_an_unchanged_digest_costs
         "{stderr}"
     );
     assert!(hub.take().is_empty());
-    assert!(!fakes_pinned
-        .call_lines()
-        .iter()
-        .any(|l| l.starts_with("docker manifest inspect --verbose convox/redis")));
+    assert!(!asked_docker(&fakes));
 
     // A registry that will not answer anonymously (no proxy to reach it
     // here): docker is asked, with the user's logins.
-    let (fakes3, dir) = (Fakes::new(&["docker"]), fixture("demo"));
     let refused = format!("http://{}", common::refused_loopback());
-    let mut env = env.to_vec();
-    env.retain(|(k, _)| *k != "HTTPS_PROXY");
-    env.extend([
+    let more = [
         ("HTTPS_PROXY", refused.as_str()),
         ("FAKE_EXISTING", "convox/redis"),
-    ]);
-    let out = fakes3.run(dir.path(), &args, &env);
+    ];
+    let (fakes, out) = run_demo(&hub, cache.path(), &more, as_is);
     assert!(out.status.success(), "{}", text(&out).1);
-    assert!(asked_docker(&fakes3));
+    assert!(asked_docker(&fakes));
     assert!(hub.take().is_empty());
 }
 
@@ -313,28 +323,8 @@ fn a_single_images_config_is_read_through_docker_hubs_redirect_without_the_token
     let served = Served::image();
     let (digest, config_digest) = (served.digest.clone(), served.config_digest.clone());
     let hub = Hub::start(served);
-    let (fakes, dir) = (Fakes::new(&["docker"]), fixture("demo"));
-    let repo = format!("{}/demo", common::refused_loopback());
     let cache = tempfile::tempdir().unwrap();
-    let ca = hub.ca.path().to_str().unwrap();
-    let args = [
-        "--app",
-        "demo",
-        "--gitsha",
-        "abc123",
-        "--repo",
-        &repo,
-        "--platform",
-        "linux/arm64",
-    ];
-    let env = [
-        ("XDG_CACHE_HOME", cache.path().to_str().unwrap()),
-        ("DOCKER_BUILDKIT", "1"),
-        ("FAKE_VERSIONS", "20.10.24|24.0.7|linux/amd64"),
-        ("HTTPS_PROXY", hub.proxy.as_str()),
-        ("SSL_CERT_FILE", ca),
-    ];
-    let out = fakes.run(dir.path(), &args, &env);
+    let (fakes, out) = run_demo(&hub, cache.path(), &[], |_| {});
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -354,8 +344,5 @@ fn a_single_images_config_is_read_through_docker_hubs_redirect_without_the_token
             format!("GET production.cloudflare.docker.com{CDN_PATH}"),
         ]
     );
-    assert!(!fakes
-        .call_lines()
-        .iter()
-        .any(|l| l.starts_with("docker manifest inspect --verbose convox/redis")));
+    assert!(!asked_docker(&fakes));
 }
